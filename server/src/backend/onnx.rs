@@ -1,0 +1,240 @@
+//! ONNX Runtime through `ort`, loaded dynamically at run time.
+
+use std::{
+    collections::BTreeMap,
+    env,
+    path::{Path, PathBuf},
+};
+
+use mnist::{IMAGE_SIDE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD, dataset::sha256_hex};
+use ort::{
+    environment::Environment,
+    ep::{self, ExecutionProvider, ExecutionProviderDispatch},
+    session::{Session, builder::GraphOptimizationLevel},
+    value::{TensorElementType, TensorRef, ValueType},
+};
+
+use super::{Backend, ModelDescription};
+use crate::{config::Device, error::ServerError};
+
+/// The ONNX Runtime version `ort` is built against (api-22: 1.22 or newer).
+const MIN_RUNTIME: &str = "1.22";
+
+/// A model session owned by the inference thread.
+pub struct OnnxBackend {
+    session: Session,
+    input_name: String,
+    output_name: String,
+    // Sessions are created from the environment; keep it alive with them.
+    _environment: Environment,
+}
+
+impl OnnxBackend {
+    /// Loads ONNX Runtime and the model at `path` on `device`, checking that
+    /// the model takes `[N, 1, 28, 28]` float32 and returns `[N, 10]`.
+    pub fn load(path: &Path, device: Device, intra_threads: usize) -> Result<(Self, ModelDescription), ServerError> {
+        let library = find_runtime_library()?;
+        let environment = ort::init_from(&library)
+            .map_err(|e| {
+                ServerError::Runtime(format!(
+                    "cannot load {}: {e} (mnist-server needs ONNX Runtime {MIN_RUNTIME} or newer)",
+                    library.display()
+                ))
+            })?
+            .with_name("mnist-server")
+            .build()
+            .map_err(|e| ServerError::Runtime(e.to_string()))?;
+        tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
+
+        let model_error = |reason: String| ServerError::Model { path: path.to_path_buf(), reason };
+        let bytes = std::fs::read(path).map_err(|e| {
+            model_error(format!("{e} (train one with mnist-train, or pass --model; the repository ships models/mnist.onnx)"))
+        })?;
+
+        let (session, provider) = match device {
+            Device::Cpu => (build_session(&environment, &bytes, intra_threads, None).map_err(model_error)?, "cpu"),
+            Device::Cuda => accelerated(&environment, &bytes, intra_threads, "cuda", ep::CUDA::default().build())?,
+            Device::Coreml => accelerated(&environment, &bytes, intra_threads, "coreml", ep::CoreML::default().build())?,
+            Device::Auto => {
+                let (name, available, dispatch) = platform_accelerator();
+                let attempt = if available {
+                    build_session(&environment, &bytes, intra_threads, Some(dispatch.error_on_failure()))
+                } else {
+                    Err(format!("this ONNX Runtime library has no {name} provider"))
+                };
+                match attempt {
+                    Ok(session) => (session, name),
+                    Err(reason) => {
+                        tracing::info!(provider = name, %reason, "accelerator not used, running on the CPU");
+                        (build_session(&environment, &bytes, intra_threads, None).map_err(model_error)?, "cpu")
+                    }
+                }
+            }
+        };
+
+        let (input_name, output_name) = check_signature(&session).map_err(model_error)?;
+        let metadata = read_metadata(&session);
+        let constant = |key: &str, default: f32| {
+            metadata.get(key).and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(default)
+        };
+        let description = ModelDescription {
+            provider,
+            mean: constant("normalization_mean", PIXEL_MEAN),
+            std: constant("normalization_std", PIXEL_STD),
+            sha256: sha256_hex(&bytes),
+            metadata,
+        };
+        if description.std <= 0.0 {
+            return Err(model_error(format!("normalization_std is {}, must be positive", description.std)));
+        }
+        Ok((Self { session, input_name, output_name, _environment: environment }, description))
+    }
+}
+
+impl Backend for OnnxBackend {
+    fn infer(&mut self, input: &[f32], batch_size: usize) -> Result<Vec<f32>, ServerError> {
+        let shape = [batch_size, 1, IMAGE_SIDE, IMAGE_SIDE];
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| ServerError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| ServerError::Inference(e.to_string()))?;
+        let (out_shape, logits) = outputs[self.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| ServerError::Inference(e.to_string()))?;
+        if out_shape[..] != [batch_size as i64, NUM_CLASSES as i64] {
+            return Err(ServerError::Inference(format!("model returned shape {:?}", &out_shape[..])));
+        }
+        Ok(logits.to_vec())
+    }
+}
+
+/// The accelerator `auto` tries on this platform.
+fn platform_accelerator() -> (&'static str, bool, ExecutionProviderDispatch) {
+    if cfg!(target_os = "macos") {
+        ("coreml", ep::CoreML::is_available().unwrap_or(false), ep::CoreML::default().build())
+    } else {
+        ("cuda", ep::CUDA::is_available().unwrap_or(false), ep::CUDA::default().build())
+    }
+}
+
+/// A session on an explicitly requested accelerator: failing to use it is an error.
+fn accelerated(
+    environment: &Environment,
+    bytes: &[u8],
+    intra_threads: usize,
+    name: &'static str,
+    dispatch: ExecutionProviderDispatch,
+) -> Result<(Session, &'static str), ServerError> {
+    build_session(environment, bytes, intra_threads, Some(dispatch.error_on_failure()))
+        .map(|session| (session, name))
+        .map_err(|reason| ServerError::Device { provider: name, reason })
+}
+
+fn build_session(
+    environment: &Environment,
+    bytes: &[u8],
+    intra_threads: usize,
+    provider: Option<ExecutionProviderDispatch>,
+) -> Result<Session, String> {
+    let mut builder = Session::builder(environment)
+        .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
+        .map_err(|e| e.to_string())?;
+    if intra_threads > 0 {
+        builder = builder.with_intra_threads(intra_threads).map_err(|e| e.to_string())?;
+    }
+    if let Some(provider) = provider {
+        builder = builder.with_execution_providers([provider]).map_err(|e| e.to_string())?;
+    }
+    builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+/// Checks the model's one input and one output; returns their names.
+fn check_signature(session: &Session) -> Result<(String, String), String> {
+    let [input] = session.inputs() else {
+        return Err(format!("expected 1 input, found {}", session.inputs().len()));
+    };
+    let [output] = session.outputs() else {
+        return Err(format!("expected 1 output, found {}", session.outputs().len()));
+    };
+    let tensor = |value: &ValueType| match value {
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Some(shape.to_vec()),
+        _ => None,
+    };
+    let side = IMAGE_SIDE as i64;
+    let input_ok = tensor(input.dtype()).is_some_and(|s| s.len() == 4 && s[1..] == [1, side, side]);
+    if !input_ok {
+        return Err(format!("input `{}` is {:?}, expected float32 [N, 1, 28, 28]", input.name(), input.dtype()));
+    }
+    let output_ok = tensor(output.dtype()).is_some_and(|s| s.len() == 2 && s[1] == NUM_CLASSES as i64);
+    if !output_ok {
+        return Err(format!("output `{}` is {:?}, expected float32 [N, 10]", output.name(), output.dtype()));
+    }
+    Ok((input.name().to_string(), output.name().to_string()))
+}
+
+fn read_metadata(session: &Session) -> BTreeMap<String, String> {
+    let Ok(metadata) = session.metadata() else {
+        return BTreeMap::new();
+    };
+    let keys = metadata.custom_keys().unwrap_or_default();
+    keys.into_iter().filter_map(|k| metadata.custom(&k).map(|v| (k, v))).collect()
+}
+
+/// Finds the ONNX Runtime shared library: `$ORT_DYLIB_PATH`, else the
+/// `onnxruntime` Python package in the project venv (`.venv`, which
+/// `scripts/setup.sh runtime` fills) next to the working directory or the
+/// executable, else the system's loader path.
+pub fn find_runtime_library() -> Result<PathBuf, ServerError> {
+    if let Some(path) = env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ServerError::Runtime(format!("ORT_DYLIB_PATH points to {}, which does not exist", path.display())))
+        };
+    }
+    let mut roots: Vec<PathBuf> = env::current_dir().into_iter().collect();
+    if let Ok(exe) = env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    for root in roots {
+        if let Some(found) = venv_library(&root.join(".venv")) {
+            return Ok(found);
+        }
+    }
+    if let Some(found) = system_library() {
+        return Ok(found);
+    }
+    Err(ServerError::Runtime(
+        "library not found. Install it with `scripts/setup.sh runtime` (PyPI's onnxruntime wheel into .venv), \
+         or set ORT_DYLIB_PATH to libonnxruntime.so / .dylib / onnxruntime.dll (version 1.22 or newer)"
+            .into(),
+    ))
+}
+
+fn venv_library(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    let python_dirs = std::fs::read_dir(&lib).ok()?;
+    let mut candidates: Vec<PathBuf> = python_dirs
+        .filter_map(|d| d.ok())
+        .map(|d| d.path().join("site-packages/onnxruntime/capi"))
+        .filter_map(|capi| std::fs::read_dir(capi).ok())
+        .flat_map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()))
+        .filter(|p| is_runtime_library(p))
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+fn is_runtime_library(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("libonnxruntime.so.") || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
+}
+
+fn system_library() -> Option<PathBuf> {
+    ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/opt/homebrew/lib"]
+        .iter()
+        .flat_map(|dir| ["libonnxruntime.so", "libonnxruntime.dylib"].map(|n| Path::new(dir).join(n)))
+        .find(|p| p.is_file())
+}

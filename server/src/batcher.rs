@@ -1,0 +1,352 @@
+//! The queue shared by every call, and the inference thread that empties
+//! it in batches.
+//!
+//! Calls [`Batcher::submit`] images from tokio tasks; one OS thread owns the
+//! model and loops: wait for work, take up to `max_batch_size` queued images
+//! (optionally waiting up to `max_queue_delay` for more), skip those whose
+//! caller has gone or whose deadline has passed, run the model once, and
+//! answer each caller through its oneshot channel. With no delay configured,
+//! a lone request runs at once and batches grow by themselves under load:
+//! while the model runs, new images pile up for the next batch.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use mnist::{IMAGE_PIXELS, NUM_CLASSES, normalize_into, softmax};
+use tokio::sync::oneshot;
+
+use crate::{backend::Backend, error::ServerError, metrics};
+
+/// How the batcher groups images.
+#[derive(Debug, Clone, Copy)]
+pub struct BatcherConfig {
+    /// Most images per inference.
+    pub max_batch_size: usize,
+    /// Longest wait for a fuller batch (zero: never wait).
+    pub max_queue_delay: Duration,
+    /// Most images waiting; more are refused with [`ServerError::QueueFull`].
+    pub max_queue_size: usize,
+    /// Pixel normalization the model expects.
+    pub mean: f32,
+    /// Pixel normalization the model expects.
+    pub std: f32,
+}
+
+/// One classified image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The most likely digit.
+    pub digit: u32,
+    /// Its probability.
+    pub confidence: f32,
+    /// Softmax probabilities of the digits 0-9.
+    pub probabilities: Vec<f32>,
+}
+
+impl Prediction {
+    fn from_logits(logits: &[f32]) -> Self {
+        let probabilities = softmax(logits);
+        let digit = mnist::argmax(&probabilities).unwrap_or(0);
+        Self { digit: digit as u32, confidence: probabilities[digit], probabilities }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Prediction, ServerError>>;
+
+struct Job {
+    pixels: Vec<u8>,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+}
+
+impl Shared {
+    /// Locks the queue. A panic elsewhere while holding the lock cannot leave
+    /// the queue half-updated (every critical section is a push or pop), so a
+    /// poisoned lock is safe to keep using.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Handle to the queue; cheap to clone, one per call.
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+    max_queue_size: usize,
+}
+
+impl Batcher {
+    /// Starts the inference thread, which owns `backend` until [`Batcher::close`]
+    /// is called and the queue is drained.
+    pub fn start(backend: Box<dyn Backend>, config: BatcherConfig) -> (Self, JoinHandle<()>) {
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new() });
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || inference_loop(&thread_shared, backend, config))
+            .unwrap_or_else(|e| panic!("cannot start the inference thread: {e}"));
+        (Self { shared, max_queue_size: config.max_queue_size }, handle)
+    }
+
+    /// Queues 784 MNIST pixels. The returned receiver yields the prediction,
+    /// or the reason there is none. Dropping the receiver (the caller went
+    /// away) makes the batcher skip the image.
+    pub fn submit(
+        &self,
+        pixels: Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<Prediction, ServerError>>, ServerError> {
+        debug_assert_eq!(pixels.len(), IMAGE_PIXELS);
+        let (reply, receiver) = oneshot::channel();
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(ServerError::ShuttingDown);
+        }
+        if queue.jobs.len() >= self.max_queue_size {
+            return Err(ServerError::QueueFull { capacity: self.max_queue_size });
+        }
+        queue.jobs.push_back(Job { pixels, enqueued: Instant::now(), deadline, reply });
+        metrics::queue_depth(queue.jobs.len());
+        drop(queue);
+        self.shared.work.notify_one();
+        Ok(receiver)
+    }
+
+    /// Classifies one image, waiting for its batch to run.
+    pub async fn predict(&self, pixels: Vec<u8>, deadline: Option<Instant>) -> Result<Prediction, ServerError> {
+        let receiver = self.submit(pixels, deadline)?;
+        receiver.await.unwrap_or(Err(ServerError::ShuttingDown))
+    }
+
+    /// Images waiting now.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.lock().jobs.len()
+    }
+
+    /// Refuses new images; the thread finishes what is queued, then exits.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.work.notify_all();
+    }
+}
+
+fn inference_loop(shared: &Shared, mut backend: Box<dyn Backend>, config: BatcherConfig) {
+    let mut input = Vec::with_capacity(config.max_batch_size * IMAGE_PIXELS);
+    while let Some(batch) = next_batch(shared, &config) {
+        let started = Instant::now();
+        input.clear();
+        for job in &batch {
+            normalize_into(&job.pixels, config.mean, config.std, &mut input);
+            metrics::queue_wait(started.saturating_duration_since(job.enqueued));
+        }
+        metrics::batch_size(batch.len());
+        let result = backend.infer(&input, batch.len());
+        metrics::inference_time(started.elapsed());
+        match result {
+            Ok(logits) if logits.len() == batch.len() * NUM_CLASSES => {
+                for (job, logits) in batch.into_iter().zip(logits.chunks_exact(NUM_CLASSES)) {
+                    let _ = job.reply.send(Ok(Prediction::from_logits(logits)));
+                }
+            }
+            Ok(logits) => {
+                let reason = format!("backend returned {} logits for {} images", logits.len(), batch.len());
+                fail_batch(batch, &reason);
+            }
+            Err(error) => fail_batch(batch, &error.to_string()),
+        }
+    }
+}
+
+fn fail_batch(batch: Vec<Job>, reason: &str) {
+    tracing::error!(images = batch.len(), reason, "inference failed");
+    for job in batch {
+        let _ = job.reply.send(Err(ServerError::Inference(reason.to_string())));
+    }
+}
+
+/// Blocks until there is work, then takes the next batch. Returns `None`
+/// once the batcher is closed and the queue is empty.
+fn next_batch(shared: &Shared, config: &BatcherConfig) -> Option<Vec<Job>> {
+    let mut queue = shared.lock();
+    loop {
+        while queue.jobs.is_empty() {
+            if queue.closed {
+                return None;
+            }
+            queue = shared.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+        if !config.max_queue_delay.is_zero() {
+            let until = queue.jobs.front().map_or_else(Instant::now, |j| j.enqueued) + config.max_queue_delay;
+            while queue.jobs.len() < config.max_batch_size && !queue.closed {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                queue = shared.work.wait_timeout(queue, until - now).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+        let now = Instant::now();
+        let mut batch = Vec::with_capacity(config.max_batch_size.min(queue.jobs.len()));
+        while batch.len() < config.max_batch_size {
+            let Some(job) = queue.jobs.pop_front() else { break };
+            if job.reply.is_closed() {
+                metrics::dropped("cancelled");
+            } else if job.deadline.is_some_and(|d| d <= now) {
+                metrics::dropped("deadline");
+                let _ = job.reply.send(Err(ServerError::DeadlineExceeded));
+            } else {
+                batch.push(job);
+            }
+        }
+        metrics::queue_depth(queue.jobs.len());
+        if !batch.is_empty() {
+            return Some(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Returns logits that make digit (first pixel % 10) win, records batch
+    /// sizes, and can be slowed down to let a queue build up.
+    struct FakeBackend {
+        batches: Arc<Mutex<Vec<usize>>>,
+        delay: Duration,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Backend for FakeBackend {
+        fn infer(&mut self, input: &[f32], batch_size: usize) -> Result<Vec<f32>, ServerError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            self.batches.lock().unwrap().push(batch_size);
+            let mut logits = vec![0.0; batch_size * NUM_CLASSES];
+            for i in 0..batch_size {
+                // Undo the normalization (mean 0, std 1/255 gives raw values).
+                let label = input[i * IMAGE_PIXELS].round() as usize % NUM_CLASSES;
+                logits[i * NUM_CLASSES + label] = 10.0;
+            }
+            Ok(logits)
+        }
+    }
+
+    fn start(max_batch: usize, delay_us: u64, queue: usize, infer_delay_ms: u64) -> (Batcher, Arc<Mutex<Vec<usize>>>, Arc<AtomicUsize>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let backend = FakeBackend { batches: batches.clone(), delay: Duration::from_millis(infer_delay_ms), calls: calls.clone() };
+        let config = BatcherConfig {
+            max_batch_size: max_batch,
+            max_queue_delay: Duration::from_micros(delay_us),
+            max_queue_size: queue,
+            mean: 0.0,
+            std: 1.0 / 255.0,
+        };
+        let (batcher, _thread) = Batcher::start(Box::new(backend), config);
+        (batcher, batches, calls)
+    }
+
+    fn image(label: u8) -> Vec<u8> {
+        let mut px = vec![0u8; IMAGE_PIXELS];
+        px[0] = label;
+        px
+    }
+
+    #[tokio::test]
+    async fn answers_each_caller_with_its_own_prediction() {
+        let (batcher, _, _) = start(8, 0, 100, 0);
+        let futures: Vec<_> = (0..30u8).map(|i| batcher.predict(image(i), None)).collect();
+        for (i, result) in futures_util::future::join_all(futures).await.into_iter().enumerate() {
+            let prediction = result.unwrap();
+            assert_eq!(prediction.digit, (i % 10) as u32);
+            assert!((prediction.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_form_under_load_and_respect_the_maximum() {
+        let (batcher, batches, _) = start(8, 0, 1000, 5);
+        let receivers: Vec<_> = (0..40u8).map(|i| batcher.submit(image(i), None).unwrap()).collect();
+        for r in receivers {
+            r.await.unwrap().unwrap();
+        }
+        let sizes = batches.lock().unwrap().clone();
+        assert!(sizes.iter().all(|&s| s <= 8), "{sizes:?}");
+        assert!(sizes.iter().any(|&s| s == 8), "queued work should fill batches: {sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+    }
+
+    #[tokio::test]
+    async fn queue_delay_waits_for_a_fuller_batch() {
+        let (batcher, batches, _) = start(4, 200_000, 100, 0);
+        let receivers: Vec<_> = (0..4u8).map(|i| batcher.submit(image(i), None).unwrap()).collect();
+        for r in receivers {
+            r.await.unwrap().unwrap();
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_refused_at_once() {
+        let (batcher, _, _) = start(1, 0, 3, 200);
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for i in 0..10u8 {
+            match batcher.submit(image(i), None) {
+                Ok(r) => accepted.push(r),
+                Err(ServerError::QueueFull { capacity: 3 }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused >= 5, "refused {refused}");
+        for r in accepted {
+            assert!(r.await.unwrap().is_ok(), "accepted work must be answered");
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_and_cancelled_work_is_not_run() {
+        let (batcher, batches, _) = start(16, 0, 100, 100);
+        // Occupy the model so the next images wait in the queue.
+        let blocker = batcher.submit(image(1), None).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let expired = batcher.submit(image(2), Some(Instant::now() + Duration::from_millis(10))).unwrap();
+        let cancelled = batcher.submit(image(3), None).unwrap();
+        drop(cancelled);
+        let live = batcher.submit(image(4), None).unwrap();
+        assert!(blocker.await.unwrap().is_ok());
+        assert!(matches!(expired.await.unwrap(), Err(ServerError::DeadlineExceeded)));
+        assert_eq!(live.await.unwrap().unwrap().digit, 4);
+        assert_eq!(*batches.lock().unwrap(), vec![1, 1], "only the blocker and the live image ran");
+    }
+
+    #[tokio::test]
+    async fn close_drains_queued_work_then_refuses() {
+        let (batcher, _, _) = start(2, 0, 100, 20);
+        let receivers: Vec<_> = (0..6u8).map(|i| batcher.submit(image(i), None).unwrap()).collect();
+        batcher.close();
+        assert!(matches!(batcher.submit(image(0), None), Err(ServerError::ShuttingDown)));
+        for r in receivers {
+            assert!(r.await.unwrap().is_ok());
+        }
+    }
+}

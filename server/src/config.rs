@@ -1,0 +1,115 @@
+//! Command-line flags, each also settable through an environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Serve the shipped model on localhost:50051:
+  mnist-server
+
+  # In a container, with Prometheus metrics and JSON logs:
+  mnist-server --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464 --log-format json
+
+  # Wait up to 2 ms to fill batches of up to 128 images:
+  mnist-server --max-batch-size 128 --max-queue-delay-us 2000";
+
+/// Serves the MNIST digit classifier over gRPC, micro-batching images from
+/// all concurrent calls into one ONNX Runtime inference.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mnist-server", version, after_help = EXAMPLES)]
+pub struct Config {
+    /// Address to listen on. Use 0.0.0.0:50051 to accept connections from other hosts (containers).
+    #[arg(long, env = "MNIST_ADDR", default_value = "127.0.0.1:50051")]
+    pub addr: SocketAddr,
+
+    /// The ONNX model. Its card (same name, .json) is read when present.
+    #[arg(long, env = "MNIST_MODEL", default_value = "models/mnist.onnx")]
+    pub model: PathBuf,
+
+    /// Execution provider: auto tries CUDA (Linux, Windows) or CoreML (macOS) and falls back to the CPU;
+    /// naming one that cannot be used is an error.
+    #[arg(long, env = "MNIST_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+
+    /// Threads ONNX Runtime uses inside one inference (0: one per core).
+    #[arg(long, env = "MNIST_INTRA_THREADS", default_value_t = 0)]
+    pub intra_threads: usize,
+
+    /// Most images in one inference.
+    #[arg(long, env = "MNIST_MAX_BATCH_SIZE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch_size: u32,
+
+    /// Longest wait, in microseconds, for a fuller batch. 0: never wait; take whatever is queued
+    /// whenever the model is free.
+    #[arg(long, env = "MNIST_MAX_QUEUE_DELAY_US", default_value_t = 0)]
+    pub max_queue_delay_us: u64,
+
+    /// Most images waiting for inference; beyond it requests fail at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MNIST_MAX_QUEUE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queue_size: u32,
+
+    /// Most items of one Predict stream being processed at once; a faster client is slowed by
+    /// flow control.
+    #[arg(long, env = "MNIST_MAX_IN_FLIGHT_PER_STREAM", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_in_flight_per_stream: u32,
+
+    /// Largest gRPC message accepted, in bytes (bounds encoded images too).
+    #[arg(long, env = "MNIST_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Largest decoded image accepted, in pixels (width x height), checked before decoding.
+    #[arg(long, env = "MNIST_MAX_IMAGE_PIXELS", default_value_t = 16_777_216)]
+    pub max_image_pixels: u64,
+
+    /// Seconds to let in-flight calls finish after SIGINT/SIGTERM before exiting.
+    #[arg(long, env = "MNIST_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
+    pub shutdown_timeout: f64,
+
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); off when unset.
+    #[arg(long, env = "MNIST_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Do not serve gRPC reflection (grpcurl and ghz then need the .proto file).
+    #[arg(long, env = "MNIST_NO_REFLECTION")]
+    pub no_reflection: bool,
+
+    /// Log format; the level is set with RUST_LOG (default: info).
+    #[arg(long, env = "MNIST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The shutdown timeout as a duration (negative or NaN values count as 0).
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.shutdown_timeout).unwrap_or(Duration::ZERO)
+    }
+
+    /// The batch wait as a duration.
+    pub fn max_queue_delay(&self) -> Duration {
+        Duration::from_micros(self.max_queue_delay_us)
+    }
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// The platform's accelerator when it works, else the CPU.
+    Auto,
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// NVIDIA GPUs (needs the onnxruntime-gpu library).
+    Cuda,
+    /// Apple's CoreML (macOS).
+    Coreml,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

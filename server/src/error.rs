@@ -1,0 +1,128 @@
+//! The server's errors, and the one place where they become gRPC statuses.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use mnist::proto::RpcStatus;
+use tonic::{Code, Status};
+
+/// Everything that can go wrong, at start-up or for one image.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The image or pixels in a request are unusable.
+    #[error(transparent)]
+    Input(#[from] mnist::Error),
+
+    /// A request set neither `pixels` nor `image`.
+    #[error("request has no input: set `pixels` (784 bytes, 28x28) or `image` (an encoded image file)")]
+    EmptyInput,
+
+    /// The queue holds as many images as it may.
+    #[error("server is overloaded: {capacity} images are already queued (--max-queue-size); retry with backoff")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+
+    /// The call's deadline passed before its image ran.
+    #[error("deadline exceeded before the image was classified")]
+    DeadlineExceeded,
+
+    /// The server is stopping and takes no more work.
+    #[error("server is shutting down")]
+    ShuttingDown,
+
+    /// ONNX Runtime failed on a batch.
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    /// The ONNX Runtime library is missing, unloadable or too old.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    /// The model file is missing, corrupt or has the wrong inputs or outputs.
+    #[error("model {}: {reason}", path.display())]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The requested execution provider cannot be used.
+    #[error("execution provider {provider} cannot be used: {reason}")]
+    Device {
+        /// The provider asked for.
+        provider: &'static str,
+        /// Why not.
+        reason: String,
+    },
+
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+
+    /// The metrics endpoint could not be started.
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
+
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+
+    /// Serving failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl ServerError {
+    /// The gRPC status code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            ServerError::Input(_) | ServerError::EmptyInput => Code::InvalidArgument,
+            ServerError::QueueFull { .. } => Code::ResourceExhausted,
+            ServerError::DeadlineExceeded => Code::DeadlineExceeded,
+            ServerError::ShuttingDown => Code::Unavailable,
+            ServerError::Inference(_)
+            | ServerError::Runtime(_)
+            | ServerError::Model { .. }
+            | ServerError::Device { .. }
+            | ServerError::Bind { .. }
+            | ServerError::Metrics(_)
+            | ServerError::Reflection(_)
+            | ServerError::Transport(_) => Code::Internal,
+        }
+    }
+
+    /// The error as a `google.rpc.Status`, for a stream item's `error` field.
+    pub fn to_rpc_status(&self) -> RpcStatus {
+        RpcStatus { code: self.code() as i32, message: self.to_string(), details: Vec::new() }
+    }
+}
+
+impl From<ServerError> for Status {
+    fn from(error: ServerError) -> Self {
+        Status::new(error.code(), error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_contract() {
+        assert_eq!(ServerError::from(mnist::Error::PixelCount(3)).code(), Code::InvalidArgument);
+        assert_eq!(ServerError::EmptyInput.code(), Code::InvalidArgument);
+        assert_eq!(ServerError::QueueFull { capacity: 1 }.code(), Code::ResourceExhausted);
+        assert_eq!(ServerError::DeadlineExceeded.code(), Code::DeadlineExceeded);
+        assert_eq!(ServerError::ShuttingDown.code(), Code::Unavailable);
+        let status = ServerError::QueueFull { capacity: 7 }.to_rpc_status();
+        assert_eq!(status.code, Code::ResourceExhausted as i32);
+        assert!(status.message.contains('7'));
+    }
+}

@@ -1,0 +1,181 @@
+//! `mnist-server`: the MNIST classifier over gRPC.
+//!
+//! The data path reads top to bottom through the modules:
+//! [`service`] (the gRPC front: validate, preprocess, respond) ->
+//! [`batcher`] (one queue for every call, batches for the model) ->
+//! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
+//! flags, [`error`] maps every failure to a gRPC status, [`metrics`]
+//! exports Prometheus metrics, and [`run`] wires them together with health
+//! checks, reflection and graceful shutdown.
+
+pub mod backend;
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod service;
+
+use std::{future::Future, path::Path, time::Instant};
+
+use mnist::{
+    IMAGE_PIXELS, NUM_CLASSES,
+    preprocess::DecodeLimits,
+    proto::{
+        CLASSIFIER_SERVICE, FILE_DESCRIPTOR_SET,
+        v1::{BatchingConfig, ModelInfo, classifier_server::ClassifierServer},
+    },
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    backend::{ModelDescription, OnnxBackend},
+    batcher::{Batcher, BatcherConfig},
+    config::Config,
+    error::ServerError,
+    service::ClassifierService,
+};
+
+/// Runs the server until `shutdown` resolves, then drains: health turns
+/// NOT_SERVING, new calls are refused, calls in flight finish (for at most
+/// `--shutdown-timeout`), and the inference thread empties its queue.
+///
+/// The model is loaded before the port is opened, so a bad model fails fast;
+/// the port is opened before the warm-up, so health probes see NOT_SERVING
+/// until the first inference has succeeded.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let (model_path, device, threads) = (config.model.clone(), config.device, config.intra_threads);
+    let (backend, model) = tokio::task::spawn_blocking(move || OnnxBackend::load(&model_path, device, threads))
+        .await
+        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))??;
+    tracing::info!(
+        model = %config.model.display(),
+        sha256 = %model.sha256,
+        provider = model.provider,
+        "model loaded"
+    );
+
+    let listener = TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    if let Some(addr) = config.metrics_addr {
+        metrics::install(addr)?;
+    }
+    metrics::model_info(model.provider, &model.sha256);
+
+    let batcher_config = BatcherConfig {
+        max_batch_size: config.max_batch_size as usize,
+        max_queue_delay: config.max_queue_delay(),
+        max_queue_size: config.max_queue_size as usize,
+        mean: model.mean,
+        std: model.std,
+    };
+    let (batcher, inference_thread) = Batcher::start(Box::new(backend), batcher_config);
+    let info = model_info(&config, &model);
+    let limits = DecodeLimits {
+        max_encoded_bytes: config.max_message_bytes,
+        max_pixels: config.max_image_pixels,
+        ..DecodeLimits::default()
+    };
+    let classifier = ClassifierService::new(batcher.clone(), info, limits, config.max_in_flight_per_stream as usize);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+
+    let mut router = tonic::transport::Server::builder().add_service(health_service).add_service(
+        ClassifierServer::new(classifier)
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes),
+    );
+    if !config.no_reflection {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        router = router
+            .add_service(reflection().build_v1().map_err(|e| ServerError::Reflection(e.to_string()))?)
+            .add_service(reflection().build_v1alpha().map_err(|e| ServerError::Reflection(e.to_string()))?);
+    }
+
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = serving_stopped.await;
+    }));
+    tracing::info!(addr = %local_addr, "listening");
+
+    warm_up(&batcher, config.max_batch_size as usize).await?;
+    set_health(&health, ServingStatus::Serving).await;
+    tracing::info!(addr = %local_addr, provider = model.provider, "ready: serving");
+
+    shutdown.await;
+    tracing::info!(timeout_seconds = config.shutdown_timeout, "shutting down: draining calls in flight");
+    set_health(&health, ServingStatus::NotServing).await;
+    let _ = stop_serving.send(());
+    match tokio::time::timeout(config.shutdown_timeout(), server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => tracing::error!(%join_error, "server task failed"),
+        Err(_) => tracing::warn!("shutdown timeout reached: closing the calls still open"),
+    }
+    batcher.close();
+    let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs the model once on a single image and once on a full batch, so the
+/// first real request does not pay for ONNX Runtime's lazy initialisation.
+async fn warm_up(batcher: &Batcher, max_batch_size: usize) -> Result<(), ServerError> {
+    let started = Instant::now();
+    batcher.predict(vec![0; IMAGE_PIXELS], None).await?;
+    let batch: Vec<_> = (0..max_batch_size).map(|_| batcher.predict(vec![0; IMAGE_PIXELS], None)).collect();
+    for result in futures_util::future::join_all(batch).await {
+        result?;
+    }
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
+    Ok(())
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(CLASSIFIER_SERVICE, status).await;
+}
+
+/// GetModelInfo's answer, built once.
+fn model_info(config: &Config, model: &ModelDescription) -> ModelInfo {
+    ModelInfo {
+        input_shape: vec![-1, 1, 28, 28],
+        classes: (0..NUM_CLASSES).map(|d| d.to_string()).collect(),
+        model_sha256: model.sha256.clone(),
+        test_accuracy: card_accuracy(&config.model, &model.sha256),
+        execution_provider: model.provider.to_string(),
+        batching: Some(BatchingConfig {
+            max_batch_size: config.max_batch_size,
+            max_queue_delay_us: config.max_queue_delay_us,
+            max_queue_size: config.max_queue_size,
+            max_in_flight_per_stream: config.max_in_flight_per_stream,
+        }),
+        model_file: config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_metadata: model.metadata.clone().into_iter().collect(),
+    }
+}
+
+/// Test accuracy from the model's card (`mnist.json` beside `mnist.onnx`),
+/// when the card describes this very file.
+fn card_accuracy(model: &Path, sha256: &str) -> Option<f64> {
+    let path = model.with_extension("json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let card: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(card) => card,
+        Err(e) => {
+            tracing::warn!(card = %path.display(), error = %e, "model card is not valid JSON; ignoring it");
+            return None;
+        }
+    };
+    if card.get("sha256").and_then(|s| s.as_str()).is_some_and(|s| !s.eq_ignore_ascii_case(sha256)) {
+        tracing::warn!(card = %path.display(), "model card describes another file (SHA-256 differs); ignoring it");
+        return None;
+    }
+    card.get("test_accuracy").and_then(|a| a.as_f64())
+}

@@ -1,0 +1,100 @@
+//! Prometheus metrics: names, help texts and buckets in one place.
+//!
+//! Recording goes through the `metrics` facade, which is a no-op until
+//! [`install`] sets up the exporter, so tests and embedders pay nothing.
+
+use std::{net::SocketAddr, time::Duration};
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::error::ServerError;
+
+const REQUESTS: &str = "mnist_requests_total";
+const REQUEST_SECONDS: &str = "mnist_request_duration_seconds";
+const QUEUE_WAIT_SECONDS: &str = "mnist_queue_wait_seconds";
+const INFERENCE_SECONDS: &str = "mnist_inference_duration_seconds";
+const BATCH_SIZE: &str = "mnist_batch_size";
+const QUEUE_DEPTH: &str = "mnist_queue_depth";
+const DROPPED: &str = "mnist_dropped_total";
+const MODEL_INFO: &str = "mnist_model_info";
+
+/// Serves `/metrics` in Prometheus text format on `addr`.
+pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
+    let latency = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+    let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+    let error = |e: metrics_exporter_prometheus::BuildError| ServerError::Metrics(e.to_string());
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+        .map_err(error)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &batch)
+        .map_err(error)?
+        .install()
+        .map_err(error)?;
+    describe_counter!(REQUESTS, "Images classified, by RPC method and gRPC status code.");
+    describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "Time from receiving an image to its answer.");
+    describe_histogram!(QUEUE_WAIT_SECONDS, metrics::Unit::Seconds, "Time images wait in the queue before inference.");
+    describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Time of one model run (one batch).");
+    describe_histogram!(BATCH_SIZE, "Images per model run.");
+    describe_gauge!(QUEUE_DEPTH, "Images waiting for inference.");
+    describe_counter!(DROPPED, "Queued images dropped before inference, by reason (cancelled, deadline).");
+    describe_gauge!(MODEL_INFO, "Always 1; labels describe the model being served.");
+    tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+    Ok(())
+}
+
+/// Records the model and the execution provider that runs it.
+pub fn model_info(provider: &'static str, sha256: &str) {
+    gauge!(MODEL_INFO, "provider" => provider, "sha256" => sha256.to_string()).set(1.0);
+}
+
+/// Records one image's outcome and latency.
+pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
+    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+    histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn queue_wait(wait: Duration) {
+    histogram!(QUEUE_WAIT_SECONDS).record(wait.as_secs_f64());
+}
+
+pub(crate) fn inference_time(elapsed: Duration) {
+    histogram!(INFERENCE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn batch_size(size: usize) {
+    histogram!(BATCH_SIZE).record(size as f64);
+}
+
+pub(crate) fn queue_depth(depth: usize) {
+    gauge!(QUEUE_DEPTH).set(depth as f64);
+}
+
+pub(crate) fn dropped(reason: &'static str) {
+    counter!(DROPPED, "reason" => reason).increment(1);
+}
+
+/// The status code's canonical name, as gRPC tooling prints it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

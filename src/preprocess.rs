@@ -1,0 +1,430 @@
+//! Turns any image into a 28x28 digit in MNIST's convention.
+//!
+//! MNIST digits are bright ink on a black background, scaled to fit a 20x20
+//! box with antialiasing, and placed in a 28x28 field with their center of
+//! mass at the center. A model trained on them misreads dark ink on white
+//! paper, large photos, or digits off to one side unless each image is
+//! brought to that convention first, which is what [`to_mnist`] does:
+//!
+//! 1. flatten to one gray channel (alpha composited over a contrasting
+//!    background, any bit depth scaled to [0, 1]);
+//! 2. detect the polarity from the border and invert dark-on-light images;
+//! 3. for images that are not already 28x28: stretch the contrast so the
+//!    background is 0, drop faint noise, crop to the digit's bounding box,
+//!    scale it to fit 20x20 keeping its aspect ratio, and center it by its
+//!    center of mass.
+//!
+//! A 28x28 image is taken to be an MNIST-style digit already and only goes
+//! through steps 1 and 2, so MNIST's own digits pass through bit-exact.
+//!
+//! The server runs this on `image` inputs and the client on files it sends as
+//! `pixels`: both give the same result for the same file.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageBuffer, ImageReader, Luma, imageops::FilterType};
+
+use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result};
+
+/// Side of the box the digit is scaled to fit, as in MNIST.
+const DIGIT_BOX: f32 = 20.0;
+
+/// Where MNIST puts the digit's center of mass (row and column index).
+const CENTER_OF_MASS: f32 = 14.0;
+
+/// Ink below this fraction of the full contrast is treated as paper texture,
+/// sensor noise or JPEG ringing and removed before cropping.
+const NOISE_FLOOR: f32 = 0.15;
+
+/// Fraction of the ink mass allowed outside the bounding box on each side,
+/// so that a few specks of dust far from the digit do not widen the crop.
+const CROP_TRIM: f32 = 0.002;
+
+/// Bounds on what [`decode`] accepts, checked before pixels are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest encoded file, in bytes.
+    pub max_encoded_bytes: usize,
+    /// Longest side, in pixels.
+    pub max_side: u32,
+    /// Most pixels (width x height).
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 16 MiB files, 8192 pixels a side, 24 megapixels: a phone photo fits,
+    /// a decompression bomb does not.
+    fn default() -> Self {
+        Self { max_encoded_bytes: 16 << 20, max_side: 8192, max_pixels: 24_000_000 }
+    }
+}
+
+/// Decodes an image file in any supported format (PNG, JPEG, BMP, GIF, WebP,
+/// PNM, TIFF), refusing files and dimensions over `limits` before decoding
+/// their pixels.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
+    if bytes.len() > limits.max_encoded_bytes {
+        return Err(Error::ImageTooLarge { size: bytes.len(), limit: limits.max_encoded_bytes });
+    }
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::Decode(e.to_string()))
+    };
+    let (width, height) = reader()?.into_dimensions().map_err(|e| Error::Decode(e.to_string()))?;
+    if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Error::ImageDimensions { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels });
+    }
+    let mut reader = reader()?;
+    // A backstop for formats whose header understates what decoding allocates.
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_side);
+    decoder_limits.max_image_height = Some(limits.max_side);
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    reader.limits(decoder_limits);
+    reader.decode().map_err(|e| Error::Decode(e.to_string()))
+}
+
+/// Decodes an image file and converts it to 784 MNIST-style pixels.
+pub fn preprocess(bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>> {
+    Ok(to_mnist(&decode(bytes, limits)?))
+}
+
+/// Checks that raw pixels hold exactly one 28x28 image.
+pub fn check_pixels(pixels: &[u8]) -> Result<()> {
+    if pixels.len() == IMAGE_PIXELS { Ok(()) } else { Err(Error::PixelCount(pixels.len())) }
+}
+
+/// Converts a decoded image into 784 bytes, row-major, in MNIST's convention
+/// (see the module documentation).
+pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
+    let mut plane = GrayPlane::from_image(image);
+    plane.make_ink_bright();
+    let side = IMAGE_SIDE as u32;
+    if plane.width == side && plane.height == side {
+        return plane.to_bytes();
+    }
+    plane.normalize_geometry().to_bytes()
+}
+
+/// One channel of f32 values in [0, 1], row-major.
+#[derive(Debug, Clone)]
+struct GrayPlane {
+    width: u32,
+    height: u32,
+    values: Vec<f32>,
+}
+
+impl GrayPlane {
+    /// Luma (ITU-R 601, as PIL and the reference compute it) of any image,
+    /// with transparency composited over a background that contrasts with the
+    /// opaque ink: dark strokes on a transparent sheet become dark on white,
+    /// light strokes become light on black.
+    fn from_image(image: &DynamicImage) -> Self {
+        let rgba = image.to_rgba32f();
+        let (width, height) = rgba.dimensions();
+        let mut luma = Vec::with_capacity(rgba.len() / 4);
+        let mut alpha = Vec::with_capacity(rgba.len() / 4);
+        for px in rgba.pixels() {
+            let [r, g, b, a] = px.0;
+            luma.push((0.299 * r + 0.587 * g + 0.114 * b).clamp(0.0, 1.0));
+            alpha.push(a.clamp(0.0, 1.0));
+        }
+        if image.color().has_alpha() && alpha.iter().any(|&a| a < 1.0) {
+            let opaque: f32 = alpha.iter().sum();
+            let ink: f32 = luma.iter().zip(&alpha).map(|(l, a)| l * a).sum();
+            let background = if opaque > 0.0 && ink / opaque < 0.5 { 1.0 } else { 0.0 };
+            for (l, a) in luma.iter_mut().zip(&alpha) {
+                *l = *l * a + background * (1.0 - a);
+            }
+        }
+        Self { width, height, values: luma }
+    }
+
+    /// Inverts the image when its border (the background, for a digit that
+    /// does not fill the frame) is light.
+    fn make_ink_bright(&mut self) {
+        if self.border_median() > 0.5 {
+            self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
+        }
+    }
+
+    fn border_median(&self) -> f32 {
+        let (w, h) = (self.width as usize, self.height as usize);
+        if w == 0 || h == 0 {
+            return 0.0;
+        }
+        // A ring about 3% of the shorter side thick, at least one pixel.
+        let ring = (w.min(h) / 32).max(1);
+        let mut border = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                if x < ring || y < ring || x + ring >= w || y + ring >= h {
+                    border.push(self.values[y * w + x]);
+                }
+            }
+        }
+        median(&mut border)
+    }
+
+    /// Crops to the digit, scales it to fit 20x20 and centers it by mass in 28x28.
+    fn normalize_geometry(mut self) -> Self {
+        let blank = Self { width: IMAGE_SIDE as u32, height: IMAGE_SIDE as u32, values: vec![0.0; IMAGE_PIXELS] };
+        let (w, h) = (self.width as usize, self.height as usize);
+        if w == 0 || h == 0 {
+            return blank;
+        }
+        // Stretch: background to 0, the brightest ink (ignoring a few hot
+        // pixels) to 1, then remove the faint noise.
+        let background = self.border_median();
+        let mut sorted = self.values.clone();
+        let peak = percentile(&mut sorted, 0.999);
+        if peak - background < 0.1 {
+            return blank; // no digit: nothing stands out from the background
+        }
+        let span = peak - background;
+        for v in &mut self.values {
+            let stretched = ((*v - background) / span).clamp(0.0, 1.0);
+            *v = ((stretched - NOISE_FLOOR) / (1.0 - NOISE_FLOOR)).max(0.0);
+        }
+        let Some((x0, x1, y0, y1)) = self.ink_bounds() else {
+            return blank;
+        };
+        let (crop_w, crop_h) = (x1 - x0 + 1, y1 - y0 + 1);
+        let mut crop = Vec::with_capacity(crop_w * crop_h);
+        for y in y0..=y1 {
+            crop.extend_from_slice(&self.values[y * w + x0..=y * w + x1]);
+        }
+        let scale = DIGIT_BOX / crop_w.max(crop_h) as f32;
+        let new_w = ((crop_w as f32 * scale).round() as u32).clamp(1, DIGIT_BOX as u32);
+        let new_h = ((crop_h as f32 * scale).round() as u32).clamp(1, DIGIT_BOX as u32);
+        let Some(crop) = ImageBuffer::<Luma<f32>, Vec<f32>>::from_raw(crop_w as u32, crop_h as u32, crop) else {
+            return blank;
+        };
+        // Triangle filtering widens its support with the scale factor, so a
+        // large photo is area-averaged (antialiased) rather than point-sampled.
+        let scaled = image::imageops::resize(&crop, new_w, new_h, FilterType::Triangle).into_raw();
+        // Thin pen strokes lose intensity when shrunk a lot: bring the
+        // strongest stroke back to full ink, as MNIST's strokes are.
+        let scaled_peak = scaled.iter().copied().fold(0.0f32, f32::max);
+        if scaled_peak <= 0.0 {
+            return blank;
+        }
+        let scaled: Vec<f32> = scaled.iter().map(|v| (v / scaled_peak).clamp(0.0, 1.0)).collect();
+        place_by_center_of_mass(&scaled, new_w as usize, new_h as usize)
+    }
+
+    /// Bounding box (x0, x1, y0, y1) holding all but a sliver of the ink mass.
+    fn ink_bounds(&self) -> Option<(usize, usize, usize, usize)> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut cols = vec![0.0f64; w];
+        let mut rows = vec![0.0f64; h];
+        for (y, row) in self.values.chunks_exact(w).enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                cols[x] += f64::from(v);
+                rows[y] += f64::from(v);
+            }
+        }
+        let (x0, x1) = trimmed_range(&cols)?;
+        let (y0, y1) = trimmed_range(&rows)?;
+        Some((x0, x1, y0, y1))
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
+    }
+}
+
+/// The index range of `mass` that leaves at most [`CROP_TRIM`] of the total
+/// outside on each side; `None` when there is no mass.
+fn trimmed_range(mass: &[f64]) -> Option<(usize, usize)> {
+    let total: f64 = mass.iter().sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let cut = total * f64::from(CROP_TRIM);
+    let first = first_index_past(mass.iter(), cut)?;
+    let last = mass.len() - 1 - first_index_past(mass.iter().rev(), cut)?;
+    Some((first, last.max(first)))
+}
+
+fn first_index_past<'a>(mass: impl Iterator<Item = &'a f64>, cut: f64) -> Option<usize> {
+    let mut cumulative = 0.0;
+    for (i, m) in mass.enumerate() {
+        cumulative += m;
+        if cumulative > cut && *m > 0.0 {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Pastes a `w` x `h` digit into 28x28 so that its center of mass falls on
+/// MNIST's, keeping the whole digit inside the field.
+fn place_by_center_of_mass(digit: &[f32], w: usize, h: usize) -> GrayPlane {
+    let (mut mass, mut mx, mut my) = (0.0f32, 0.0f32, 0.0f32);
+    for (i, &v) in digit.iter().enumerate() {
+        mass += v;
+        mx += v * (i % w) as f32;
+        my += v * (i / w) as f32;
+    }
+    let (cx, cy) = if mass > 0.0 { (mx / mass, my / mass) } else { (w as f32 / 2.0, h as f32 / 2.0) };
+    let side = IMAGE_SIDE as i64;
+    let offset = |center: f32, len: usize| ((CENTER_OF_MASS - center).round() as i64).clamp(0, side - len as i64) as usize;
+    let (ox, oy) = (offset(cx, w), offset(cy, h));
+    let mut values = vec![0.0; IMAGE_PIXELS];
+    for y in 0..h {
+        let dst = (y + oy) * IMAGE_SIDE + ox;
+        values[dst..dst + w].copy_from_slice(&digit[y * w..(y + 1) * w]);
+    }
+    GrayPlane { width: IMAGE_SIDE as u32, height: IMAGE_SIDE as u32, values }
+}
+
+fn median(values: &mut [f32]) -> f32 {
+    percentile(values, 0.5)
+}
+
+/// The `q` quantile (0 to 1) of `values`, reordering them; 0 when empty.
+fn percentile(values: &mut [f32], q: f32) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let k = ((values.len() - 1) as f32 * q).round() as usize;
+    *values.select_nth_unstable_by(k, f32::total_cmp).1
+}
+
+#[cfg(test)]
+mod tests {
+    use image::{GrayImage, Rgba, RgbaImage};
+
+    use super::*;
+
+    /// A synthetic "digit": a thick vertical bar with a foot, in a 28x28 field,
+    /// roughly where MNIST would put it.
+    fn synthetic_digit() -> Vec<u8> {
+        let mut px = vec![0u8; IMAGE_PIXELS];
+        for y in 4..24 {
+            for x in 12..16 {
+                px[y * 28 + x] = 255;
+            }
+        }
+        for x in 8..20 {
+            px[23 * 28 + x] = 200;
+        }
+        px
+    }
+
+    fn gray(px: &[u8], side: u32) -> DynamicImage {
+        DynamicImage::ImageLuma8(GrayImage::from_raw(side, side, px.to_vec()).unwrap())
+    }
+
+    fn center_of_mass(px: &[u8]) -> (f32, f32) {
+        let (mut m, mut x, mut y) = (0.0, 0.0, 0.0);
+        for (i, &v) in px.iter().enumerate() {
+            let v = f32::from(v);
+            m += v;
+            x += v * (i % 28) as f32;
+            y += v * (i / 28) as f32;
+        }
+        (x / m, y / m)
+    }
+
+    #[test]
+    fn mnist_style_28x28_passes_through_bit_exact() {
+        let px = synthetic_digit();
+        assert_eq!(to_mnist(&gray(&px, 28)), px);
+    }
+
+    #[test]
+    fn inverted_28x28_is_restored_exactly() {
+        let px = synthetic_digit();
+        let inverted: Vec<u8> = px.iter().map(|v| 255 - v).collect();
+        assert_eq!(to_mnist(&gray(&inverted, 28)), px);
+    }
+
+    #[test]
+    fn transparent_background_is_composited_by_contrast() {
+        let px = synthetic_digit();
+        // Black ink whose alpha is the digit, over nothing.
+        let rgba = RgbaImage::from_fn(28, 28, |x, y| Rgba([0, 0, 0, px[(y * 28 + x) as usize]]));
+        let out = to_mnist(&DynamicImage::ImageRgba8(rgba));
+        let diff = out.iter().zip(&px).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(diff <= 1, "max difference {diff}");
+    }
+
+    #[test]
+    fn sixteen_bit_is_scaled_down() {
+        let px = synthetic_digit();
+        let wide: Vec<u16> = px.iter().map(|&v| u16::from(v) * 257).collect();
+        let img = DynamicImage::ImageLuma16(ImageBuffer::from_raw(28, 28, wide).unwrap());
+        assert_eq!(to_mnist(&img), px);
+    }
+
+    #[test]
+    fn large_off_center_dark_on_light_digit_is_cropped_scaled_and_centered() {
+        // A dark bar on white paper, 400x300, far in the top-left corner.
+        let img = GrayImage::from_fn(400, 300, |x, y| {
+            if (20..60).contains(&x) && (10..210).contains(&y) { image::Luma([30]) } else { image::Luma([235]) }
+        });
+        let out = to_mnist(&DynamicImage::ImageLuma8(img));
+        let (cx, cy) = center_of_mass(&out);
+        assert!((cx - 14.0).abs() < 0.6 && (cy - 14.0).abs() < 0.6, "center {cx},{cy}");
+        let ink_rows = (0..28).filter(|y| out[y * 28..(y + 1) * 28].iter().any(|&v| v > 0)).count();
+        assert!((19..=21).contains(&ink_rows), "digit spans {ink_rows} rows, expected 20");
+        assert_eq!(out[0], 0, "background must be dark");
+        assert!(out.iter().any(|&v| v == 255), "ink must be full");
+    }
+
+    #[test]
+    fn isolated_speck_does_not_widen_the_crop() {
+        let mut img = GrayImage::from_fn(200, 200, |x, y| {
+            if (90..110).contains(&x) && (40..160).contains(&y) { image::Luma([255]) } else { image::Luma([0]) }
+        });
+        img.put_pixel(2, 197, image::Luma([255]));
+        let out = to_mnist(&DynamicImage::ImageLuma8(img));
+        let ink_rows = (0..28).filter(|y| out[y * 28..(y + 1) * 28].iter().any(|&v| v > 0)).count();
+        assert!((19..=21).contains(&ink_rows), "speck widened the crop: {ink_rows} rows");
+    }
+
+    #[test]
+    fn blank_image_gives_blank_digit() {
+        let img = GrayImage::from_pixel(100, 80, image::Luma([240]));
+        assert!(to_mnist(&DynamicImage::ImageLuma8(img)).iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn decode_refuses_oversized_files_and_dimensions_before_decoding() {
+        let limits = DecodeLimits { max_encoded_bytes: 10, ..DecodeLimits::default() };
+        assert!(matches!(decode(&[0; 11], &limits), Err(Error::ImageTooLarge { size: 11, limit: 10 })));
+
+        let mut png = Vec::new();
+        GrayImage::new(300, 2).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let limits = DecodeLimits { max_side: 256, ..DecodeLimits::default() };
+        let err = decode(&png, &limits).unwrap_err();
+        assert!(matches!(err, Error::ImageDimensions { width: 300, height: 2, .. }), "{err}");
+        assert!(err.to_string().contains("256"));
+    }
+
+    #[test]
+    fn decode_reports_garbage_and_truncated_files() {
+        assert!(matches!(decode(b"definitely not an image", &DecodeLimits::default()), Err(Error::Decode(_))));
+        let mut png = Vec::new();
+        gray(&synthetic_digit(), 28).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        png.truncate(png.len() / 2);
+        assert!(matches!(decode(&png, &DecodeLimits::default()), Err(Error::Decode(_))));
+    }
+
+    #[test]
+    fn png_round_trip_matches_pixels() {
+        let px = synthetic_digit();
+        let mut png = Vec::new();
+        gray(&px, 28).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        assert_eq!(preprocess(&png, &DecodeLimits::default()).unwrap(), px);
+    }
+
+    #[test]
+    fn pixel_count_is_checked() {
+        assert!(check_pixels(&[0; 784]).is_ok());
+        assert!(matches!(check_pixels(&[0; 783]), Err(Error::PixelCount(783))));
+    }
+}

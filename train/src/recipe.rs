@@ -1,0 +1,125 @@
+//! The hyperparameters of a run: what `--help` sets, what checkpoints check
+//! on resume, and what the model card records.
+
+use serde::{Deserialize, Serialize};
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW (betas 0.9/0.999, eps 1e-8), the reference's.
+    Adamw,
+    /// SGD with momentum.
+    Sgd,
+    /// RMSprop (alpha 0.99, eps 1e-8).
+    Rmsprop,
+}
+
+/// How the learning rate changes over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The same rate throughout, the reference's.
+    Constant,
+    /// Cosine decay from `lr` to 0 over all steps.
+    Cosine,
+    /// One-cycle: warm up from lr/25 to lr over 30% of the steps, then
+    /// anneal to lr/250000 (PyTorch's OneCycleLR defaults).
+    Onecycle,
+}
+
+/// Everything that determines what a run learns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Learning rate (the peak rate for one-cycle).
+    pub lr: f64,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Decoupled weight decay for AdamW, L2 for SGD and RMSprop.
+    pub weight_decay: f64,
+    /// Momentum for SGD.
+    pub momentum: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Label smoothing of the cross-entropy, 0 for none.
+    pub label_smoothing: f64,
+    /// Random rotation (±10°), translation (±2 px) and scale (0.9-1.1).
+    pub augment: bool,
+    /// Seed of every random draw: initialisation, shuffling, dropout, augmentation.
+    pub seed: u64,
+    /// Train on only the first N training images (quick experiments, tests).
+    pub train_images: Option<usize>,
+}
+
+impl Default for Recipe {
+    /// The reference recipe: AdamW at 0.001 (PyTorch's default weight decay
+    /// 0.01), batch 128, 15 epochs, no schedule, no augmentation.
+    fn default() -> Self {
+        Self {
+            epochs: 15,
+            batch_size: 128,
+            lr: 1e-3,
+            optimizer: OptimizerKind::Adamw,
+            weight_decay: 0.01,
+            momentum: 0.9,
+            schedule: Schedule::Constant,
+            label_smoothing: 0.0,
+            augment: false,
+            seed: 0,
+            train_images: None,
+        }
+    }
+}
+
+impl Recipe {
+    /// Checks ranges that would otherwise fail deep inside libtorch.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::Error::Config(m.to_string()));
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("--label-smoothing must be in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("--weight-decay must be non-negative");
+        }
+        if self.train_images == Some(0) {
+            return bad("--train-images must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// True when `other` may resume a run made with `self`: everything equal
+    /// except, for a constant schedule, the number of epochs (a run can be
+    /// extended; a schedule's shape depends on the total, so it cannot).
+    pub fn resumable_by(&self, other: &Recipe) -> bool {
+        let same_epochs_or_free = self.epochs == other.epochs || self.schedule == Schedule::Constant;
+        Recipe { epochs: other.epochs, ..self.clone() } == *other && same_epochs_or_free
+    }
+
+    /// A one-line summary for logs and charts.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:?} lr {} {:?} batch {} epochs {}{}{}",
+            self.optimizer,
+            self.lr,
+            self.schedule,
+            self.batch_size,
+            self.epochs,
+            if self.augment { " +augment" } else { "" },
+            if self.label_smoothing > 0.0 { format!(" +smoothing {}", self.label_smoothing) } else { String::new() },
+        )
+        .to_lowercase()
+    }
+}

@@ -1,0 +1,209 @@
+//! The training loop: epochs of shuffled, optionally augmented batches, an
+//! evaluation and a checkpoint after each, and a clean stop on Ctrl-C.
+
+use std::{
+    fs,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Reduction, Tensor, nn::ModuleT, nn::VarStore};
+
+use crate::{
+    Error, Result,
+    augment::Augment,
+    checkpoint::{self, Progress},
+    data::{TensorSet, normalize},
+    device,
+    error::io_error,
+    eval::evaluate,
+    model::Net,
+    optim::{Optimizer, learning_rate},
+    recipe::Recipe,
+};
+
+/// What one epoch did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Mean loss on the test split after the epoch.
+    pub test_loss: f64,
+    /// Accuracy on the test split after the epoch.
+    pub test_accuracy: f64,
+    /// Seconds of training (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+}
+
+/// How to run training.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// Where to train.
+    pub device: Device,
+    /// Directory for checkpoints, logs and results.
+    pub run_dir: PathBuf,
+    /// Continue from the run directory's checkpoint.
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    pub quiet: bool,
+}
+
+/// A trained network with its variables and the run's record.
+#[derive(Debug)]
+pub struct Trained {
+    /// The variables (weights).
+    pub vs: VarStore,
+    /// The network over them.
+    pub net: Net,
+    /// The run's progress, complete.
+    pub progress: Progress,
+}
+
+/// Trains per `config`. `stop` is polled between steps: when it is set, the
+/// run ends with [`Error::Interrupted`] and the last completed epoch's
+/// checkpoint stays on disk for `--resume`.
+pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, stop: &AtomicBool) -> Result<Trained> {
+    let recipe = &config.recipe;
+    recipe.validate()?;
+    fs::create_dir_all(&config.run_dir).map_err(io_error(&config.run_dir))?;
+
+    tch::manual_seed(recipe.seed as i64);
+    let mut vs = VarStore::new(config.device);
+    let net = Net::new(&vs.root());
+    let mut optimizer = Optimizer::new(&vs, recipe);
+    let checkpoint_path = checkpoint::checkpoint_path(&config.run_dir);
+
+    let mut progress = if config.resume && checkpoint_path.is_file() {
+        let saved = checkpoint::load(&checkpoint_path, &mut vs, &mut optimizer)?;
+        if !saved.recipe.resumable_by(recipe) {
+            return Err(Error::Checkpoint {
+                path: checkpoint_path,
+                reason: format!(
+                    "it was made with another recipe ({}); resume with the same flags or use another --out",
+                    saved.recipe.summary()
+                ),
+            });
+        }
+        if !config.quiet {
+            eprintln!("resuming {} after epoch {}", config.run_dir.display(), saved.completed_epochs);
+        }
+        Progress { recipe: recipe.clone(), ..saved }
+    } else {
+        if config.resume {
+            return Err(Error::Checkpoint { path: checkpoint_path, reason: "not found: nothing to resume".into() });
+        }
+        Progress {
+            recipe: recipe.clone(),
+            completed_epochs: 0,
+            steps: 0,
+            training_seconds: 0.0,
+            device: device::name(config.device),
+            history: Vec::new(),
+        }
+    };
+
+    let augment = recipe.augment.then(Augment::default);
+    let steps_per_epoch = train_set.batches(recipe.batch_size, false).count();
+    let total_steps = steps_per_epoch * recipe.epochs;
+
+    for epoch in progress.completed_epochs..recipe.epochs {
+        // Reseeding per epoch makes epoch k's shuffling, dropout and
+        // augmentation independent of how the run got there, so a resumed
+        // run repeats an uninterrupted one exactly.
+        tch::manual_seed(recipe.seed.wrapping_add(1 + epoch as u64) as i64);
+        let bar = epoch_bar(epoch + 1, recipe.epochs, steps_per_epoch, config.quiet);
+        let started = Instant::now();
+        let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, recipe.lr);
+
+        for (images, labels) in train_set.batches(recipe.batch_size, true) {
+            if stop.load(Ordering::Relaxed) {
+                bar.abandon();
+                return Err(Error::Interrupted { completed_epochs: progress.completed_epochs });
+            }
+            let images = match &augment {
+                Some(a) => a.apply(&images),
+                None => images,
+            };
+            let logits = net.forward_t(&normalize(&images), true);
+            let loss =
+                logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, recipe.label_smoothing);
+            lr = learning_rate(recipe.schedule, recipe.lr, progress.steps as usize, total_steps);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step(lr);
+            progress.steps = optimizer.steps();
+
+            loss_sum += loss.double_value(&[]);
+            batches += 1;
+            bar.inc(1);
+            if batches % 10 == 0 {
+                let rate = (batches * recipe.batch_size) as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!("loss {:.4}  {rate:.0} img/s", loss_sum / batches as f64));
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+
+        let test = evaluate(&net, test_set)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / batches.max(1) as f64,
+            test_loss: test.loss,
+            test_accuracy: test.accuracy,
+            seconds,
+            images_per_second: train_set.len() as f64 / seconds,
+            lr,
+        };
+        if !config.quiet {
+            eprintln!(
+                "epoch {:>2}/{}  train loss {:.4}  test loss {:.4}  test accuracy {:.2}%  {:.1}s ({:.0} img/s)",
+                record.epoch,
+                recipe.epochs,
+                record.train_loss,
+                record.test_loss,
+                record.test_accuracy * 100.0,
+                record.seconds,
+                record.images_per_second
+            );
+        }
+        progress.history.push(record);
+        progress.completed_epochs = epoch + 1;
+        progress.training_seconds += seconds;
+        checkpoint::save(&checkpoint_path, &vs, &optimizer, &progress)?;
+        write_metrics(config, &progress)?;
+    }
+    Ok(Trained { vs, net, progress })
+}
+
+/// Rewrites `metrics.jsonl` (one JSON object per epoch) and `run.json`.
+fn write_metrics(config: &TrainConfig, progress: &Progress) -> Result<()> {
+    let lines: Vec<String> = progress.history.iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
+    let path = config.run_dir.join("metrics.jsonl");
+    fs::write(&path, lines.join("\n") + "\n").map_err(io_error(&path))?;
+    let path = config.run_dir.join("run.json");
+    let json = serde_json::to_string_pretty(progress).map_err(|e| Error::Config(e.to_string()))?;
+    fs::write(&path, json).map_err(io_error(&path))
+}
+
+fn epoch_bar(epoch: usize, epochs: usize, steps: usize, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
