@@ -45,6 +45,24 @@ use crate::{
 /// the port is opened before the warm-up, so health probes see NOT_SERVING
 /// until the first inference has succeeded.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let model = load_model(&config).await?;
+    let listener = TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    serve(config, model, listener, shutdown).await
+}
+
+/// Like [`run`], on a listener the caller opened (tests bind port 0 and
+/// read the port back before starting the server).
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let model = load_model(&config).await?;
+    serve(config, model, listener, shutdown).await
+}
+
+/// Loads ONNX Runtime and the model, off the async workers.
+async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), ServerError> {
     let (model_path, device, threads) = (config.model.clone(), config.device, config.intra_threads);
     let (backend, model) = tokio::task::spawn_blocking(move || OnnxBackend::load(&model_path, device, threads))
         .await
@@ -55,8 +73,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         provider = model.provider,
         "model loaded"
     );
+    Ok((backend, model))
+}
 
-    let listener = TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+async fn serve(
+    config: Config,
+    (backend, model): (OnnxBackend, ModelDescription),
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.addr, source })?;
     if let Some(addr) = config.metrics_addr {
         metrics::install(addr)?;

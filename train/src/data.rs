@@ -67,7 +67,7 @@ pub struct Batches<'a> {
 
 impl Batches<'_> {
     /// Number of batches in total.
-    pub fn count(&self) -> usize {
+    pub fn batch_count(&self) -> usize {
         let n = self.set.len() as i64;
         ((n + self.batch_size - 1) / self.batch_size) as usize
     }
@@ -115,7 +115,7 @@ mod tests {
         let set = TensorSet::new(&tiny(10), Device::Cpu);
         tch::manual_seed(3);
         let batches = set.batches(4, true);
-        assert_eq!(batches.count(), 3);
+        assert_eq!(batches.batch_count(), 3);
         let mut seen: Vec<i64> = Vec::new();
         for (x, y) in batches {
             assert_eq!(x.size()[1..], [1, 28, 28]);

@@ -87,22 +87,34 @@ pub fn confusion_matrix(eval: &Evaluation, path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (720, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let title = format!("confusion matrix: {:.2}% of {} test images", eval.accuracy * 100.0, eval.images);
+    // Cell (true t, predicted p) spans x in [p, p+1] and y in [9-t, 10-t], so
+    // digit 0 is the top row; labels sit at the cell centres (x.5).
     let mut chart = ChartBuilder::on(&root)
         .margin(20)
         .caption(title, ("sans-serif", 20))
         .x_label_area_size(45)
         .y_label_area_size(45)
-        .build_cartesian_2d(0i32..10i32, 10i32..0i32)
+        .build_cartesian_2d(0f64..10f64, 0f64..10f64)
         .map_err(|e| err(e.to_string()))?;
+    let centre_label = |flip: bool| {
+        move |v: &f64| {
+            let digit = v - 0.5;
+            if (digit - digit.round()).abs() < 1e-6 && (0.0..10.0).contains(&digit) {
+                format!("{}", if flip { 9 - digit.round() as i32 } else { digit.round() as i32 })
+            } else {
+                String::new()
+            }
+        }
+    };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_desc("predicted")
         .y_desc("true")
-        .x_labels(10)
-        .y_labels(10)
-        .x_label_formatter(&|v| format!("{v}"))
-        .y_label_formatter(&|v| format!("{v}"))
+        .x_labels(21)
+        .y_labels(21)
+        .x_label_formatter(&centre_label(false))
+        .y_label_formatter(&centre_label(true))
         .draw()
         .map_err(|e| err(e.to_string()))?;
     let max_error = eval
@@ -113,27 +125,28 @@ pub fn confusion_matrix(eval: &Evaluation, path: &Path) -> Result<()> {
         .max()
         .unwrap_or(0)
         .max(1);
+    let centred = plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Center,
+    );
     for (t, row) in eval.confusion.iter().enumerate() {
         for (p, &count) in row.iter().enumerate() {
-            let (t, p) = (t as i32, p as i32);
+            let (x, y) = (p as f64, 9.0 - t as f64);
             let color = if t == p {
                 RGBColor(200, 230, 201)
+            } else if count == 0 {
+                WHITE
             } else {
                 let heat = count as f64 / max_error as f64;
-                RGBColor(255, (255.0 * (1.0 - 0.8 * heat)) as u8, (255.0 * (1.0 - 0.8 * heat)) as u8)
+                let fade = (255.0 * (0.85 - 0.6 * heat)) as u8;
+                RGBColor(255, fade, fade)
             };
             chart
-                .draw_series(std::iter::once(Rectangle::new([(p, t), (p + 1, t + 1)], color.filled())))
+                .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color.filled())))
                 .map_err(|e| err(e.to_string()))?;
+            let style = ("sans-serif", 16).into_font().color(&BLACK).pos(centred);
             chart
-                .draw_series(std::iter::once(Text::new(
-                    count.to_string(),
-                    (p, t),
-                    ("sans-serif", 15).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Left,
-                        plotters::style::text_anchor::VPos::Top,
-                    )),
-                )))
+                .draw_series(std::iter::once(Text::new(count.to_string(), (x + 0.5, y + 0.5), style)))
                 .map_err(|e| err(e.to_string()))?;
         }
     }

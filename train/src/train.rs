@@ -114,7 +114,7 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, 
     };
 
     let augment = recipe.augment.then(Augment::default);
-    let steps_per_epoch = train_set.batches(recipe.batch_size, false).count();
+    let steps_per_epoch = train_set.batches(recipe.batch_size, false).batch_count();
     let total_steps = steps_per_epoch * recipe.epochs;
 
     for epoch in progress.completed_epochs..recipe.epochs {

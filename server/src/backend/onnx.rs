@@ -4,6 +4,7 @@ use std::{
     collections::BTreeMap,
     env,
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use mnist::{IMAGE_SIDE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD, dataset::sha256_hex};
@@ -33,19 +34,7 @@ impl OnnxBackend {
     /// Loads ONNX Runtime and the model at `path` on `device`, checking that
     /// the model takes `[N, 1, 28, 28]` float32 and returns `[N, 10]`.
     pub fn load(path: &Path, device: Device, intra_threads: usize) -> Result<(Self, ModelDescription), ServerError> {
-        let library = find_runtime_library()?;
-        let environment = ort::init_from(&library)
-            .map_err(|e| {
-                ServerError::Runtime(format!(
-                    "cannot load {}: {e} (mnist-server needs ONNX Runtime {MIN_RUNTIME} or newer)",
-                    library.display()
-                ))
-            })?
-            .with_name("mnist-server")
-            .build()
-            .map_err(|e| ServerError::Runtime(e.to_string()))?;
-        tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
-
+        let environment = shared_environment()?;
         let model_error = |reason: String| ServerError::Model { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| {
             model_error(format!("{e} (train one with mnist-train, or pass --model; the repository ships models/mnist.onnx)"))
@@ -107,6 +96,30 @@ impl Backend for OnnxBackend {
         }
         Ok(logits.to_vec())
     }
+}
+
+/// ONNX Runtime allows one environment per process: it is created with the
+/// first model and shared by every session after it.
+fn shared_environment() -> Result<Environment, ServerError> {
+    static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+    let mut shared = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(environment) = shared.as_ref() {
+        return Ok(environment.clone());
+    }
+    let library = find_runtime_library()?;
+    let environment = ort::init_from(&library)
+        .map_err(|e| {
+            ServerError::Runtime(format!(
+                "cannot load {}: {e} (mnist-server needs ONNX Runtime {MIN_RUNTIME} or newer)",
+                library.display()
+            ))
+        })?
+        .with_name("mnist-server")
+        .build()
+        .map_err(|e| ServerError::Runtime(e.to_string()))?;
+    tracing::debug!(library = %library.display(), "loaded ONNX Runtime");
+    *shared = Some(environment.clone());
+    Ok(environment)
 }
 
 /// The accelerator `auto` tries on this platform.

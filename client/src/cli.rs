@@ -1,0 +1,173 @@
+//! Command-line interface of `mnist-client`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+use mnist_client::{bench::Mode, output::Format};
+
+/// Classifies handwritten digits with an mnist-server, evaluates it and load-tests it.
+///
+/// Exit codes: 0 success; 1 some files failed, or the server is not SERVING (health);
+/// 2 the command could not run (server unreachable, bad arguments, missing data).
+#[derive(Debug, Parser)]
+#[command(name = "mnist-client", version)]
+pub struct Cli {
+    /// Server URL.
+    #[arg(long, global = true, env = "MNIST_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+
+    /// Deadline of each call, in seconds.
+    #[arg(long, global = true, env = "MNIST_TIMEOUT")]
+    pub timeout: Option<f64>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify image files and directories.
+    #[command(after_help = "\
+Examples:
+  mnist-client predict digit.png
+  mnist-client predict scans/ -r --format csv > predictions.csv
+  mnist-client predict photos/ --top-k 3 --min-confidence 0.9
+  mnist-client predict examples/digits --send-encoded     # let the server decode")]
+    Predict(PredictArgs),
+
+    /// Stream the MNIST test set through the server: accuracy, per-class accuracy, confusion, throughput.
+    #[command(after_help = "\
+Examples:
+  mnist-client eval --data-dir data/mnist
+  mnist-client eval --limit 1000 --format json")]
+    Eval(EvalArgs),
+
+    /// Load-test the server (like ghz): throughput, latency percentiles, errors by status.
+    #[command(after_help = "\
+Examples:
+  mnist-client bench --mode stream --concurrency 64 --duration 10
+  mnist-client bench --mode unary --concurrency 1 --requests 2000 --format json")]
+    Bench(BenchArgs),
+
+    /// Show the served model (GetModelInfo).
+    #[command(after_help = "Example:\n  mnist-client info --format json")]
+    Info(InfoArgs),
+
+    /// Check the server's health; exit code 0 only when SERVING (for probes and scripts).
+    #[command(after_help = "Example:\n  mnist-client health && echo ready")]
+    Health(HealthArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  mnist-client completions bash > /etc/bash_completion.d/mnist-client")]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image files or directories (any format: PNG, JPEG, BMP, GIF, WebP, PNM, TIFF).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Descend into subdirectories.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Most images in flight on the stream.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// Send each file's bytes for the server to decode, instead of preprocessing locally.
+    #[arg(long)]
+    pub send_encoded: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also show the N likeliest digits with their probabilities.
+    #[arg(long, default_value_t = 1)]
+    pub top_k: usize,
+    /// Flag predictions whose confidence is below this as uncertain.
+    #[arg(long)]
+    pub min_confidence: Option<f32>,
+    /// No progress bar or summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Directory of the MNIST files (downloaded there when missing).
+    #[arg(long, env = "MNIST_DIR", default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Only the first N test images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Most images in flight on the stream.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// RPC to load.
+    #[arg(long, value_enum, default_value_t = Mode::Stream)]
+    pub mode: Mode,
+    /// Concurrent workers: streams (stream mode) or callers (unary mode).
+    #[arg(short, long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Unanswered images per stream (stream mode).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Total images to send.
+    #[arg(short = 'n', long, conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// Seconds to run (default 10 when --requests is not given).
+    #[arg(short = 'z', long)]
+    pub duration: Option<f64>,
+    /// Images sent before measuring.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Service to check ("" for the whole server).
+    #[arg(long, default_value = "")]
+    pub service: String,
+}
+
+/// Format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// For people.
+    Text,
+    /// JSON for scripts.
+    Json,
+}

@@ -1,0 +1,202 @@
+//! What each subcommand does, in terms of the library.
+
+use std::{io::IsTerminal, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mnist::{
+    dataset::{Mnist, Split},
+    proto::v1::GetModelInfoRequest,
+};
+use mnist_client::{
+    bench::{self, BenchOptions, Budget},
+    connect::ServerAddress,
+    eval, files,
+    output::{self, Annotations},
+    predict::{self, Outcome, PredictOptions},
+};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::cli::{BenchArgs, Cli, Command, DataArgs, EvalArgs, HealthArgs, InfoArgs, PredictArgs, ReportFormat};
+
+/// Runs the command and returns its exit code.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let timeout = match cli.timeout {
+        Some(t) if !(t.is_finite() && t > 0.0) => bail!("--timeout must be a positive number of seconds"),
+        t => t.map(Duration::from_secs_f64),
+    };
+    let server = ServerAddress { url: cli.server.clone(), timeout };
+    match cli.command {
+        Command::Predict(args) => predict_command(&server, &args).await,
+        Command::Eval(args) => eval_command(&server, &args).await,
+        Command::Bench(args) => bench_command(&server, &args).await,
+        Command::Info(args) => info_command(&server, &args).await,
+        Command::Health(args) => health_command(&server, &args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mnist-client", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() || len < 2 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("[{bar:40}] {pos}/{len} {per_sec} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<ExitCode> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let found = files::collect(&args.paths, args.recursive);
+    if found.images.is_empty() && found.unreadable.is_empty() {
+        bail!("no image files found in {} (skipped {} other files)", display_paths(args), found.skipped);
+    }
+    let mut client = server.classifier().await?;
+    let bar = progress_bar(found.images.len(), args.quiet);
+    let options = PredictOptions { window: args.concurrency, send_encoded: args.send_encoded };
+    let mut results = predict::predict_files(&mut client, found.images, &options, bar.clone()).await?;
+    bar.finish_and_clear();
+    results.extend(found.unreadable.into_iter().map(|(path, error)| predict::FileResult {
+        path,
+        outcome: Outcome::Failed { error },
+    }));
+
+    let notes = Annotations { top_k: args.top_k, min_confidence: args.min_confidence };
+    print!("{}", output::render(&results, args.format, &notes));
+    let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count();
+    let uncertain = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Predicted { confidence, .. } if args.min_confidence.is_some_and(|m| confidence < m)))
+        .count();
+    if !args.quiet {
+        let mut summary = format!("{} classified, {failed} failed", results.len() - failed);
+        if found.skipped > 0 {
+            summary += &format!(", {} non-image files skipped", found.skipped);
+        }
+        if args.min_confidence.is_some() {
+            summary += &format!(", {uncertain} uncertain");
+        }
+        eprintln!("{summary}");
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn display_paths(args: &PredictArgs) -> String {
+    args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn load_test_set(data: &DataArgs) -> Result<Mnist> {
+    mnist::download::ensure_downloaded(&data.data_dir, false)
+        .with_context(|| format!("MNIST test set in {}", data.data_dir.display()))?;
+    Mnist::load(&data.data_dir, Split::Test).with_context(|| format!("MNIST test set in {}", data.data_dir.display()))
+}
+
+async fn eval_command(server: &ServerAddress, args: &EvalArgs) -> Result<ExitCode> {
+    let mut data = load_test_set(&args.data)?;
+    if let Some(limit) = args.limit {
+        data = data.take(limit);
+    }
+    let mut client = server.classifier().await?;
+    let bar = progress_bar(data.len(), args.quiet);
+    let report = eval::evaluate(&mut client, &data, args.concurrency.max(1), bar.clone()).await?;
+    bar.finish_and_clear();
+    match args.format {
+        ReportFormat::Text => print!("{}", report.text()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitCode> {
+    if args.concurrency == 0 || args.connections == 0 || args.window == 0 {
+        bail!("--concurrency, --connections and --window must be at least 1");
+    }
+    let budget = match (args.requests, args.duration) {
+        (Some(n), _) => Budget::Requests(n),
+        (None, Some(d)) if d.is_finite() && d > 0.0 => Budget::Duration(Duration::from_secs_f64(d)),
+        (None, Some(_)) => bail!("--duration must be a positive number of seconds"),
+        (None, None) => Budget::Duration(Duration::from_secs(10)),
+    };
+    let data = Arc::new(load_test_set(&args.data)?);
+    let options = BenchOptions {
+        mode: args.mode,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        window: args.window,
+        budget,
+        warmup: args.warmup,
+    };
+    let report = bench::run(server, data, &options).await?;
+    match args.format {
+        ReportFormat::Text => print!("{}", report.text()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn info_command(server: &ServerAddress, args: &InfoArgs) -> Result<ExitCode> {
+    let mut client = server.classifier().await?;
+    let info = client
+        .get_model_info(GetModelInfoRequest {})
+        .await
+        .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
+        .into_inner();
+    match args.format {
+        ReportFormat::Json => {
+            let batching = info.batching.unwrap_or_default();
+            let json = serde_json::json!({
+                "input_shape": info.input_shape,
+                "classes": info.classes,
+                "model_file": info.model_file,
+                "model_sha256": info.model_sha256,
+                "test_accuracy": info.test_accuracy,
+                "execution_provider": info.execution_provider,
+                "server_version": info.server_version,
+                "batching": {
+                    "max_batch_size": batching.max_batch_size,
+                    "max_queue_delay_us": batching.max_queue_delay_us,
+                    "max_queue_size": batching.max_queue_size,
+                    "max_in_flight_per_stream": batching.max_in_flight_per_stream,
+                },
+                "model_metadata": info.model_metadata,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        ReportFormat::Text => {
+            let batching = info.batching.unwrap_or_default();
+            println!("model:              {} (sha256 {})", info.model_file, info.model_sha256);
+            match info.test_accuracy {
+                Some(a) => println!("test accuracy:      {:.2}%", a * 100.0),
+                None => println!("test accuracy:      unknown (no model card)"),
+            }
+            println!("input shape:        {:?}", info.input_shape);
+            println!("execution provider: {}", info.execution_provider);
+            println!(
+                "batching:           up to {} images, wait {} us, queue {}, {} in flight per stream",
+                batching.max_batch_size, batching.max_queue_delay_us, batching.max_queue_size, batching.max_in_flight_per_stream
+            );
+            println!("server version:     {}", info.server_version);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn health_command(server: &ServerAddress, args: &HealthArgs) -> Result<ExitCode> {
+    let mut client = HealthClient::new(server.channel().await?);
+    let response = client
+        .check(HealthCheckRequest { service: args.service.clone() })
+        .await
+        .map_err(|s| mnist_client::ClientError::call("Health.Check", s))?
+        .into_inner();
+    let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+    println!("{}", status.as_str_name());
+    Ok(if status == ServingStatus::Serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,17 @@
+//! `mnist-client`: talks to `mnist-server` over gRPC.
+//!
+//! [`connect`] opens the channel, [`files`] finds the images to send,
+//! [`pipeline`] streams them with a bounded window, [`predict`], [`eval`]
+//! and [`bench`] are the subcommands' logic, and [`output`] renders results
+//! for people (table) and scripts (JSON, CSV).
+
+pub mod bench;
+pub mod connect;
+mod error;
+pub mod eval;
+pub mod files;
+pub mod output;
+pub mod pipeline;
+pub mod predict;
+
+pub use error::ClientError;

@@ -1,0 +1,176 @@
+//! Rendering predictions as a table, JSON or CSV.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::predict::{FileResult, Outcome};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document: an array of per-file objects.
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// How to annotate predictions.
+#[derive(Debug, Clone, Copy)]
+pub struct Annotations {
+    /// Show the next likeliest digits after the first, up to this many in all.
+    pub top_k: usize,
+    /// Flag predictions below this confidence as uncertain.
+    pub min_confidence: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    top: Vec<Candidate>,
+    uncertain: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Candidate {
+    digit: u32,
+    probability: f32,
+}
+
+fn row<'a>(result: &'a FileResult, notes: &Annotations) -> Row<'a> {
+    let path = result.path.display().to_string();
+    match &result.outcome {
+        Outcome::Predicted { digit, confidence, probabilities } => {
+            let mut ranked: Vec<Candidate> = probabilities
+                .iter()
+                .enumerate()
+                .map(|(d, &p)| Candidate { digit: d as u32, probability: p })
+                .collect();
+            ranked.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+            ranked.truncate(if notes.top_k > 1 { notes.top_k } else { 0 });
+            Row {
+                path,
+                digit: Some(*digit),
+                confidence: Some(*confidence),
+                top: ranked,
+                uncertain: notes.min_confidence.is_some_and(|m| *confidence < m),
+                error: None,
+            }
+        }
+        Outcome::Failed { error } => {
+            Row { path, digit: None, confidence: None, top: Vec::new(), uncertain: false, error: Some(error) }
+        }
+    }
+}
+
+/// Renders all results in `format`.
+pub fn render(results: &[FileResult], format: Format, notes: &Annotations) -> String {
+    let rows: Vec<Row> = results.iter().map(|r| row(r, notes)).collect();
+    match format {
+        Format::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
+        Format::Csv => csv(&rows),
+        Format::Table => table(&rows),
+    }
+}
+
+fn top_text(top: &[Candidate]) -> String {
+    top.iter().map(|c| format!("{}:{:.3}", c.digit, c.probability)).collect::<Vec<_>>().join(" ")
+}
+
+fn table(rows: &[Row]) -> String {
+    let width = rows.iter().map(|r| r.path.chars().count()).max().unwrap_or(4).max(4);
+    let with_top = rows.iter().any(|r| !r.top.is_empty());
+    let mut out = String::new();
+    let _ = write!(out, "{:width$}  digit  confidence", "path");
+    if with_top {
+        let _ = write!(out, "  top");
+    }
+    out.push('\n');
+    for r in rows {
+        match (r.digit, r.confidence, r.error) {
+            (Some(d), Some(c), _) => {
+                let _ = write!(out, "{:width$}  {d:>5}  {c:>10.4}", r.path);
+                if with_top {
+                    let _ = write!(out, "  {}", top_text(&r.top));
+                }
+                if r.uncertain {
+                    out.push_str("  (uncertain)");
+                }
+            }
+            (_, _, error) => {
+                let _ = write!(out, "{:width$}  error: {}", r.path, error.unwrap_or("unknown"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut out = String::from("path,digit,confidence,top,uncertain,error\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            csv_field(&r.path),
+            r.digit.map(|d| d.to_string()).unwrap_or_default(),
+            r.confidence.map(|c| format!("{c:.6}")).unwrap_or_default(),
+            csv_field(&top_text(&r.top)),
+            r.uncertain,
+            csv_field(r.error.unwrap_or("")),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn results() -> Vec<FileResult> {
+        let mut p = vec![0.01f32; 10];
+        p[7] = 0.55;
+        p[1] = 0.37;
+        vec![
+            FileResult {
+                path: PathBuf::from("a, b.png"),
+                outcome: Outcome::Predicted { digit: 7, confidence: 0.55, probabilities: p },
+            },
+            FileResult { path: PathBuf::from("bad.png"), outcome: Outcome::Failed { error: "cannot decode".into() } },
+        ]
+    }
+
+    #[test]
+    fn table_flags_uncertain_and_shows_errors() {
+        let text = render(&results(), Format::Table, &Annotations { top_k: 2, min_confidence: Some(0.9) });
+        assert!(text.contains("7:0.550 1:0.370"), "{text}");
+        assert!(text.contains("(uncertain)"));
+        assert!(text.contains("bad.png  error: cannot decode"));
+    }
+
+    #[test]
+    fn csv_quotes_fields_and_json_parses() {
+        let notes = Annotations { top_k: 1, min_confidence: None };
+        let text = render(&results(), Format::Csv, &notes);
+        assert!(text.starts_with("path,digit,confidence,top,uncertain,error\n"));
+        assert!(text.contains("\"a, b.png\",7,0.550000,,false,"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&render(&results(), Format::Json, &notes)).unwrap();
+        assert_eq!(json[0]["digit"], 7);
+        assert_eq!(json[1]["error"], "cannot decode");
+    }
+}

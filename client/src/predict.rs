@@ -1,0 +1,139 @@
+//! `mnist-client predict`: classify image files over one Predict stream.
+//!
+//! Files are read and preprocessed on blocking threads in parallel (one
+//! decode in flight per core, twice over), in file order, so the stream
+//! keeps the server's batcher fed; each file's answer is matched back by id.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use futures_util::{StreamExt, stream};
+use indicatif::ProgressBar;
+use mnist::{
+    preprocess::{DecodeLimits, preprocess},
+    proto::v1::{PredictRequest, classifier_client::ClassifierClient, predict_request::Input},
+};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::{ClientError, pipeline::stream_predict};
+
+/// Options of one predict run.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Most unanswered images on the stream.
+    pub window: usize,
+    /// Send the file's bytes for the server to decode, instead of pixels.
+    pub send_encoded: bool,
+}
+
+/// The result for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    /// The file.
+    pub path: PathBuf,
+    /// The prediction, or why there is none.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A file's prediction or error.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// Classified.
+    Predicted {
+        /// The digit.
+        digit: u32,
+        /// Its probability.
+        confidence: f32,
+        /// Softmax probabilities of 0-9.
+        probabilities: Vec<f32>,
+    },
+    /// Not classified.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Classifies `paths` (in that order); `progress` advances once per file.
+pub async fn predict_files(
+    client: &mut ClassifierClient<Channel>,
+    paths: Vec<PathBuf>,
+    options: &PredictOptions,
+    progress: ProgressBar,
+) -> Result<Vec<FileResult>, ClientError> {
+    let results: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; paths.len()]));
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    let send_encoded = options.send_encoded;
+    let local_results = Arc::clone(&results);
+    let local_progress = progress.clone();
+    let requests = stream::iter(paths.clone().into_iter().enumerate())
+        .map(move |(index, path)| async move {
+            let input = tokio::task::spawn_blocking(move || load(&path, send_encoded))
+                .await
+                .unwrap_or_else(|e| Err(format!("decoding task failed: {e}")));
+            (index, input)
+        })
+        .buffered(parallel)
+        .filter_map(move |(index, input)| {
+            let results = Arc::clone(&local_results);
+            let progress = local_progress.clone();
+            async move {
+                match input {
+                    Ok(input) => Some(PredictRequest { id: index.to_string(), input: Some(input) }),
+                    Err(error) => {
+                        if let Ok(mut r) = results.lock() {
+                            r[index] = Some(Outcome::Failed { error });
+                        }
+                        progress.inc(1);
+                        None
+                    }
+                }
+            }
+        });
+
+    let response_results = Arc::clone(&results);
+    stream_predict(client, requests, options.window, move |response| {
+        progress.inc(1);
+        let Some(index) = response.id.parse::<usize>().ok() else { return };
+        let outcome = match response.error {
+            Some(status) => Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) },
+            None => Outcome::Predicted {
+                digit: response.digit,
+                confidence: response.confidence,
+                probabilities: response.probabilities,
+            },
+        };
+        if let Ok(mut r) = response_results.lock()
+            && let Some(slot) = r.get_mut(index)
+        {
+            *slot = Some(outcome);
+        }
+    })
+    .await?;
+
+    let outcomes = std::mem::take(&mut *results.lock().map_err(|_| ClientError::Usage("result lock poisoned".into()))?);
+    Ok(paths
+        .into_iter()
+        .zip(outcomes)
+        .map(|(path, outcome)| FileResult {
+            path,
+            outcome: outcome.unwrap_or(Outcome::Failed { error: "no answer from the server".into() }),
+        })
+        .collect())
+}
+
+/// Reads a file into the request input: preprocessed pixels, or its bytes.
+fn load(path: &Path, send_encoded: bool) -> Result<Input, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if send_encoded {
+        return Ok(Input::Image(bytes.into()));
+    }
+    // Local files may be large photos: allow more than the server does.
+    let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
+    preprocess(&bytes, &limits).map(|pixels| Input::Pixels(pixels.into())).map_err(|e| e.to_string())
+}

@@ -1,0 +1,178 @@
+//! Starting servers for end-to-end tests: in-process on an ephemeral port,
+//! or as a real process when a test needs signals or exit codes.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use clap::Parser;
+use mnist::{
+    dataset::{Mnist, Split},
+    proto::v1::classifier_client::ClassifierClient,
+};
+use mnist_server::config::Config;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// The model shipped in `models/`.
+pub fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx")
+}
+
+/// The MNIST test split, from `MNIST_DIR` (the test command sets it).
+pub fn test_set() -> Mnist {
+    let dir = mnist::dataset::default_dir();
+    Mnist::load(&dir, Split::Test).unwrap_or_else(|e| panic!("MNIST test set (set MNIST_DIR): {e}"))
+}
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), mnist_server::error::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts a server with the shipped model and extra flags, and waits until it answers.
+    pub async fn start(extra: &[&str]) -> Self {
+        let model = shipped_model();
+        let mut args = vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
+        args.extend_from_slice(extra);
+        let config = Config::try_parse_from(args).expect("valid flags");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mnist_server::run_on(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let mut server = Self { addr, stop: Some(stop), task: Some(task) };
+        server.wait_serving().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn client(&self) -> ClassifierClient<Channel> {
+        ClassifierClient::new(self.channel().await)
+    }
+
+    async fn wait_serving(&mut self) {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+        for _ in 0..200 {
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.task.take().unwrap().await;
+                panic!("server stopped during start-up: {result:?}");
+            }
+            if let Ok(channel) = Channel::from_shared(self.url()).unwrap().connect().await {
+                let mut health = HealthClient::new(channel);
+                if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+                    && r.into_inner().status == ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become SERVING");
+    }
+
+    /// Stops the server and returns its result.
+    pub async fn stop(mut self) -> Result<(), mnist_server::error::ServerError> {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+    }
+}
+
+/// A server running as its own process (for signals and exit codes).
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// stderr lines after start-up.
+    pub logs: mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `mnist-server` with `args` and waits for its "ready" line.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = spawn(args);
+        let stderr = child.stderr.take().unwrap();
+        let (tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut addr = None;
+        loop {
+            let line = logs.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let message = json["fields"]["message"].as_str().unwrap_or_default();
+            if message == "listening" {
+                addr = json["fields"]["addr"].as_str().and_then(|a| a.parse().ok());
+            }
+            if message.starts_with("ready") {
+                break;
+            }
+        }
+        Self { child, addr: addr.expect("listening address"), logs }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns the server binary with JSON logs on a free port.
+pub fn spawn(args: &[&str]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-server"));
+    command.args(["--addr", "127.0.0.1:0", "--log-format", "json", "--intra-threads", "1"]).args(args);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command.spawn().expect("spawn mnist-server")
+}
+
+/// Runs the server binary to completion; returns (success, stderr).
+pub fn run_to_exit(args: &[&str]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-server"));
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
+    let output = command.stdin(Stdio::null()).output().expect("run mnist-server");
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `pixels` encoded as an 8-bit grayscale PNG.
+pub fn png(pixels: &[u8]) -> Vec<u8> {
+    let image = image::GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
