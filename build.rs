@@ -12,7 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Reflection serves this set, so grpcurl and ghz need no .proto file.
         .file_descriptor_set_path(out_dir.join("mnist_descriptor.bin"))
-        .bytes(".mnist.v1.PredictRequest.input")
         .compile_with_config(
             prost_config,
             &[PathBuf::from("proto/mnist/v1/classifier.proto")],

@@ -155,9 +155,7 @@ pub fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
     let raw = fs::read(path).map_err(io_err)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(io_err)?;
+        flate2::read::MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(io_err)?;
         Ok(out)
     } else {
         Ok(raw)
@@ -177,11 +175,7 @@ pub fn verify_sha256(bytes: &[u8], expected: &str, path: &Path) -> Result<()> {
     if found.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
-        Err(Error::ChecksumMismatch {
-            path: path.to_path_buf(),
-            found,
-            expected: expected.to_string(),
-        })
+        Err(Error::ChecksumMismatch { path: path.to_path_buf(), found, expected: expected.to_string() })
     }
 }
 
@@ -224,7 +218,12 @@ impl Header {
             // Too short to hold even the header: report the magic if present,
             // since a wrong kind of file is the likelier mistake.
             if bytes.len() >= 4 && be_u32(bytes, 0) != magic {
-                return Err(Error::BadMagic { path: path.to_path_buf(), kind, found: be_u32(bytes, 0), expected: magic });
+                return Err(Error::BadMagic {
+                    path: path.to_path_buf(),
+                    kind,
+                    found: be_u32(bytes, 0),
+                    expected: magic,
+                });
             }
             return Err(Error::Truncated { path: path.to_path_buf(), expected: header_len, found: bytes.len() });
         }

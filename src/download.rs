@@ -68,11 +68,8 @@ fn download_one(agent: &ureq::Agent, dir: &Path, file: DataFile, quiet: bool) ->
 
 fn fetch(agent: &ureq::Agent, url: &str, dest: &Path, quiet: bool) -> std::result::Result<(), String> {
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let total = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let total =
+        response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total.unwrap_or(0)) };
     bar.set_style(
         ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")

@@ -66,11 +66,8 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
     if bytes.len() > limits.max_encoded_bytes {
         return Err(Error::ImageTooLarge { size: bytes.len(), limit: limits.max_encoded_bytes });
     }
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| Error::Decode(e.to_string()))
-    };
+    let reader =
+        || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Decode(e.to_string()));
     let (width, height) = reader()?.into_dimensions().map_err(|e| Error::Decode(e.to_string()))?;
     if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(Error::ImageDimensions { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels });
@@ -270,7 +267,8 @@ fn place_by_center_of_mass(digit: &[f32], w: usize, h: usize) -> GrayPlane {
     }
     let (cx, cy) = if mass > 0.0 { (mx / mass, my / mass) } else { (w as f32 / 2.0, h as f32 / 2.0) };
     let side = IMAGE_SIDE as i64;
-    let offset = |center: f32, len: usize| ((CENTER_OF_MASS - center).round() as i64).clamp(0, side - len as i64) as usize;
+    let offset =
+        |center: f32, len: usize| ((CENTER_OF_MASS - center).round() as i64).clamp(0, side - len as i64) as usize;
     let (ox, oy) = (offset(cx, w), offset(cy, h));
     let mut values = vec![0.0; IMAGE_PIXELS];
     for y in 0..h {
@@ -372,7 +370,7 @@ mod tests {
         let ink_rows = (0..28).filter(|y| out[y * 28..(y + 1) * 28].iter().any(|&v| v > 0)).count();
         assert!((19..=21).contains(&ink_rows), "digit spans {ink_rows} rows, expected 20");
         assert_eq!(out[0], 0, "background must be dark");
-        assert!(out.iter().any(|&v| v == 255), "ink must be full");
+        assert!(out.contains(&255), "ink must be full");
     }
 
     #[test]

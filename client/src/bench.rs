@@ -195,7 +195,7 @@ async fn drive(channels: &[Channel], data: &Arc<Mnist>, options: &BenchOptions) 
 
 fn request(data: &Mnist, n: u64) -> PredictRequest {
     let index = (n % data.len() as u64) as usize;
-    PredictRequest { id: n.to_string(), input: Some(Input::Pixels(data.image(index).to_vec().into())) }
+    PredictRequest { id: n.to_string(), input: Some(Input::Pixels(data.image(index).to_vec())) }
 }
 
 fn code_name(code: tonic::Code) -> String {
@@ -232,7 +232,8 @@ async fn stream_worker(
     let permits = Arc::new(tokio::sync::Semaphore::new(window));
     let sender_permits = Arc::clone(&permits);
     let outbound = futures_util::stream::unfold((), move |()| {
-        let (permits, issued, data, sent_tx) = (Arc::clone(&sender_permits), Arc::clone(&issued), Arc::clone(&data), sent_tx.clone());
+        let (permits, issued, data, sent_tx) =
+            (Arc::clone(&sender_permits), Arc::clone(&issued), Arc::clone(&data), sent_tx.clone());
         let next = next(&issued);
         async move {
             let n = next?;

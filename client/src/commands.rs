@@ -64,10 +64,12 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
     let options = PredictOptions { window: args.concurrency, send_encoded: args.send_encoded };
     let mut results = predict::predict_files(&mut client, found.images, &options, bar.clone()).await?;
     bar.finish_and_clear();
-    results.extend(found.unreadable.into_iter().map(|(path, error)| predict::FileResult {
-        path,
-        outcome: Outcome::Failed { error },
-    }));
+    results.extend(
+        found
+            .unreadable
+            .into_iter()
+            .map(|(path, error)| predict::FileResult { path, outcome: Outcome::Failed { error } }),
+    );
 
     let notes = Annotations { top_k: args.top_k, min_confidence: args.min_confidence };
     print!("{}", output::render(&results, args.format, &notes));
@@ -181,7 +183,10 @@ async fn info_command(server: &ServerAddress, args: &InfoArgs) -> Result<ExitCod
             println!("execution provider: {}", info.execution_provider);
             println!(
                 "batching:           up to {} images, wait {} us, queue {}, {} in flight per stream",
-                batching.max_batch_size, batching.max_queue_delay_us, batching.max_queue_size, batching.max_in_flight_per_stream
+                batching.max_batch_size,
+                batching.max_queue_delay_us,
+                batching.max_queue_size,
+                batching.max_in_flight_per_stream
             );
             println!("server version:     {}", info.server_version);
         }

@@ -43,7 +43,7 @@ pub async fn evaluate(
     progress: ProgressBar,
 ) -> Result<EvalReport, ClientError> {
     let requests: Vec<PredictRequest> = (0..data.len())
-        .map(|i| PredictRequest { id: i.to_string(), input: Some(Input::Pixels(data.image(i).to_vec().into())) })
+        .map(|i| PredictRequest { id: i.to_string(), input: Some(Input::Pixels(data.image(i).to_vec())) })
         .collect();
     let mut confusion = vec![vec![0u64; NUM_CLASSES]; NUM_CLASSES];
     let (mut answered, mut errors) = (0usize, 0usize);

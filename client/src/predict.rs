@@ -101,7 +101,9 @@ pub async fn predict_files(
         progress.inc(1);
         let Some(index) = response.id.parse::<usize>().ok() else { return };
         let outcome = match response.error {
-            Some(status) => Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) },
+            Some(status) => {
+                Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) }
+            }
             None => Outcome::Predicted {
                 digit: response.digit,
                 confidence: response.confidence,
@@ -131,9 +133,9 @@ pub async fn predict_files(
 fn load(path: &Path, send_encoded: bool) -> Result<Input, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if send_encoded {
-        return Ok(Input::Image(bytes.into()));
+        return Ok(Input::Image(bytes));
     }
     // Local files may be large photos: allow more than the server does.
     let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
-    preprocess(&bytes, &limits).map(|pixels| Input::Pixels(pixels.into())).map_err(|e| e.to_string())
+    preprocess(&bytes, &limits).map(Input::Pixels).map_err(|e| e.to_string())
 }

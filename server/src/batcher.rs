@@ -250,10 +250,19 @@ mod tests {
         }
     }
 
-    fn start(max_batch: usize, delay_us: u64, queue: usize, infer_delay_ms: u64) -> (Batcher, Arc<Mutex<Vec<usize>>>, Arc<AtomicUsize>) {
+    fn start(
+        max_batch: usize,
+        delay_us: u64,
+        queue: usize,
+        infer_delay_ms: u64,
+    ) -> (Batcher, Arc<Mutex<Vec<usize>>>, Arc<AtomicUsize>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let calls = Arc::new(AtomicUsize::new(0));
-        let backend = FakeBackend { batches: batches.clone(), delay: Duration::from_millis(infer_delay_ms), calls: calls.clone() };
+        let backend = FakeBackend {
+            batches: batches.clone(),
+            delay: Duration::from_millis(infer_delay_ms),
+            calls: calls.clone(),
+        };
         let config = BatcherConfig {
             max_batch_size: max_batch,
             max_queue_delay: Duration::from_micros(delay_us),
@@ -291,7 +300,7 @@ mod tests {
         }
         let sizes = batches.lock().unwrap().clone();
         assert!(sizes.iter().all(|&s| s <= 8), "{sizes:?}");
-        assert!(sizes.iter().any(|&s| s == 8), "queued work should fill batches: {sizes:?}");
+        assert!(sizes.contains(&8), "queued work should fill batches: {sizes:?}");
         assert_eq!(sizes.iter().sum::<usize>(), 40);
     }
 

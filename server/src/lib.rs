@@ -46,7 +46,8 @@ use crate::{
 /// until the first inference has succeeded.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let model = load_model(&config).await?;
-    let listener = TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+    let listener =
+        TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
     serve(config, model, listener, shutdown).await
 }
 

@@ -49,7 +49,7 @@ impl Inner {
             None => Err(ServerError::EmptyInput),
             Some(Input::Pixels(pixels)) => {
                 check_pixels(&pixels)?;
-                Ok(pixels.to_vec())
+                Ok(pixels)
             }
             Some(Input::Image(bytes)) => {
                 // Decoding a large photo takes milliseconds: keep it off the
@@ -63,7 +63,11 @@ impl Inner {
         }
     }
 
-    async fn classify(&self, request: PredictRequest, deadline: Option<Instant>) -> Result<PredictResponse, ServerError> {
+    async fn classify(
+        &self,
+        request: PredictRequest,
+        deadline: Option<Instant>,
+    ) -> Result<PredictResponse, ServerError> {
         let pixels = self.prepare(request.input).await?;
         let prediction = self.batcher.predict(pixels, deadline).await?;
         Ok(PredictResponse {
@@ -82,7 +86,11 @@ impl Inner {
         let response = self.classify(request, deadline).await;
         let code = response.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
         metrics::request("Predict", code, started.elapsed());
-        response.unwrap_or_else(|error| PredictResponse { id, error: Some(error.to_rpc_status()), ..Default::default() })
+        response.unwrap_or_else(|error| PredictResponse {
+            id,
+            error: Some(error.to_rpc_status()),
+            ..Default::default()
+        })
     }
 }
 

@@ -7,17 +7,19 @@ use std::time::Duration;
 use common::{ServerProcess, TestServer, png, run_to_exit, shipped_model, test_set};
 use futures_util::StreamExt;
 use mnist::proto::v1::{
-    GetModelInfoRequest, PredictRequest, PredictResponse, classifier_client::ClassifierClient,
-    predict_request::Input,
+    GetModelInfoRequest, PredictRequest, PredictResponse, classifier_client::ClassifierClient, predict_request::Input,
 };
 use tonic::{Code, Request};
 
 fn pixels_request(id: impl ToString, pixels: &[u8]) -> PredictRequest {
-    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec().into())) }
+    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec())) }
 }
 
 /// Sends `requests` on one Predict stream and collects every response.
-async fn stream_all(client: &mut ClassifierClient<tonic::transport::Channel>, requests: Vec<PredictRequest>) -> Vec<PredictResponse> {
+async fn stream_all(
+    client: &mut ClassifierClient<tonic::transport::Channel>,
+    requests: Vec<PredictRequest>,
+) -> Vec<PredictResponse> {
     let response = client.predict(futures_util::stream::iter(requests)).await.unwrap();
     response.into_inner().map(|r| r.unwrap()).collect().await
 }
@@ -46,12 +48,15 @@ async fn stream_of_1000_pixels_and_pngs_is_ordered_and_accurate() {
     assert!(acc >= 0.99, "accuracy {acc}");
 
     let requests = (0..data.len())
-        .map(|i| PredictRequest { id: format!("png-{i}"), input: Some(Input::Image(png(data.image(i)).into())) })
+        .map(|i| PredictRequest { id: format!("png-{i}"), input: Some(Input::Image(png(data.image(i)))) })
         .collect();
     let by_png = stream_all(&mut client, requests).await;
     for (i, (a, b)) in by_pixels.iter().zip(&by_png).enumerate() {
         assert_eq!(b.id, format!("png-{i}"));
-        assert_eq!(a.digit, b.digit, "PNG and pixels of image {i} must agree (preprocessing passes MNIST digits through)");
+        assert_eq!(
+            a.digit, b.digit,
+            "PNG and pixels of image {i} must agree (preprocessing passes MNIST digits through)"
+        );
         assert!((a.confidence - b.confidence).abs() < 1e-5);
     }
     server.stop().await.unwrap();
@@ -90,7 +95,7 @@ async fn bad_items_fail_alone_and_the_stream_continues() {
     let data = test_set().take(1);
     let requests = vec![
         pixels_request("short", &[1, 2, 3]),
-        PredictRequest { id: "garbage".into(), input: Some(Input::Image(b"not an image at all".to_vec().into())) },
+        PredictRequest { id: "garbage".into(), input: Some(Input::Image(b"not an image at all".to_vec())) },
         PredictRequest { id: "empty".into(), input: None },
         pixels_request("good", data.image(0)),
     ];
@@ -115,10 +120,8 @@ async fn oversized_and_huge_images_are_refused_with_their_limits() {
     let big = image::GrayImage::new(200, 200);
     let mut bytes = Vec::new();
     big.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    let err = client
-        .predict_one(PredictRequest { id: "big".into(), input: Some(Input::Image(bytes.into())) })
-        .await
-        .unwrap_err();
+    let err =
+        client.predict_one(PredictRequest { id: "big".into(), input: Some(Input::Image(bytes)) }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("200x200") && err.message().contains("10000"), "{}", err.message());
 }
@@ -185,9 +188,14 @@ async fn health_and_reflection() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = reflection.server_reflection_info(futures_util::stream::iter([request])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response else {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(futures_util::stream::iter([request])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response
+    else {
         panic!("expected a service list");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
@@ -217,7 +225,8 @@ fn startup_failures_are_clear_and_exit_non_zero() {
     assert!(!ok, "an explicit device that is missing must be an error, not a fallback");
     assert!(stderr.contains("cuda"), "{stderr}");
 
-    let (ok, stderr) = run_to_exit_with_env(&["--model", shipped_model().to_str().unwrap()], "/nonexistent/libonnxruntime.so");
+    let (ok, stderr) =
+        run_to_exit_with_env(&["--model", shipped_model().to_str().unwrap()], "/nonexistent/libonnxruntime.so");
     assert!(!ok);
     assert!(stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
 

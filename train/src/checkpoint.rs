@@ -83,15 +83,24 @@ fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
 
 fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let device = vs.device();
-    for (name, mut var) in vs.variables() {
-        let saved = tensors.get(&name).ok_or_else(|| checkpoint_error(path, &format!("tensor {name} missing")))?;
-        if saved.size() != var.size() {
-            return Err(checkpoint_error(
-                path,
-                &format!("tensor {name} has shape {:?}, the model needs {:?}", saved.size(), var.size()),
-            ));
-        }
-        tch::no_grad(|| var.copy_(&saved.to(device)));
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    // Check everything before copying anything, and name every problem.
+    let problems: Vec<String> = variables
+        .iter()
+        .filter_map(|(name, var)| match tensors.get(name) {
+            None => Some(format!("tensor {name} missing")),
+            Some(saved) if saved.size() != var.size() => {
+                Some(format!("tensor {name} has shape {:?}, the model needs {:?}", saved.size(), var.size()))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(checkpoint_error(path, &problems.join("; ")));
+    }
+    for (name, mut var) in variables {
+        tch::no_grad(|| var.copy_(&tensors[&name].to(device)));
     }
     Ok(())
 }

@@ -154,7 +154,11 @@ fn report(net: &Net, test_set: &TensorSet, dir: &Path, progress: Option<&Progres
     if let Some(progress) = progress.filter(|p| !p.history.is_empty()) {
         plot::training_curves(&progress.history, &progress.recipe.summary(), &dir.join("curves.png"))?;
     }
-    eprintln!("wrote eval.json, confusion.png{} in {}", if progress.is_some() { ", curves.png" } else { "" }, dir.display());
+    eprintln!(
+        "wrote eval.json, confusion.png{} in {}",
+        if progress.is_some() { ", curves.png" } else { "" },
+        dir.display()
+    );
     Ok(eval)
 }
 
@@ -183,6 +187,11 @@ fn publish(vs: &VarStore, eval: &Evaluation, progress: &Progress, dir: &Path) ->
     let card_path = dir.join("mnist.json");
     fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")
         .with_context(|| format!("writing {}", card_path.display()))?;
-    eprintln!("exported {} ({:.2}% test accuracy) and {}", onnx_path.display(), eval.accuracy * 100.0, card_path.display());
+    eprintln!(
+        "exported {} ({:.2}% test accuracy) and {}",
+        onnx_path.display(),
+        eval.accuracy * 100.0,
+        card_path.display()
+    );
     Ok(())
 }

@@ -26,8 +26,11 @@ impl TensorSet {
     pub fn new(data: &Mnist, device: Device) -> Self {
         let n = data.len() as i64;
         let side = IMAGE_SIDE as i64;
-        let images =
-            Tensor::from_slice(&data.images).view([n, 1, side, side]).to_kind(Kind::Float).divide_scalar(255.0).to(device);
+        let images = Tensor::from_slice(&data.images)
+            .view([n, 1, side, side])
+            .to_kind(Kind::Float)
+            .divide_scalar(255.0)
+            .to(device);
         let labels = Tensor::from_slice(&data.labels).to_kind(Kind::Int64).to(device);
         Self { images, labels }
     }
@@ -107,7 +110,10 @@ mod tests {
     use super::*;
 
     fn tiny(n: usize) -> Mnist {
-        Mnist { images: (0..n * 784).map(|i| (i / 784) as u8).collect(), labels: (0..n).map(|i| (i % 10) as u8).collect() }
+        Mnist {
+            images: (0..n * 784).map(|i| (i / 784) as u8).collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        }
     }
 
     #[test]

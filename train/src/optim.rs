@@ -85,7 +85,7 @@ impl Optimizer {
                         let grad = if wd > 0.0 { &grad + &*p * wd } else { grad };
                         let buf = &mut state[0];
                         if t == 1 {
-                            let _ = buf.copy_(&grad);
+                            buf.copy_(&grad);
                         } else {
                             let _ = buf.g_mul_scalar_(momentum).g_add_(&grad);
                         }
@@ -94,7 +94,8 @@ impl Optimizer {
                     OptimizerKind::Rmsprop => {
                         let grad = if wd > 0.0 { &grad + &*p * wd } else { grad };
                         let square_avg = &mut state[0];
-                        let _ = square_avg.g_mul_scalar_(RMSPROP_ALPHA).g_add_(&(&grad * &grad * (1.0 - RMSPROP_ALPHA)));
+                        let _ =
+                            square_avg.g_mul_scalar_(RMSPROP_ALPHA).g_add_(&(&grad * &grad * (1.0 - RMSPROP_ALPHA)));
                         let _ = p.g_sub_(&(&grad / (square_avg.sqrt() + EPS) * lr));
                     }
                 }

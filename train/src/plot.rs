@@ -58,7 +58,12 @@ pub fn training_curves(history: &[EpochRecord], title: &str, path: &Path) -> Res
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(values.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(e.to_string()))?;
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
 
     let accuracies: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, r.test_accuracy * 100.0)).collect();
     let low = accuracies.iter().map(|a| a.1).fold(100.0, f64::min);
@@ -70,12 +75,8 @@ pub fn training_curves(history: &[EpochRecord], title: &str, path: &Path) -> Res
         .build_cartesian_2d(x_range, (low - 0.2).max(0.0)..100.0)
         .map_err(|e| err(e.to_string()))?;
     chart.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
-    chart
-        .draw_series(LineSeries::new(accuracies.clone(), GREEN.stroke_width(2)))
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .draw_series(accuracies.iter().map(|&p| Circle::new(p, 3, GREEN.filled())))
-        .map_err(|e| err(e.to_string()))?;
+    chart.draw_series(LineSeries::new(accuracies.clone(), GREEN.stroke_width(2))).map_err(|e| err(e.to_string()))?;
+    chart.draw_series(accuracies.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
 }
 

@@ -73,6 +73,10 @@ pub struct Trained {
 /// Trains per `config`. `stop` is polled between steps: when it is set, the
 /// run ends with [`Error::Interrupted`] and the last completed epoch's
 /// checkpoint stays on disk for `--resume`.
+///
+/// Runs with the same seed and thread count are identical on the CPU, as
+/// long as only one run at a time uses libtorch's (process-global) random
+/// generator.
 pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, stop: &AtomicBool) -> Result<Trained> {
     let recipe = &config.recipe;
     recipe.validate()?;

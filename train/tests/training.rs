@@ -2,7 +2,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use mnist::dataset::{Mnist, Split, default_dir};
@@ -15,6 +18,13 @@ use mnist_train::{
     train::{TrainConfig, train},
 };
 use tch::Device;
+
+/// libtorch's random generator is global to the process: runs in parallel
+/// test threads would draw from it in turns and lose their reproducibility.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn subsets(train_images: usize, test_images: usize) -> (TensorSet, TensorSet, Mnist) {
     let dir = default_dir();
@@ -29,6 +39,7 @@ fn config(recipe: Recipe, dir: &std::path::Path, resume: bool) -> TrainConfig {
 
 #[test]
 fn one_epoch_on_a_subset_learns_to_read_digits() {
+    let _serial = one_at_a_time();
     let (train_set, test_set, _) = subsets(8000, 1000);
     let dir = tempfile::tempdir().unwrap();
     let recipe = Recipe { epochs: 1, ..Recipe::default() };
@@ -41,6 +52,7 @@ fn one_epoch_on_a_subset_learns_to_read_digits() {
 
 #[test]
 fn resuming_from_a_checkpoint_gives_the_same_weights_as_an_uninterrupted_run() {
+    let _serial = one_at_a_time();
     let (train_set, test_set, _) = subsets(1500, 200);
     let recipe = Recipe { epochs: 2, augment: true, ..Recipe::default() };
     let never = AtomicBool::new(false);
@@ -64,6 +76,7 @@ fn resuming_from_a_checkpoint_gives_the_same_weights_as_an_uninterrupted_run() {
 
 #[test]
 fn an_interrupted_run_keeps_its_last_checkpoint_and_a_mismatched_resume_is_refused() {
+    let _serial = one_at_a_time();
     let (train_set, test_set, _) = subsets(500, 100);
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
@@ -84,6 +97,7 @@ fn an_interrupted_run_keeps_its_last_checkpoint_and_a_mismatched_resume_is_refus
 /// test images; `PARITY_IMAGES=10000` checks the whole set.
 #[test]
 fn onnx_export_matches_libtorch_in_onnx_runtime() {
+    let _serial = one_at_a_time();
     let images: usize = std::env::var("PARITY_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let (train_set, test_set, test_data) = subsets(3000, images);
     let dir = tempfile::tempdir().unwrap();

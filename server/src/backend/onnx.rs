@@ -37,13 +37,17 @@ impl OnnxBackend {
         let environment = shared_environment()?;
         let model_error = |reason: String| ServerError::Model { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| {
-            model_error(format!("{e} (train one with mnist-train, or pass --model; the repository ships models/mnist.onnx)"))
+            model_error(format!(
+                "{e} (train one with mnist-train, or pass --model; the repository ships models/mnist.onnx)"
+            ))
         })?;
 
         let (session, provider) = match device {
             Device::Cpu => (build_session(&environment, &bytes, intra_threads, None).map_err(model_error)?, "cpu"),
             Device::Cuda => accelerated(&environment, &bytes, intra_threads, "cuda", ep::CUDA::default().build())?,
-            Device::Coreml => accelerated(&environment, &bytes, intra_threads, "coreml", ep::CoreML::default().build())?,
+            Device::Coreml => {
+                accelerated(&environment, &bytes, intra_threads, "coreml", ep::CoreML::default().build())?
+            }
             Device::Auto => {
                 let (name, available, dispatch) = platform_accelerator();
                 let attempt = if available {

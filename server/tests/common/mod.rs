@@ -43,7 +43,8 @@ impl TestServer {
     /// Starts a server with the shipped model and extra flags, and waits until it answers.
     pub async fn start(extra: &[&str]) -> Self {
         let model = shipped_model();
-        let mut args = vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
+        let mut args =
+            vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("valid flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

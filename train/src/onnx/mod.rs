@@ -65,7 +65,13 @@ pub fn build_model(vs: &VarStore, metadata: &BTreeMap<String, String>) -> Result
         node("relu1", "Relu", &["conv1_out"], "relu1_out", vec![]),
         node("conv2", "Conv", &["relu1_out", "conv2.weight", "conv2.bias"], "conv2_out", conv_attrs()),
         node("relu2", "Relu", &["conv2_out"], "relu2_out", vec![]),
-        node("pool", "MaxPool", &["relu2_out"], "pool_out", vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]),
+        node(
+            "pool",
+            "MaxPool",
+            &["relu2_out"],
+            "pool_out",
+            vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+        ),
         node("flatten", "Flatten", &["pool_out"], "flat", vec![int("axis", 1)]),
         node("fc1", "Gemm", &["flat", "fc1.weight", "fc1.bias"], "fc1_out", vec![int("transB", 1)]),
         node("relu3", "Relu", &["fc1_out"], "relu3_out", vec![]),
@@ -84,7 +90,10 @@ pub fn build_model(vs: &VarStore, metadata: &BTreeMap<String, String>) -> Result
     let mut props = vec![
         entry("normalization_mean", &PIXEL_MEAN.to_string()),
         entry("normalization_std", &PIXEL_STD.to_string()),
-        entry("input_format", "float32 [N,1,28,28]: (pixel / 255 - normalization_mean) / normalization_std, MNIST polarity (ink bright)"),
+        entry(
+            "input_format",
+            "float32 [N,1,28,28]: (pixel / 255 - normalization_mean) / normalization_std, MNIST polarity (ink bright)",
+        ),
         entry("classes", "0,1,2,3,4,5,6,7,8,9"),
     ];
     props.extend(metadata.iter().map(|(k, v)| entry(k, v)));
@@ -122,7 +131,12 @@ fn node(name: &str, op: &str, inputs: &[&str], output: &str, attribute: Vec<Attr
 }
 
 fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: values.to_vec(), r#type: AttributeType::Ints as i32, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        ints: values.to_vec(),
+        r#type: AttributeType::Ints as i32,
+        ..Default::default()
+    }
 }
 
 fn int(name: &str, value: i64) -> AttributeProto {

@@ -1,0 +1,258 @@
+//! End-to-end tests of mnist-client against a real server started by the
+//! test (in-process, on an ephemeral port), through the CLI binary.
+
+use std::{
+    io::Cursor,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use clap::Parser;
+use image::{DynamicImage, GrayImage, ImageFormat, Rgba, RgbaImage, imageops};
+use mnist::{
+    dataset::{Mnist, Split},
+    preprocess::{DecodeLimits, preprocess},
+    proto::v1::{PredictRequest, classifier_client::ClassifierClient, predict_request::Input},
+};
+use tokio::{net::TcpListener, sync::oneshot};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn test_set() -> Mnist {
+    Mnist::load(&mnist::dataset::default_dir(), Split::Test).expect("MNIST test set (set MNIST_DIR)")
+}
+
+/// A server on an ephemeral port, stopped when dropped.
+struct Server {
+    url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_server() -> Server {
+    let model = repo().join("models/mnist.onnx");
+    let config = mnist_server::config::Config::try_parse_from([
+        "mnist-server",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--intra-threads",
+        "1",
+    ])
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(mnist_server::run_on(config, listener, async {
+        let _ = stopped.await;
+    }));
+    // Wait until it answers (health SERVING).
+    for _ in 0..200 {
+        if client(&url, &["health"]).status.success() {
+            return Server { url, _stop: stop };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("server did not start");
+}
+
+fn client(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist-client")).arg("--server").arg(url).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn save_png(pixels: &[u8], path: &Path) {
+    GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap().save(path).unwrap();
+}
+
+/// A folder like a user's: digits (one in a subfolder), a text file, a corrupt PNG.
+fn sample_folder(data: &Mnist) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        save_png(data.image(i), &dir.path().join(format!("digit-{i}-label-{}.png", data.labels[i])));
+    }
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    save_png(data.image(5), &dir.path().join(format!("more/digit-5-label-{}.png", data.labels[5])));
+    std::fs::write(dir.path().join("README.txt"), "not an image").unwrap();
+    std::fs::write(dir.path().join("broken.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_in_every_format_with_recursion_errors_and_exit_codes() {
+    let server = start_server().await;
+    let data = test_set();
+    let folder = sample_folder(&data);
+    let root = folder.path().to_str().unwrap();
+
+    // Table, not recursive: 5 digits + the broken file; the text file is skipped.
+    let out = client(&server.url, &["predict", root, "--top-k", "2"]);
+    assert_eq!(out.status.code(), Some(1), "a failed file makes the exit code non-zero");
+    let table = stdout(&out);
+    assert_eq!(table.lines().count(), 1 + 6, "{table}");
+    for i in 0..5 {
+        let line = table.lines().find(|l| l.contains(&format!("digit-{i}-label-"))).unwrap();
+        assert!(line.split_whitespace().nth(1) == Some(&data.labels[i].to_string()), "{line}");
+    }
+    assert!(table.contains("broken.png") && table.contains("error:"), "{table}");
+    let summary = stderr(&out);
+    assert!(summary.contains("5 classified, 1 failed") && summary.contains("1 non-image files skipped"), "{summary}");
+
+    // JSON, recursive: 6 digits, stable order, one error.
+    let out = client(&server.url, &["predict", root, "-r", "--format", "json", "--quiet"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted, "rows come in a stable (sorted) order");
+    for row in rows.iter().filter(|r| r["error"].is_null()) {
+        let path = row["path"].as_str().unwrap();
+        let label: u64 = path.rsplit("label-").next().unwrap().trim_end_matches(".png").parse().unwrap();
+        assert_eq!(row["digit"].as_u64(), Some(label), "{path}");
+    }
+    assert!(stderr(&out).is_empty(), "--quiet prints nothing on stderr");
+
+    // CSV of single files, sent encoded for the server to decode.
+    let file = folder.path().join("digit-0-label-7.png");
+    let out = client(&server.url, &["predict", file.to_str().unwrap(), "--format", "csv", "--send-encoded"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = stdout(&out);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("path,digit,confidence,top,uncertain,error"));
+    assert!(lines.next().unwrap().contains(",7,"), "{csv}");
+
+    // --min-confidence flags uncertain predictions.
+    let out = client(&server.url, &["predict", file.to_str().unwrap(), "--min-confidence", "1.01", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["uncertain"], true);
+
+    // A missing path is a per-file error.
+    let out = client(&server.url, &["predict", "/nonexistent/x.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("/nonexistent/x.png"));
+}
+
+#[test]
+fn no_server_gives_one_clear_line_and_exit_code_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    save_png(&[0; 784], &dir.path().join("a.png"));
+    let out = client(&format!("http://127.0.0.1:{port}"), &["predict", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the server") && err.contains(&port.to_string()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_health_eval_and_bench() {
+    let server = start_server().await;
+    let out = client(&server.url, &["health"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), "SERVING");
+
+    let out = client(&server.url, &["info", "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["execution_provider"], "cpu");
+
+    // The whole test set through the server must score exactly what the
+    // model card says (evaluated independently with libtorch).
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("models/mnist.json")).unwrap()).unwrap();
+    let out = client(&server.url, &["eval", "--format", "json", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["images"], 10000);
+    assert_eq!(report["errors"], 0);
+    let served = report["accuracy"].as_f64().unwrap();
+    let card_accuracy = card["test_accuracy"].as_f64().unwrap();
+    assert!((served - card_accuracy).abs() < 1e-9, "served {served} vs card {card_accuracy}");
+
+    for mode in ["stream", "unary"] {
+        let out = client(
+            &server.url,
+            &["bench", "--mode", mode, "-c", "4", "-n", "400", "--warmup", "20", "--format", "json"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["ok"], 400, "{report}");
+        assert!(report["errors"].as_object().unwrap().is_empty());
+        assert!(report["latency_ms"]["p99"].as_f64().unwrap() >= report["latency_ms"]["p50"].as_f64().unwrap());
+    }
+}
+
+fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let image = if format == ImageFormat::Jpeg { DynamicImage::ImageLuma8(image.to_luma8()) } else { image.clone() };
+    image.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+    bytes
+}
+
+/// Real-world versions of an MNIST digit: what people's files look like.
+fn variants(pixels: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let digit = GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+    let inverted = GrayImage::from_fn(28, 28, |x, y| image::Luma([255 - digit.get_pixel(x, y).0[0]]));
+    // Dark ink on light paper, 4x larger, smoothly scaled.
+    let enlarged = imageops::resize(&inverted, 112, 112, imageops::FilterType::CatmullRom);
+    // Off-center on a large canvas.
+    let mut padded = GrayImage::new(120, 90);
+    imageops::overlay(&mut padded, &imageops::resize(&digit, 56, 56, imageops::FilterType::Triangle), 58, 6);
+    // Transparent background, black strokes (alpha carries the digit).
+    let rgba = RgbaImage::from_fn(28, 28, |x, y| Rgba([0, 0, 0, digit.get_pixel(x, y).0[0]]));
+    vec![
+        ("inverted", encode(&DynamicImage::ImageLuma8(inverted), ImageFormat::Png)),
+        ("enlarged 4x, dark on light", encode(&DynamicImage::ImageLuma8(enlarged.clone()), ImageFormat::Png)),
+        ("padded off-center", encode(&DynamicImage::ImageLuma8(padded), ImageFormat::Png)),
+        ("jpeg, enlarged", encode(&DynamicImage::ImageLuma8(enlarged), ImageFormat::Jpeg)),
+        ("rgba, transparent", encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_world_variants_agree_with_the_original_digit() {
+    let server = start_server().await;
+    let data = test_set().take(300);
+    let mut requests = Vec::new();
+    let mut kinds = Vec::new();
+    for i in 0..data.len() {
+        requests
+            .push(PredictRequest { id: format!("{i}/original"), input: Some(Input::Pixels(data.image(i).to_vec())) });
+        for (kind, bytes) in variants(data.image(i)) {
+            let pixels = preprocess(&bytes, &DecodeLimits::default()).unwrap();
+            requests.push(PredictRequest { id: format!("{i}/{kind}"), input: Some(Input::Pixels(pixels)) });
+            kinds.push(kind);
+        }
+    }
+    let mut grpc = ClassifierClient::connect(server.url.clone()).await.unwrap();
+    let mut responses = grpc.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    let mut original = 0;
+    let mut agree: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    while let Some(r) = responses.message().await.unwrap() {
+        let (_, kind) = r.id.split_once('/').unwrap();
+        if kind == "original" {
+            original = r.digit;
+        } else {
+            let entry = agree.entry(kind.to_string()).or_default();
+            entry.0 += usize::from(r.digit == original);
+            entry.1 += 1;
+        }
+    }
+    let (same, total) = agree.values().fold((0, 0), |(a, b), (s, t)| (a + s, b + t));
+    let rate = same as f64 / total as f64;
+    eprintln!("agreement with the original digit: {rate:.4} overall; {agree:?}");
+    assert!(rate >= 0.98, "variants agree with the original in {rate:.4} of cases: {agree:?}");
+    for (kind, (s, t)) in &agree {
+        assert!(*s as f64 / *t as f64 >= 0.95, "{kind}: {s}/{t}");
+    }
+}

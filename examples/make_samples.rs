@@ -1,0 +1,75 @@
+//! Writes the sample files the README uses, from MNIST test digits:
+//!
+//! - `examples/digits/`: digits as people's files look (dark ink on white,
+//!   enlarged, off-center, JPEG, transparent background) next to plain
+//!   28x28 MNIST ones;
+//! - `examples/requests/`: JSON request bodies for ghz and grpcurl holding
+//!   a real digit (base64 pixels and a base64 PNG).
+//!
+//! Run: `MNIST_DIR=... cargo run --example make_samples`
+
+use std::{fs, io::Cursor, path::Path};
+
+use image::{DynamicImage, GrayImage, ImageFormat, Rgba, RgbaImage, imageops};
+use mnist::dataset::{Mnist, Split, default_dir};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let test = Mnist::load(&default_dir(), Split::Test)?;
+    let digits = Path::new("examples/digits");
+    fs::create_dir_all(digits)?;
+    let gray = |i: usize| GrayImage::from_raw(28, 28, test.image(i).to_vec()).ok_or("bad image");
+
+    for i in 0..4 {
+        gray(i)?.save(digits.join(format!("mnist-{i}-label-{}.png", test.labels[i])))?;
+    }
+    // Dark ink on white paper, scanned large.
+    let scan = gray(4)?;
+    let paper = GrayImage::from_fn(28, 28, |x, y| image::Luma([255 - scan.get_pixel(x, y).0[0]]));
+    let big = imageops::resize(&paper, 280, 280, imageops::FilterType::CatmullRom);
+    big.save(digits.join(format!("scan-dark-on-white-label-{}.png", test.labels[4])))?;
+    DynamicImage::ImageLuma8(big).write_to(
+        &mut fs::File::create(digits.join(format!("photo-label-{}.jpg", test.labels[4])))?,
+        ImageFormat::Jpeg,
+    )?;
+    // Off to one side of a wide canvas.
+    let mut canvas = GrayImage::new(200, 120);
+    imageops::overlay(&mut canvas, &imageops::resize(&gray(5)?, 70, 70, imageops::FilterType::Triangle), 120, 10);
+    canvas.save(digits.join(format!("off-center-label-{}.png", test.labels[5])))?;
+    // Black strokes on a transparent sheet.
+    let strokes = gray(6)?;
+    let rgba = RgbaImage::from_fn(84, 84, |x, y| Rgba([20, 20, 60, strokes.get_pixel(x / 3, y / 3).0[0]]));
+    rgba.save(digits.join(format!("transparent-label-{}.png", test.labels[6])))?;
+    fs::write(digits.join("notes.txt"), "Not an image: mnist-client skips it.\n")?;
+
+    let requests = Path::new("examples/requests");
+    fs::create_dir_all(requests)?;
+    let mut png = Vec::new();
+    gray(0)?.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)?;
+    let pixels = base64(test.image(0));
+    let png = base64(&png);
+    let label = test.labels[0];
+    fs::write(requests.join("pixels.json"), format!("{{\"id\": \"digit-{label}\", \"pixels\": \"{pixels}\"}}\n"))?;
+    fs::write(requests.join("png.json"), format!("{{\"id\": \"digit-{label}-png\", \"image\": \"{png}\"}}\n"))?;
+    // Ten digits for one Predict stream: ghz takes a JSON array of messages,
+    // grpcurl a sequence of JSON objects.
+    let stream: Vec<String> =
+        (0..10).map(|i| format!("{{\"id\": \"{i}\", \"pixels\": \"{}\"}}", base64(test.image(i)))).collect();
+    fs::write(requests.join("stream-ghz.json"), format!("[\n  {}\n]\n", stream.join(",\n  ")))?;
+    fs::write(requests.join("stream-grpcurl.json"), stream.join("\n") + "\n")?;
+    println!("wrote examples/digits and examples/requests");
+    Ok(())
+}
+
+/// Standard base64 with padding (what protobuf's JSON mapping uses for bytes).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= chunk.len() { ALPHABET[((n >> shift) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}

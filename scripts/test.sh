@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): installs what the tests need,
+# then runs formatting and lint checks, every crate's tests (training
+# included) and the interoperability tests with grpcio and grpcurl.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --no-train skip the libtorch crate (no 4.7 GB download)
+#
+# MNIST is read from $MNIST_DIR, else ../shared/data/mnist, else data/mnist
+# (downloaded there if missing).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+with_train=1
+[[ "${1:-}" == "--no-train" ]] && with_train=0
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup"
+if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test torch; else scripts/setup.sh runtime test; fi
+source scripts/env.sh
+if [[ -z "${MNIST_DIR:-}" ]]; then
+  if [[ -d "$ROOT/../shared/data/mnist" ]]; then MNIST_DIR="$ROOT/../shared/data/mnist"; else MNIST_DIR="$ROOT/data/mnist"; fi
+fi
+export MNIST_DIR
+if ! ls "$MNIST_DIR"/t10k-images-idx3-ubyte* >/dev/null 2>&1; then
+  step "downloading MNIST into $MNIST_DIR"
+  cargo run -q --release -p mnist-client -- eval --data-dir "$MNIST_DIR" --limit 0 --server http://127.0.0.1:1 >/dev/null 2>&1 || true
+fi
+
+packages=(--workspace)
+[[ $with_train == 1 ]] || packages=(--workspace --exclude mnist-train)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy "${packages[@]}" --all-targets -- -D warnings
+
+step "cargo test"
+# The training tests are compute-bound: build them optimized.
+cargo test --workspace --exclude mnist-train
+if [[ $with_train == 1 ]]; then
+  cargo test --release -p mnist-train
+fi
+
+step "interoperability: grpcio and grpcurl"
+cargo build -q -p mnist-server
+MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" python "$ROOT/tests/interop/test_interop.py"
