@@ -17,6 +17,7 @@ BIN="$ROOT/target/release/mnist-train"
 # name | flags. Every run uses seed 0 and the reference defaults unless a flag changes them.
 EXPERIMENTS=(
   "best|--augment --schedule onecycle --lr 0.003 --label-smoothing 0.05"
+  "augment-onecycle|--augment --schedule onecycle --lr 0.003"
   "reference|"
   "augment|--augment"
   "onecycle|--schedule onecycle --lr 0.003"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs mnist-server with the shipped model (models/mnist.onnx) on
+# 127.0.0.1:50051. Installs ONNX Runtime into .venv on first use (PyPI's
+# onnxruntime wheel), builds in release mode, and passes every argument on:
+#   scripts/serve.sh --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh runtime
+source scripts/env.sh
+exec cargo run --release --quiet -p mnist-server -- "$@"
