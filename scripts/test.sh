@@ -26,7 +26,7 @@ fi
 export MNIST_DIR
 if ! ls "$MNIST_DIR"/t10k-images-idx3-ubyte* >/dev/null 2>&1; then
   step "downloading MNIST into $MNIST_DIR"
-  cargo run -q --release -p mnist-client -- eval --data-dir "$MNIST_DIR" --limit 0 --server http://127.0.0.1:1 >/dev/null 2>&1 || true
+  cargo run -q --example fetch_mnist --features download -- "$MNIST_DIR"
 fi
 
 packages=(--workspace)
