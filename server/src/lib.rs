@@ -96,7 +96,7 @@ async fn serve(
         mean: model.mean,
         std: model.std,
     };
-    let (batcher, inference_thread) = Batcher::start(Box::new(backend), batcher_config);
+    let (batcher, inference_thread) = Batcher::start(Box::new(backend), batcher_config)?;
     let info = model_info(&config, &model);
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,

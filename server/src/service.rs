@@ -154,11 +154,18 @@ impl Classifier for ClassifierService {
     }
 }
 
+/// tonic enforces `grpc-timeout` as well, from the moment the request
+/// arrived, and answers CANCELLED when its timer fires while the handler is
+/// still waiting. Ending our own wait this much earlier (tokio's timer
+/// granularity) lets the handler answer first, with the DEADLINE_EXCEEDED
+/// that gRPC clients expect.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The call's deadline, from the `grpc-timeout` header that gRPC clients
-/// send when a deadline is set.
+/// send when a deadline is set (less [`DEADLINE_MARGIN`]).
 fn deadline(metadata: &MetadataMap) -> Option<Instant> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    Some(Instant::now() + parse_grpc_timeout(value)?)
+    Some(Instant::now() + parse_grpc_timeout(value)?.saturating_sub(DEADLINE_MARGIN))
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).

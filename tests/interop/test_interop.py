@@ -94,6 +94,13 @@ class InteropTest(unittest.TestCase):
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("784", caught.exception.details())
 
+    def test_deadline_exceeded(self):
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.call("unary_unary", "PredictOne")(self.Request(id="late", pixels=self.images[0]), timeout=1e-6)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        reply = self.call("unary_unary", "PredictOne")(self.Request(id="ok", pixels=self.images[0]), timeout=10)
+        self.assertEqual(reply.digit, self.labels[0])
+
     def grpcurl(self, *args, data_file=None):
         cmd = ["grpcurl", "-plaintext", "-emit-defaults"]
         if data_file:

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Server throughput and latency against the in-process ONNX Runtime ceiling,
+# side by side in one run (docs/benchmarks.md).
+#
+#   scripts/bench-server.sh [SECONDS_PER_POINT]     default 10
+#
+# Server and load generator share this machine, as they would in a
+# single-host deployment; numbers are only comparable within one run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh runtime
+source scripts/env.sh
+export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
+SECONDS_PER_POINT="${1:-10}"
+THREADS="${THREADS:-0}"
+OUT="$(mktemp -d)"
+cargo build --release -q -p mnist-server -p mnist-client --example ceiling
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+echo "== ceiling (ONNX Runtime in-process, intra-threads $THREADS)" >&2
+target/release/examples/ceiling --intra-threads "$THREADS" --seconds 3 1 8 16 32 64 128 256 | tee "$OUT/ceiling.md"
+
+start_server() {  # $1 = max batch size
+  target/release/mnist-server --addr 127.0.0.1:0 --log-format json --intra-threads "$THREADS" \
+    --max-batch-size "$1" 2>"$OUT/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if grep -q '"message":"ready' "$OUT/server.log" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  ADDR=$(python3 -c "import json,sys
+for l in open('$OUT/server.log'):
+    f=json.loads(l).get('fields',{})
+    if f.get('message')=='listening': print(f['addr'])")
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+
+bench() {  # name, then mnist-client bench flags
+  local name="$1"; shift
+  echo "== $name" >&2
+  target/release/mnist-client --server "http://$ADDR" bench --duration "$SECONDS_PER_POINT" --warmup 500 --format json "$@" \
+    > "$OUT/$name.json"
+}
+
+for batching in on off; do
+  if [[ $batching == on ]]; then start_server 64; else start_server 1; fi
+  for c in 1 8 64; do bench "stream-$c-$batching" --mode stream --concurrency "$c" --window 1; done
+  bench "saturation-$batching" --mode stream --concurrency 64 --window 8
+  [[ $batching == on ]] && bench "unary-1-on" --mode unary --concurrency 1
+  stop_server
+done
+
+python3 - "$OUT" <<'PY'
+import json, sys, re, pathlib
+out = pathlib.Path(sys.argv[1])
+r = lambda n: json.load(open(out / f"{n}.json"))
+ceiling_text = open(out / "ceiling.md").read()
+ceiling = float(re.search(r"ceiling: (\d+)", ceiling_text).group(1))
+batch1_ms = float(re.search(r"^\| 1 \| \d+ \| ([\d.]+) \|", ceiling_text, re.M).group(1))
+print("\n| load | batching | images/s | p50 ms | p99 ms | errors | % of ceiling |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for name, label in [("stream-1", "1 stream"), ("stream-8", "8 streams"), ("stream-64", "64 streams"),
+                    ("saturation", "64 streams x 8 in flight")]:
+    for b in ["on", "off"]:
+        x = r(f"{name}-{b}")
+        errors = sum(x["errors"].values())
+        print(f"| {label} | {b} | {x['throughput']:.0f} | {x['latency_ms']['p50']:.3f} | {x['latency_ms']['p99']:.3f} | {errors} | {100*x['throughput']/ceiling:.0f}% |")
+u = r("unary-1-on")
+print(f"| 1 unary caller | on | {u['throughput']:.0f} | {u['latency_ms']['p50']:.3f} | {u['latency_ms']['p99']:.3f} | {sum(u['errors'].values())} | |")
+on, off = r("stream-64-on")["throughput"], r("stream-64-off")["throughput"]
+sat = max(r("saturation-on")["throughput"], r("stream-64-on")["throughput"])
+print(f"\nceiling {ceiling:.0f} images/s; in-process batch-1 time {batch1_ms:.3f} ms")
+print(f"saturation / ceiling: {sat/ceiling:.2f}")
+print(f"64 streams, batching on / off: {on/off:.2f}x")
+print(f"lone unary p50 - in-process batch-1: {u['latency_ms']['p50'] - batch1_ms:.3f} ms")
+PY
