@@ -14,15 +14,18 @@ source scripts/env.sh
 export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
 SECONDS_PER_POINT="${1:-10}"
 THREADS="${THREADS:-0}"
+# Same ONNX Runtime settings for the ceiling and the server: SPIN=1 lets idle
+# intra-op threads spin (the server's --intra-op-spinning).
+SPIN_FLAG=(); [[ "${SPIN:-0}" == 1 ]] && SPIN_FLAG=(--intra-op-spinning)
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
-echo "== ceiling (ONNX Runtime in-process, intra-threads $THREADS)" >&2
-target/release/examples/ceiling --intra-threads "$THREADS" --seconds 3 1 8 16 32 64 128 256 | tee "$OUT/ceiling.md"
+echo "== ceiling (ONNX Runtime in-process, intra-threads $THREADS, spinning ${SPIN:-0})" >&2
+target/release/examples/ceiling --intra-threads "$THREADS" "${SPIN_FLAG[@]}" --seconds 3 1 8 16 32 64 128 256 | tee "$OUT/ceiling.md"
 
 start_server() {  # $1 = max batch size
-  target/release/mnist-server --addr 127.0.0.1:0 --log-format json --intra-threads "$THREADS" \
+  target/release/mnist-server --addr 127.0.0.1:0 --log-format json --intra-threads "$THREADS" "${SPIN_FLAG[@]}" \
     --max-batch-size "$1" 2>"$OUT/server.log" &
   SERVER_PID=$!
   for _ in $(seq 100); do

@@ -74,8 +74,9 @@ pub struct PredictArgs {
     /// Descend into subdirectories.
     #[arg(short, long)]
     pub recursive: bool,
-    /// Most images in flight on the stream.
-    #[arg(long, default_value_t = 128)]
+    /// Most images in flight on the stream (more keeps the server's batcher fed;
+    /// HTTP/2 flow control bounds what is buffered).
+    #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
     /// Send each file's bytes for the server to decode, instead of preprocessing locally.
     #[arg(long)]
@@ -109,7 +110,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Most images in flight on the stream.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]

@@ -2,7 +2,7 @@
 //! backend, with no gRPC, queue or preprocessing. The server's throughput
 //! is judged against the best images/s found here.
 //!
-//! Run: `cargo run --release -p mnist-server --example ceiling -- [--intra-threads N] [--seconds S] [BATCH...]`
+//! Run: `cargo run --release -p mnist-server --example ceiling -- [--intra-threads N] [--intra-op-spinning] [--seconds S] [BATCH...]`
 
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,13 @@ use mnist::{
     dataset::{Mnist, Split, default_dir},
 };
 use mnist_server::{
-    backend::{Backend, OnnxBackend},
+    backend::{Backend, OnnxBackend, RuntimeOptions},
     config::Device,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut threads = 0usize;
+    let mut spinning = false;
     let mut seconds = 3.0f64;
     let mut batches: Vec<usize> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--intra-threads" => threads = args.next().ok_or("--intra-threads N")?.parse()?,
             "--seconds" => seconds = args.next().ok_or("--seconds S")?.parse()?,
+            "--intra-op-spinning" => spinning = true,
             n => batches.push(n.parse()?),
         }
     }
@@ -31,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batches = vec![1, 8, 16, 32, 64, 128, 256];
     }
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
-    let (mut backend, _) = OnnxBackend::load(&model, Device::Cpu, threads)?;
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: threads, spinning };
+    let (mut backend, _) = OnnxBackend::load(&model, &options)?;
     let test = Mnist::load(&default_dir(), Split::Test)?;
     let mut input = Vec::new();
     mnist::normalize_into(&test.images, PIXEL_MEAN, PIXEL_STD, &mut input);

@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "MNIST_INTRA_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
 
+    /// Let ONNX Runtime's idle threads spin waiting for work (lower latency on
+    /// dedicated cores, worse when the cores are shared with the network threads).
+    #[arg(long, env = "MNIST_INTRA_OP_SPINNING")]
+    pub intra_op_spinning: bool,
+
     /// Most images in one inference.
     #[arg(long, env = "MNIST_MAX_BATCH_SIZE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_batch_size: u32,
@@ -52,7 +57,7 @@ pub struct Config {
 
     /// Most items of one Predict stream being processed at once; a faster client is slowed by
     /// flow control.
-    #[arg(long, env = "MNIST_MAX_IN_FLIGHT_PER_STREAM", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, env = "MNIST_MAX_IN_FLIGHT_PER_STREAM", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_in_flight_per_stream: u32,
 
     /// Largest gRPC message accepted, in bytes (bounds encoded images too).
@@ -81,6 +86,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The ONNX Runtime settings.
+    pub fn runtime_options(&self) -> crate::backend::RuntimeOptions {
+        crate::backend::RuntimeOptions {
+            device: self.device,
+            intra_threads: self.intra_threads,
+            spinning: self.intra_op_spinning,
+        }
+    }
+
     /// The shutdown timeout as a duration (negative or NaN values count as 0).
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::try_from_secs_f64(self.shutdown_timeout).unwrap_or(Duration::ZERO)

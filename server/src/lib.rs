@@ -64,8 +64,8 @@ pub async fn run_on(
 
 /// Loads ONNX Runtime and the model, off the async workers.
 async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), ServerError> {
-    let (model_path, device, threads) = (config.model.clone(), config.device, config.intra_threads);
-    let (backend, model) = tokio::task::spawn_blocking(move || OnnxBackend::load(&model_path, device, threads))
+    let (model_path, options) = (config.model.clone(), config.runtime_options());
+    let (backend, model) = tokio::task::spawn_blocking(move || OnnxBackend::load(&model_path, &options))
         .await
         .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))??;
     tracing::info!(

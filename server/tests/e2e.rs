@@ -312,3 +312,40 @@ async fn sigterm_answers_every_request_sent_before_it_then_exits_zero() {
     let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_count_requests_batches_and_the_provider() {
+    use std::io::{Read, Write};
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let model = shipped_model();
+    let server =
+        ServerProcess::start(&["--model", model.to_str().unwrap(), "--metrics-addr", &metrics_addr.to_string()]);
+    let mut client = ClassifierClient::connect(server.url()).await.unwrap();
+    let data = test_set().take(3);
+    for i in 0..3 {
+        client.predict_one(pixels_request(i, data.image(i))).await.unwrap();
+    }
+    let _ = client.predict_one(pixels_request("bad", &[0; 5])).await.unwrap_err();
+
+    let scrape = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(metrics_addr).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    assert!(scrape.contains(r#"mnist_requests_total{method="PredictOne",code="OK"} 3"#), "{scrape}");
+    assert!(scrape.contains(r#"mnist_requests_total{method="PredictOne",code="INVALID_ARGUMENT"} 1"#), "{scrape}");
+    assert!(scrape.contains(r#"mnist_model_info{provider="cpu""#), "{scrape}");
+    for family in [
+        "mnist_batch_size_bucket",
+        "mnist_inference_duration_seconds_bucket",
+        "mnist_queue_wait_seconds_bucket",
+        "mnist_queue_depth",
+        "mnist_request_duration_seconds_bucket",
+    ] {
+        assert!(scrape.contains(family), "{family} missing from:\n{scrape}");
+    }
+}

@@ -5,7 +5,7 @@ mod onnx;
 
 use std::collections::BTreeMap;
 
-pub use self::onnx::{OnnxBackend, find_runtime_library};
+pub use self::onnx::{OnnxBackend, RuntimeOptions, find_runtime_library};
 use crate::error::ServerError;
 
 /// Runs the classifier on batches of images.

@@ -21,6 +21,18 @@ use crate::{config::Device, error::ServerError};
 /// The ONNX Runtime version `ort` is built against (api-22: 1.22 or newer).
 const MIN_RUNTIME: &str = "1.22";
 
+/// How ONNX Runtime runs the model.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeOptions {
+    /// Execution provider.
+    pub device: Device,
+    /// Threads inside one inference (0: one per core).
+    pub intra_threads: usize,
+    /// Let idle intra-op threads spin waiting for work. Off by default: the
+    /// spinning threads take the cores the server's network threads need.
+    pub spinning: bool,
+}
+
 /// A model session owned by the inference thread.
 pub struct OnnxBackend {
     session: Session,
@@ -31,9 +43,10 @@ pub struct OnnxBackend {
 }
 
 impl OnnxBackend {
-    /// Loads ONNX Runtime and the model at `path` on `device`, checking that
-    /// the model takes `[N, 1, 28, 28]` float32 and returns `[N, 10]`.
-    pub fn load(path: &Path, device: Device, intra_threads: usize) -> Result<(Self, ModelDescription), ServerError> {
+    /// Loads ONNX Runtime and the model at `path` as `options` say, checking
+    /// that the model takes `[N, 1, 28, 28]` float32 and returns `[N, 10]`.
+    pub fn load(path: &Path, options: &RuntimeOptions) -> Result<(Self, ModelDescription), ServerError> {
+        let RuntimeOptions { device, .. } = *options;
         let environment = shared_environment()?;
         let model_error = |reason: String| ServerError::Model { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| {
@@ -43,15 +56,13 @@ impl OnnxBackend {
         })?;
 
         let (session, provider) = match device {
-            Device::Cpu => (build_session(&environment, &bytes, intra_threads, None).map_err(model_error)?, "cpu"),
-            Device::Cuda => accelerated(&environment, &bytes, intra_threads, "cuda", ep::CUDA::default().build())?,
-            Device::Coreml => {
-                accelerated(&environment, &bytes, intra_threads, "coreml", ep::CoreML::default().build())?
-            }
+            Device::Cpu => (build_session(&environment, &bytes, options, None).map_err(model_error)?, "cpu"),
+            Device::Cuda => accelerated(&environment, &bytes, options, "cuda", ep::CUDA::default().build())?,
+            Device::Coreml => accelerated(&environment, &bytes, options, "coreml", ep::CoreML::default().build())?,
             Device::Auto => {
                 let (name, available, dispatch) = platform_accelerator();
                 let attempt = if available {
-                    build_session(&environment, &bytes, intra_threads, Some(dispatch.error_on_failure()))
+                    build_session(&environment, &bytes, options, Some(dispatch.error_on_failure()))
                 } else {
                     Err(format!("this ONNX Runtime library has no {name} provider"))
                 };
@@ -59,7 +70,7 @@ impl OnnxBackend {
                     Ok(session) => (session, name),
                     Err(reason) => {
                         tracing::info!(provider = name, %reason, "accelerator not used, running on the CPU");
-                        (build_session(&environment, &bytes, intra_threads, None).map_err(model_error)?, "cpu")
+                        (build_session(&environment, &bytes, options, None).map_err(model_error)?, "cpu")
                     }
                 }
             }
@@ -139,11 +150,11 @@ fn platform_accelerator() -> (&'static str, bool, ExecutionProviderDispatch) {
 fn accelerated(
     environment: &Environment,
     bytes: &[u8],
-    intra_threads: usize,
+    options: &RuntimeOptions,
     name: &'static str,
     dispatch: ExecutionProviderDispatch,
 ) -> Result<(Session, &'static str), ServerError> {
-    build_session(environment, bytes, intra_threads, Some(dispatch.error_on_failure()))
+    build_session(environment, bytes, options, Some(dispatch.error_on_failure()))
         .map(|session| (session, name))
         .map_err(|reason| ServerError::Device { provider: name, reason })
 }
@@ -151,14 +162,15 @@ fn accelerated(
 fn build_session(
     environment: &Environment,
     bytes: &[u8],
-    intra_threads: usize,
+    options: &RuntimeOptions,
     provider: Option<ExecutionProviderDispatch>,
 ) -> Result<Session, String> {
     let mut builder = Session::builder(environment)
         .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
+        .and_then(|b| Ok(b.with_intra_op_spinning(options.spinning)?))
         .map_err(|e| e.to_string())?;
-    if intra_threads > 0 {
-        builder = builder.with_intra_threads(intra_threads).map_err(|e| e.to_string())?;
+    if options.intra_threads > 0 {
+        builder = builder.with_intra_threads(options.intra_threads).map_err(|e| e.to_string())?;
     }
     if let Some(provider) = provider {
         builder = builder.with_execution_providers([provider]).map_err(|e| e.to_string())?;
