@@ -6,16 +6,8 @@
 #
 #   scripts/bench-predict.sh [COUNT]     default 10000
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-scripts/setup.sh runtime reference
-source scripts/env.sh
-export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
-REFERENCE="${REFERENCE:-$ROOT/../shared/peers/seed_pytorch.py}"
+source "$(dirname "${BASH_SOURCE[0]}")/reference-env.sh" runtime
 COUNT="${1:-10000}"
-WORK="$(mktemp -d)"
-mkdir -p "$WORK/MNIST/raw"
-for f in "$MNIST_DIR"/*.gz; do gunzip -c "$f" > "$WORK/MNIST/raw/$(basename "$f" .gz)"; done
 cargo build --release -q -p mnist-server -p mnist-client
 cargo run --release -q --example write_pngs -- "$WORK/pngs" "$COUNT" >&2
 (cd "$WORK" && MNIST_ROOT="$WORK" python "$REFERENCE" --train --epochs 1 >/dev/null)

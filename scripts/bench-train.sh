@@ -5,17 +5,9 @@
 #
 #   scripts/bench-train.sh [REPEATS]     default 3
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-scripts/setup.sh torch reference
-source scripts/env.sh
-export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
-REFERENCE="${REFERENCE:-$ROOT/../shared/peers/seed_pytorch.py}"
+source "$(dirname "${BASH_SOURCE[0]}")/reference-env.sh" torch
 REPEATS="${1:-3}"
 THREADS="${THREADS:-$(nproc)}"
-WORK="$(mktemp -d)"
-mkdir -p "$WORK/MNIST/raw"
-for f in "$MNIST_DIR"/*.gz; do gunzip -c "$f" > "$WORK/MNIST/raw/$(basename "$f" .gz)"; done
 cargo build --release -q -p mnist-train
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); torch $(python -c 'import torch; print(torch.__version__)'); threads $THREADS" >&2

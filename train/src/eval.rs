@@ -1,10 +1,8 @@
 //! Scoring a model on a split: accuracy, loss, per-class accuracy and the
 //! confusion matrix.
 
-use std::fmt::Write as _;
-
-use mnist::NUM_CLASSES;
-use serde::{Deserialize, Serialize};
+use mnist::scoring::ConfusionMatrix;
+use serde::Serialize;
 use tch::{Device, Kind, Reduction, Tensor, nn::ModuleT};
 
 use crate::{
@@ -17,7 +15,7 @@ use crate::{
 const EVAL_BATCH: usize = 1000;
 
 /// How a model did on a split.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Evaluation {
     /// Images evaluated.
     pub images: usize,
@@ -29,6 +27,8 @@ pub struct Evaluation {
     pub per_class_accuracy: Vec<f64>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
+    #[serde(skip)]
+    matrix: ConfusionMatrix,
 }
 
 /// Logits of every image of `set`, in order, on the CPU (`[N, 10]`).
@@ -55,59 +55,30 @@ pub fn evaluate(net: &Net, set: &TensorSet) -> Result<Evaluation> {
 impl Evaluation {
     /// Builds the scores from true and predicted labels (both 0-9).
     pub fn from_predictions(truth: &[i64], predicted: &[i64], loss: f64) -> Self {
-        let mut confusion = vec![vec![0u64; NUM_CLASSES]; NUM_CLASSES];
+        let mut matrix = ConfusionMatrix::default();
         for (&t, &p) in truth.iter().zip(predicted) {
-            confusion[t as usize][p as usize] += 1;
+            matrix.record(t as usize, p as usize);
         }
-        let correct: u64 = (0..NUM_CLASSES).map(|d| confusion[d][d]).sum();
-        let per_class_accuracy = confusion
-            .iter()
-            .enumerate()
-            .map(|(d, row)| {
-                let n: u64 = row.iter().sum();
-                if n == 0 { 0.0 } else { row[d] as f64 / n as f64 }
-            })
-            .collect();
-        let images = truth.len();
         Self {
-            images,
-            accuracy: if images == 0 { 0.0 } else { correct as f64 / images as f64 },
+            images: truth.len(),
+            accuracy: matrix.accuracy(),
             loss,
-            per_class_accuracy,
-            confusion,
+            per_class_accuracy: matrix.per_class_accuracy(),
+            confusion: matrix.rows(),
+            matrix,
         }
     }
 
     /// A human-readable report: accuracy, per-class accuracy, confusion matrix.
     pub fn report(&self) -> String {
-        let mut s = String::new();
-        let errors = self.images - (self.accuracy * self.images as f64).round() as usize;
-        let _ = writeln!(
-            s,
-            "test accuracy {:.2}% ({} errors in {} images), loss {:.4}",
+        let errors = self.matrix.total() - self.matrix.correct();
+        format!(
+            "test accuracy {:.2}% ({errors} errors in {} images), loss {:.4}\n\n{}",
             self.accuracy * 100.0,
-            errors,
             self.images,
-            self.loss
-        );
-        let _ = writeln!(s, "\nper class:");
-        for (d, acc) in self.per_class_accuracy.iter().enumerate() {
-            let _ = writeln!(s, "  {d}: {:.2}%", acc * 100.0);
-        }
-        let _ = writeln!(s, "\nconfusion matrix (rows: true digit, columns: predicted):");
-        let _ = write!(s, "     ");
-        for d in 0..NUM_CLASSES {
-            let _ = write!(s, "{d:>6}");
-        }
-        let _ = writeln!(s);
-        for (d, row) in self.confusion.iter().enumerate() {
-            let _ = write!(s, "  {d}: ");
-            for count in row {
-                let _ = write!(s, "{count:>6}");
-            }
-            let _ = writeln!(s);
-        }
-        s
+            self.loss,
+            self.matrix.report()
+        )
     }
 }
 
