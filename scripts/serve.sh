@@ -8,4 +8,4 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh runtime
 source scripts/env.sh
-exec cargo run --release --quiet -p mnist-server -- "$@"
+exec cargo run --release -p mnist-server -- "$@"
