@@ -130,7 +130,15 @@ async fn serve(
     }));
     tracing::info!(addr = %local_addr, "listening");
 
-    warm_up(&batcher, config.max_batch_size as usize).await?;
+    // A batch cannot hold more images than the queue does.
+    let warm_up_batch = config.max_batch_size.min(config.max_queue_size) as usize;
+    if let Err(error) = warm_up(&batcher, warm_up_batch).await {
+        let _ = stop_serving.send(());
+        batcher.close();
+        let _ = server.await;
+        let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
+        return Err(error);
+    }
     set_health(&health, ServingStatus::Serving).await;
     tracing::info!(addr = %local_addr, provider = model.provider, "ready: serving");
 

@@ -136,11 +136,11 @@ fn read_progress(run: &Path) -> Result<Option<Progress>> {
 
 fn eval_command(args: &EvalArgs) -> Result<Evaluation> {
     let device = setup_compute(&args.compute)?;
-    let (vs, net) = load_run(&args.run, device)?;
+    // The variables must outlive the network that uses them.
+    let (_variables, net) = load_run(&args.run, device)?;
     let (_, test_data) = load_data(&args.data, false)?;
     let test_set = TensorSet::new(&test_data, device);
     let progress = read_progress(&args.run)?;
-    drop(vs);
     report(&net, &test_set, &args.run, progress.as_ref())
 }
 
