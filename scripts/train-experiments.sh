@@ -21,8 +21,8 @@ EXPERIMENTS=(
   "reference|"
   "augment|--augment"
   "onecycle|--schedule onecycle --lr 0.003"
-  "cosine|--schedule cosine"
   "smoothing|--label-smoothing 0.05"
+  "cosine|--schedule cosine"
   "sgd|--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.0005"
   "rmsprop|--optimizer rmsprop --lr 0.0005 --weight-decay 0"
 )
