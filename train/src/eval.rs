@@ -82,7 +82,7 @@ impl Evaluation {
     }
 }
 
-/// Float32 logits of the first `n` images, for exporters' parity checks.
+/// Float32 logits of every image of `set`, in order (`N * 10` values), for parity checks.
 pub fn logits_f32(net: &Net, set: &TensorSet) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(logits(net, set).to_kind(Kind::Float).flatten(0, -1))?)
 }
