@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::connect::ServerChannel;
 use futures_util::StreamExt;
 use mnist::{
     dataset::Mnist,
@@ -21,7 +22,6 @@ use mnist::{
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use crate::{ClientError, connect::ServerAddress};
 
@@ -151,7 +151,7 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
 }
 
 /// Runs the workers until the budget is spent; returns every sample.
-async fn drive(channels: &[Channel], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
+async fn drive(channels: &[ServerChannel], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
     let issued = Arc::new(AtomicU64::new(0));
     let deadline = match options.budget {
         Budget::Duration(d) => Some(Instant::now() + d),
@@ -203,7 +203,7 @@ fn code_name(code: tonic::Code) -> String {
 }
 
 async fn unary_worker(
-    mut client: ClassifierClient<Channel>,
+    mut client: ClassifierClient<ServerChannel>,
     data: &Mnist,
     issued: &AtomicU64,
     next: impl Fn(&AtomicU64) -> Option<u64>,
@@ -220,7 +220,7 @@ async fn unary_worker(
 }
 
 async fn stream_worker(
-    mut client: ClassifierClient<Channel>,
+    mut client: ClassifierClient<ServerChannel>,
     data: Arc<Mnist>,
     issued: Arc<AtomicU64>,
     next: impl Fn(&AtomicU64) -> Option<u64> + Send + 'static,

@@ -21,6 +21,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "MNIST_TIMEOUT")]
     pub timeout: Option<f64>,
 
+    /// Trust these CA certificates (PEM) for https:// servers instead of the system's.
+    #[arg(long, global = true, env = "MNIST_CA_CERT", help_heading = "Security")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for servers that require mutual TLS; needs --key.
+    #[arg(long, global = true, env = "MNIST_CLIENT_CERT", requires = "key", help_heading = "Security")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, global = true, env = "MNIST_CLIENT_KEY", requires = "cert", help_heading = "Security")]
+    pub key: Option<PathBuf>,
+
+    /// Verify the server's certificate against this name instead of the URL's host.
+    #[arg(long, global = true, env = "MNIST_TLS_DOMAIN", help_heading = "Security")]
+    pub tls_domain: Option<String>,
+
+    /// File whose first line is the bearer token for servers started with --auth-token-file.
+    #[arg(long, global = true, env = "MNIST_TOKEN_FILE", conflicts_with = "token", help_heading = "Security")]
+    pub token_file: Option<PathBuf>,
+
+    /// The bearer token itself (prefer the environment variable or --token-file: command lines
+    /// are visible to other users).
+    #[arg(long, global = true, env = "MNIST_TOKEN", hide_env_values = true, help_heading = "Security")]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

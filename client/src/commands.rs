@@ -11,7 +11,7 @@ use mnist::{
 };
 use mnist_client::{
     bench::{self, BenchOptions, Budget},
-    connect::ServerAddress,
+    connect::{ServerAddress, TlsOptions},
     eval, files,
     output::{self, Annotations},
     predict::{self, Outcome, PredictOptions},
@@ -26,7 +26,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Some(t) if !(t.is_finite() && t > 0.0) => bail!("--timeout must be a positive number of seconds"),
         t => t.map(Duration::from_secs_f64),
     };
-    let server = ServerAddress { url: cli.server.clone(), timeout };
+    let token = match (&cli.token_file, &cli.token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("token file {}", path.display()))?;
+            let token = text.lines().map(str::trim).find(|line| !line.is_empty());
+            Some(token.with_context(|| format!("token file {} is empty", path.display()))?.to_string())
+        }
+        (None, token) => token.clone(),
+    };
+    let server = ServerAddress {
+        url: cli.server.clone(),
+        timeout,
+        tls: TlsOptions {
+            ca_cert: cli.ca_cert.clone(),
+            cert: cli.cert.clone(),
+            key: cli.key.clone(),
+            domain: cli.tls_domain.clone(),
+        },
+        token,
+    };
     match cli.command {
         Command::Predict(args) => predict_command(&server, &args).await,
         Command::Eval(args) => eval_command(&server, &args).await,

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::connect::ServerChannel;
 use futures_util::stream;
 use indicatif::ProgressBar;
 use mnist::{
@@ -10,7 +11,6 @@ use mnist::{
     scoring::ConfusionMatrix,
 };
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::{ClientError, pipeline::stream_predict};
 
@@ -39,7 +39,7 @@ pub struct EvalReport {
 
 /// Streams every image of `data` as pixels and scores the answers.
 pub async fn evaluate(
-    client: &mut ClassifierClient<Channel>,
+    client: &mut ClassifierClient<ServerChannel>,
     data: &Mnist,
     window: usize,
     progress: ProgressBar,

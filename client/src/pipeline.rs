@@ -6,17 +6,17 @@
 
 use std::sync::Arc;
 
+use crate::connect::ServerChannel;
 use futures_util::{Stream, StreamExt};
 use mnist::proto::v1::{PredictRequest, PredictResponse, classifier_client::ClassifierClient};
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 
 use crate::ClientError;
 
 /// Streams `requests` to the server and calls `on_response` for each answer,
 /// in request order. Returns when every request has been answered.
 pub async fn stream_predict<S>(
-    client: &mut ClassifierClient<Channel>,
+    client: &mut ClassifierClient<ServerChannel>,
     requests: S,
     window: usize,
     mut on_response: impl FnMut(PredictResponse),

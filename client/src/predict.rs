@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::connect::ServerChannel;
 use futures_util::{StreamExt, stream};
 use indicatif::ProgressBar;
 use mnist::{
@@ -16,7 +17,6 @@ use mnist::{
     proto::v1::{PredictRequest, classifier_client::ClassifierClient, predict_request::Input},
 };
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::{ClientError, pipeline::stream_predict};
 
@@ -61,7 +61,7 @@ pub enum Outcome {
 
 /// Classifies `paths` (in that order); `progress` advances once per file.
 pub async fn predict_files(
-    client: &mut ClassifierClient<Channel>,
+    client: &mut ClassifierClient<ServerChannel>,
     paths: Vec<PathBuf>,
     options: &PredictOptions,
     progress: ProgressBar,

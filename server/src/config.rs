@@ -13,7 +13,11 @@ Examples:
   mnist-server --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464 --log-format json
 
   # Wait up to 2 ms to fill batches of up to 128 images:
-  mnist-server --max-batch-size 128 --max-queue-delay-us 2000";
+  mnist-server --max-batch-size 128 --max-queue-delay-us 2000
+
+  # Exposed to a network: TLS, client certificates and a bearer token (see docs/security.md):
+  mnist-server --addr 0.0.0.0:50051 --tls-cert server.pem --tls-key server.key \\
+    --tls-client-ca clients-ca.pem --auth-token-file /run/secrets/mnist-tokens";
 
 /// Serves the MNIST digit classifier over gRPC, micro-batching images from
 /// all concurrent calls into one ONNX Runtime inference.
@@ -51,7 +55,8 @@ pub struct Config {
     #[arg(long, env = "MNIST_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
 
-    /// Most images waiting for inference; beyond it requests fail at once with RESOURCE_EXHAUSTED.
+    /// Most images admitted and not yet answered (being decoded, queued or running), server-wide;
+    /// beyond it images fail at once with RESOURCE_EXHAUSTED. Bounds the server's memory.
     #[arg(long, env = "MNIST_MAX_QUEUE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queue_size: u32,
 
@@ -59,6 +64,11 @@ pub struct Config {
     /// flow control.
     #[arg(long, env = "MNIST_MAX_IN_FLIGHT_PER_STREAM", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_in_flight_per_stream: u32,
+
+    /// Most Predict streams open at once, server-wide; a stream beyond it fails at once with
+    /// RESOURCE_EXHAUSTED. Also each connection's HTTP/2 stream limit.
+    #[arg(long, env = "MNIST_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
 
     /// Largest gRPC message accepted, in bytes (bounds encoded images too).
     #[arg(long, env = "MNIST_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
@@ -75,6 +85,23 @@ pub struct Config {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); off when unset.
     #[arg(long, env = "MNIST_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "MNIST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MNIST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CAs (PEM): mutual TLS.
+    #[arg(long, env = "MNIST_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Require `authorization: Bearer <token>` on every call but health checks; the file holds
+    /// the accepted tokens, one per line (several during a rotation).
+    #[arg(long, env = "MNIST_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
 
     /// Do not serve gRPC reflection (grpcurl and ghz then need the .proto file).
     #[arg(long, env = "MNIST_NO_REFLECTION")]
@@ -93,6 +120,15 @@ impl Config {
             intra_threads: self.intra_threads,
             spinning: self.intra_op_spinning,
         }
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles<'_>> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.as_deref()?,
+            key: self.tls_key.as_deref()?,
+            client_ca: self.tls_client_ca.as_deref(),
+        })
     }
 
     /// The shutdown timeout as a duration (negative or NaN values count as 0).

@@ -16,12 +16,27 @@ pub enum ServerError {
     #[error("request has no input: set `pixels` (784 bytes, 28x28) or `image` (an encoded image file)")]
     EmptyInput,
 
-    /// The queue holds as many images as it may.
-    #[error("server is overloaded: {capacity} images are already queued (--max-queue-size); retry with backoff")]
+    /// As many images as the server may hold are already admitted and
+    /// not yet answered.
+    #[error(
+        "server is overloaded: {capacity} images are already waiting for an answer (--max-queue-size); \
+         retry with backoff"
+    )]
     QueueFull {
         /// The queue's capacity.
         capacity: usize,
     },
+
+    /// As many `Predict` streams as the server may hold are open.
+    #[error("server is overloaded: {limit} Predict streams are already open (--max-streams); retry with backoff")]
+    TooManyStreams {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The call carries no valid bearer token.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
 
     /// The call's deadline passed before its image ran.
     #[error("deadline exceeded before the image was classified")]
@@ -66,6 +81,24 @@ pub enum ServerError {
         source: std::io::Error,
     },
 
+    /// The TLS certificate, key or client CA is missing or unusable.
+    #[error("TLS{}: {reason}", path.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
+    Tls {
+        /// The offending file, when one is to blame.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The bearer-token file is missing or unusable.
+    #[error("auth token file {}: {reason}", path.display())]
+    AuthTokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The metrics endpoint could not be started.
     #[error("metrics endpoint: {0}")]
     Metrics(String),
@@ -84,7 +117,8 @@ impl ServerError {
     pub fn code(&self) -> Code {
         match self {
             ServerError::Input(_) | ServerError::EmptyInput => Code::InvalidArgument,
-            ServerError::QueueFull { .. } => Code::ResourceExhausted,
+            ServerError::QueueFull { .. } | ServerError::TooManyStreams { .. } => Code::ResourceExhausted,
+            ServerError::Unauthenticated(_) => Code::Unauthenticated,
             ServerError::DeadlineExceeded => Code::DeadlineExceeded,
             ServerError::ShuttingDown => Code::Unavailable,
             ServerError::Inference(_)
@@ -92,6 +126,8 @@ impl ServerError {
             | ServerError::Model { .. }
             | ServerError::Device { .. }
             | ServerError::Bind { .. }
+            | ServerError::Tls { .. }
+            | ServerError::AuthTokenFile { .. }
             | ServerError::Metrics(_)
             | ServerError::Reflection(_)
             | ServerError::Transport(_) => Code::Internal,
@@ -121,6 +157,8 @@ mod tests {
         assert_eq!(ServerError::QueueFull { capacity: 1 }.code(), Code::ResourceExhausted);
         assert_eq!(ServerError::DeadlineExceeded.code(), Code::DeadlineExceeded);
         assert_eq!(ServerError::ShuttingDown.code(), Code::Unavailable);
+        assert_eq!(ServerError::TooManyStreams { limit: 2 }.code(), Code::ResourceExhausted);
+        assert_eq!(ServerError::Unauthenticated("no token").code(), Code::Unauthenticated);
         let status = ServerError::QueueFull { capacity: 7 }.to_rpc_status();
         assert_eq!(status.code, Code::ResourceExhausted as i32);
         assert!(status.message.contains('7'));

@@ -5,17 +5,24 @@
 //! [`batcher`] (one queue for every call, batches for the model) ->
 //! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
 //! flags, [`error`] maps every failure to a gRPC status, [`metrics`]
-//! exports Prometheus metrics, and [`run`] wires them together with health
-//! checks, reflection and graceful shutdown.
+//! exports Prometheus metrics, [`tls`] and [`auth`] decide who may connect
+//! and call, and [`run`] wires them together with health checks,
+//! reflection and graceful shutdown.
 
+pub mod auth;
 pub mod backend;
 pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod service;
+pub mod tls;
 
-use std::{future::Future, path::Path, time::Instant};
+use std::{
+    future::Future,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use mnist::{
     IMAGE_PIXELS, NUM_CLASSES,
@@ -27,9 +34,11 @@ use mnist::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::interceptor::InterceptedService, transport::ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    auth::BearerAuth,
     backend::{ModelDescription, OnnxBackend},
     batcher::{Batcher, BatcherConfig},
     config::Config,
@@ -37,18 +46,26 @@ use crate::{
     service::ClassifierService,
 };
 
+/// HTTP/2 pings find peers that vanished without closing their connection
+/// (a crashed host, a dropped NAT entry), so their streams and queued work
+/// are freed instead of waiting for TCP to give up.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Runs the server until `shutdown` resolves, then drains: health turns
 /// NOT_SERVING, new calls are refused, calls in flight finish (for at most
 /// `--shutdown-timeout`), and the inference thread empties its queue.
 ///
-/// The model is loaded before the port is opened, so a bad model fails fast;
-/// the port is opened before the warm-up, so health probes see NOT_SERVING
-/// until the first inference has succeeded.
+/// The TLS and token files are read and the model loaded before the port
+/// is opened, so bad settings fail fast; the port is opened before the
+/// warm-up, so health probes see NOT_SERVING until the first inference has
+/// succeeded.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let access = Access::load(&config)?;
     let model = load_model(&config).await?;
     let listener =
         TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
-    serve(config, model, listener, shutdown).await
+    serve(config, access, model, listener, shutdown).await
 }
 
 /// Like [`run`], on a listener the caller opened (tests bind port 0 and
@@ -58,8 +75,35 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let access = Access::load(&config)?;
     let model = load_model(&config).await?;
-    serve(config, model, listener, shutdown).await
+    serve(config, access, model, listener, shutdown).await
+}
+
+/// Who may connect (TLS) and call (bearer token).
+struct Access {
+    tls: Option<ServerTlsConfig>,
+    auth: BearerAuth,
+}
+
+impl Access {
+    fn load(config: &Config) -> Result<Self, ServerError> {
+        let tls = config.tls_files().map(tls::server_config).transpose()?;
+        let auth = match &config.auth_token_file {
+            Some(path) => BearerAuth::from_file(path)?,
+            None => BearerAuth::disabled(),
+        };
+        if !config.addr.ip().is_loopback() && (tls.is_none() || !auth.is_enabled()) {
+            tracing::warn!(
+                addr = %config.addr,
+                tls = tls.is_some(),
+                auth = auth.is_enabled(),
+                "listening beyond loopback without both TLS and a token: anyone who can reach the port \
+                 can read and send traffic (see docs/security.md)"
+            );
+        }
+        Ok(Self { tls, auth })
+    }
 }
 
 /// Loads ONNX Runtime and the model, off the async workers.
@@ -79,6 +123,7 @@ async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), 
 
 async fn serve(
     config: Config,
+    Access { tls, auth }: Access,
     (backend, model): (OnnxBackend, ModelDescription),
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -103,32 +148,61 @@ async fn serve(
         max_pixels: config.max_image_pixels,
         ..DecodeLimits::default()
     };
-    let classifier = ClassifierService::new(batcher.clone(), info, limits, config.max_in_flight_per_stream as usize);
+    let classifier = ClassifierService::new(
+        batcher.clone(),
+        info,
+        service::Limits {
+            decode: limits,
+            max_in_flight_per_stream: config.max_in_flight_per_stream as usize,
+            max_streams: config.max_streams as usize,
+            max_admitted: config.max_queue_size as usize,
+        },
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
-    let mut router = tonic::transport::Server::builder().add_service(health_service).add_service(
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_streams)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
+    let tls_enabled = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| ServerError::Tls { path: None, reason: error_chain(&e) })?;
+    }
+    // Health stays open so that load balancers and orchestrators can probe
+    // without credentials; everything else is behind the token.
+    let mut router = builder.add_service(health_service).add_service(InterceptedService::new(
         ClassifierServer::new(classifier)
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes),
-    );
+        auth.clone(),
+    ));
     if !config.no_reflection {
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
+        let error = |e: tonic_reflection::server::Error| ServerError::Reflection(e.to_string());
         router = router
-            .add_service(reflection().build_v1().map_err(|e| ServerError::Reflection(e.to_string()))?)
-            .add_service(reflection().build_v1alpha().map_err(|e| ServerError::Reflection(e.to_string()))?);
+            .add_service(InterceptedService::new(reflection().build_v1().map_err(error)?, auth.clone()))
+            .add_service(InterceptedService::new(reflection().build_v1alpha().map_err(error)?, auth.clone()));
     }
 
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
         let _ = serving_stopped.await;
     }));
-    tracing::info!(addr = %local_addr, "listening");
+    tracing::info!(
+        addr = %local_addr,
+        tls = tls_enabled,
+        client_certificates = config.tls_client_ca.is_some(),
+        auth = auth.is_enabled(),
+        reflection = !config.no_reflection,
+        "listening"
+    );
 
     // A batch cannot hold more images than the queue does.
     let warm_up_batch = config.max_batch_size.min(config.max_queue_size) as usize;
@@ -155,6 +229,19 @@ async fn serve(
     let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// An error and its causes on one line ("tls error: invalid peer
+/// certificate: ..." rather than "transport error").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 /// Runs the model once on a single image and once on a full batch, so the

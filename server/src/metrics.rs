@@ -18,6 +18,8 @@ const BATCH_SIZE: &str = "mnist_batch_size";
 const QUEUE_DEPTH: &str = "mnist_queue_depth";
 const DROPPED: &str = "mnist_dropped_total";
 const MODEL_INFO: &str = "mnist_model_info";
+const UNAUTHENTICATED: &str = "mnist_unauthenticated_total";
+const OPEN_STREAMS: &str = "mnist_open_streams";
 
 /// Serves `/metrics` in Prometheus text format on `addr`.
 pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
@@ -39,6 +41,8 @@ pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
     describe_histogram!(BATCH_SIZE, "Images per model run.");
     describe_gauge!(QUEUE_DEPTH, "Images waiting for inference.");
     describe_counter!(DROPPED, "Queued images dropped before inference, by reason (cancelled, deadline).");
+    describe_counter!(UNAUTHENTICATED, "Calls refused for a missing or invalid bearer token.");
+    describe_gauge!(OPEN_STREAMS, "Predict streams open.");
     describe_gauge!(MODEL_INFO, "Always 1; labels describe the model being served.");
     tracing::info!(%addr, "serving Prometheus metrics on /metrics");
     Ok(())
@@ -73,6 +77,14 @@ pub(crate) fn queue_depth(depth: usize) {
 
 pub(crate) fn dropped(reason: &'static str) {
     counter!(DROPPED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn unauthenticated() {
+    counter!(UNAUTHENTICATED).increment(1);
+}
+
+pub(crate) fn open_streams(open: usize) {
+    gauge!(OPEN_STREAMS).set(open as f64);
 }
 
 /// The status code's canonical name, as gRPC tooling prints it.

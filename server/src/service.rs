@@ -1,12 +1,26 @@
 //! The `mnist.v1.Classifier` gRPC service.
 //!
-//! Each image goes request -> validate -> preprocess -> queue (the
+//! Each image goes request -> admit -> validate -> preprocess -> queue (the
 //! [`Batcher`]) -> respond. A `Predict` stream keeps at most
-//! `max_in_flight` of its images in the pipeline and answers them in
-//! request order; when the window is full it stops reading the stream, so
-//! HTTP/2 flow control slows the client instead of the server buffering.
+//! `max_in_flight_per_stream` of its images in the pipeline and answers
+//! them in request order; when the window is full it stops reading the
+//! stream, so HTTP/2 flow control slows the client instead of the server
+//! buffering.
+//!
+//! Overload is refused at the door rather than queued: a stream beyond
+//! `max_streams`, or an image beyond `max_admitted` unanswered images
+//! server-wide, fails at once with RESOURCE_EXHAUSTED. What the server
+//! holds is therefore bounded whatever the clients do, and admitted images
+//! keep their latency.
 
-use std::{pin::Pin, sync::Arc, time::Instant};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
 
 use futures_util::{Stream, StreamExt, stream::FuturesOrdered};
 use mnist::{
@@ -16,7 +30,7 @@ use mnist::{
         predict_request::Input,
     },
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 
@@ -28,21 +42,87 @@ pub struct ClassifierService {
     inner: Arc<Inner>,
 }
 
+/// What one call, and all calls together, may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bounds on encoded images and their decoded size.
+    pub decode: DecodeLimits,
+    /// Images of one stream in the pipeline at once.
+    pub max_in_flight_per_stream: usize,
+    /// Predict streams open at once.
+    pub max_streams: usize,
+    /// Images admitted and not yet answered, over all calls.
+    pub max_admitted: usize,
+}
+
 struct Inner {
     batcher: Batcher,
     info: ModelInfo,
-    limits: DecodeLimits,
-    max_in_flight: usize,
+    limits: Limits,
+    /// One permit per open Predict stream.
+    streams: Arc<Semaphore>,
+    open_streams: AtomicUsize,
+    /// One permit per admitted, unanswered image.
+    admitted: Arc<Semaphore>,
+    /// One permit per image being decoded: a decoded image can take
+    /// `max_pixels` x 4 bytes, so only as many as there are cores are
+    /// decoded at once, whatever the number of callers.
+    decoding: Arc<Semaphore>,
 }
 
 impl ClassifierService {
     /// A service that classifies through `batcher` and describes itself with `info`.
-    pub fn new(batcher: Batcher, info: ModelInfo, limits: DecodeLimits, max_in_flight: usize) -> Self {
-        Self { inner: Arc::new(Inner { batcher, info, limits, max_in_flight: max_in_flight.max(1) }) }
+    pub fn new(batcher: Batcher, info: ModelInfo, limits: Limits) -> Self {
+        let limits = Limits {
+            max_in_flight_per_stream: limits.max_in_flight_per_stream.max(1),
+            max_streams: limits.max_streams.max(1),
+            max_admitted: limits.max_admitted.max(1),
+            ..limits
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            inner: Arc::new(Inner {
+                batcher,
+                info,
+                streams: Arc::new(Semaphore::new(limits.max_streams)),
+                open_streams: AtomicUsize::new(0),
+                admitted: Arc::new(Semaphore::new(limits.max_admitted)),
+                decoding: Arc::new(Semaphore::new(cores)),
+                limits,
+            }),
+        }
+    }
+}
+
+/// An open stream's place, given back when the stream ends.
+struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    inner: Arc<Inner>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        metrics::open_streams(self.inner.open_streams.fetch_sub(1, Ordering::Relaxed) - 1);
     }
 }
 
 impl Inner {
+    fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, ServerError> {
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| ServerError::TooManyStreams { limit: self.limits.max_streams })?;
+        metrics::open_streams(self.open_streams.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(StreamSlot { _permit: permit, inner: Arc::clone(self) })
+    }
+
+    /// Takes a place for one image, or refuses it when the server already
+    /// holds as many as it may.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ServerError> {
+        Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })
+    }
+
     /// Validates and preprocesses a request's input into 784 MNIST pixels.
     async fn prepare(&self, input: Option<Input>) -> Result<Vec<u8>, ServerError> {
         match input {
@@ -52,13 +132,19 @@ impl Inner {
                 Ok(pixels)
             }
             Some(Input::Image(bytes)) => {
+                let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
                 // Decoding a large photo takes milliseconds: keep it off the
-                // async workers that serve every other call.
-                let limits = self.limits;
-                tokio::task::spawn_blocking(move || preprocess(&bytes, &limits))
-                    .await
-                    .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
-                    .map_err(ServerError::from)
+                // async workers that serve every other call. The slot goes
+                // with the decoding, which runs to its end even when the
+                // caller has gone.
+                let limits = self.limits.decode;
+                tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
+                    preprocess(&bytes, &limits)
+                })
+                .await
+                .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
+                .map_err(ServerError::from)
             }
         }
     }
@@ -68,6 +154,7 @@ impl Inner {
         request: PredictRequest,
         deadline: Option<Instant>,
     ) -> Result<PredictResponse, ServerError> {
+        let _admitted = self.admit()?;
         let pixels = self.prepare(request.input).await?;
         let prediction = self.batcher.predict(pixels, deadline).await?;
         Ok(PredictResponse {
@@ -105,20 +192,30 @@ impl Classifier for ClassifierService {
         request: Request<Streaming<PredictRequest>>,
     ) -> Result<Response<Self::PredictStream>, Status> {
         let deadline = deadline(request.metadata());
+        let slot = self.inner.open_stream().inspect_err(|error| {
+            metrics::request("Predict", error.code(), std::time::Duration::ZERO);
+        })?;
         let mut inbound = request.into_inner();
         let inner = Arc::clone(&self.inner);
-        let window = inner.max_in_flight;
+        let window = inner.limits.max_in_flight_per_stream;
         let (sender, receiver) = mpsc::channel(window);
         tokio::spawn(async move {
             let mut pending = FuturesOrdered::new();
             let mut inbound_open = true;
-            loop {
+            let failure = loop {
+                if !inbound_open && pending.is_empty() {
+                    break None; // every image read has been answered
+                }
                 tokio::select! {
-                    // Answer before reading more, so a full window drains first.
                     biased;
+                    // The client cancelled or its connection died: tonic drops
+                    // the response stream, which closes the channel even while
+                    // no answer is ready to be sent.
+                    () = sender.closed() => break None,
+                    // Answer before reading more, so a full window drains first.
                     Some(response) = pending.next(), if !pending.is_empty() => {
                         if sender.send(Ok(response)).await.is_err() {
-                            return; // the client went away: dropping `pending` cancels its queued work
+                            break None; // the client went away
                         }
                     }
                     message = inbound.message(), if inbound_open && pending.len() < window => match message {
@@ -127,14 +224,18 @@ impl Classifier for ClassifierService {
                             pending.push_back(async move { inner.classify_item(request, deadline).await });
                         }
                         Ok(None) => inbound_open = false,
-                        Err(status) => {
-                            // The client cancelled or sent garbage: end the call.
-                            let _ = sender.send(Err(status)).await;
-                            return;
-                        }
+                        // The client cancelled or sent garbage: end the call.
+                        Err(status) => break Some(status),
                     },
-                    else => return,
                 }
+            };
+            // Dropping `pending` cancels the work still queued; the stream's
+            // place is given back before the client can see the stream end,
+            // so a client that opens its next stream at once finds it free.
+            drop(pending);
+            drop(slot);
+            if let Some(status) = failure {
+                let _ = sender.send(Err(status)).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))

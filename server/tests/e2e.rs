@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ServerProcess, TestServer, png, run_to_exit, shipped_model, test_set};
+use common::{ServerProcess, TestServer, png, run_to_exit, run_to_exit_with_env, shipped_model, test_set};
 use futures_util::StreamExt;
 use mnist::proto::v1::{
     GetModelInfoRequest, PredictRequest, PredictResponse, classifier_client::ClassifierClient, predict_request::Input,
@@ -269,16 +269,6 @@ fn startup_failures_are_clear_and_exit_non_zero() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on"));
-}
-
-fn run_to_exit_with_env(args: &[&str], ort_dylib: &str) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-server"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("ORT_DYLIB_PATH", ort_dylib)
-        .output()
-        .unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -19,7 +21,7 @@ use mnist::{
 };
 use mnist_server::config::Config;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// The model shipped in `models/`.
 pub fn shipped_model() -> PathBuf {
@@ -35,6 +37,8 @@ pub fn test_set() -> Mnist {
 /// A server running inside the test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// How clients reach it over TLS (None: plaintext).
+    tls: Option<ClientTlsConfig>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mnist_server::error::ServerError>>>,
 }
@@ -42,6 +46,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with the shipped model and extra flags, and waits until it answers.
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_with_tls(extra, None).await
+    }
+
+    /// Starts a server whose flags turn TLS on; clients connect with `tls`.
+    pub async fn start_with_tls(extra: &[&str], tls: Option<ClientTlsConfig>) -> Self {
         let model = shipped_model();
         let mut args =
             vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
@@ -53,17 +62,32 @@ impl TestServer {
         let task = tokio::spawn(mnist_server::run_on(config, listener, async {
             let _ = stopped.await;
         }));
-        let mut server = Self { addr, stop: Some(stop), task: Some(task) };
+        let mut server = Self { addr, tls, stop: Some(stop), task: Some(task) };
         server.wait_serving().await;
         server
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
+        self.try_channel().await.unwrap()
+    }
+
+    /// A channel with the server's client TLS settings (if any).
+    pub async fn try_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        self.try_channel_with(self.tls.clone()).await
+    }
+
+    /// A channel with other TLS settings than the server's default client.
+    pub async fn try_channel_with(&self, tls: Option<ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
+        let mut endpoint = Channel::from_shared(self.url()).unwrap();
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        endpoint.connect().await
     }
 
     pub async fn client(&self) -> ClassifierClient<Channel> {
@@ -77,7 +101,7 @@ impl TestServer {
                 let result = self.task.take().unwrap().await;
                 panic!("server stopped during start-up: {result:?}");
             }
-            if let Ok(channel) = Channel::from_shared(self.url()).unwrap().connect().await {
+            if let Ok(channel) = self.try_channel().await {
                 let mut health = HealthClient::new(channel);
                 if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
                     && r.into_inner().status == ServingStatus::Serving as i32
@@ -170,9 +194,26 @@ pub fn run_to_exit(args: &[&str]) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// Like [`run_to_exit`], with `ORT_DYLIB_PATH` set to `ort_dylib`.
+pub fn run_to_exit_with_env(args: &[&str], ort_dylib: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mnist-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("ORT_DYLIB_PATH", ort_dylib)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mnist-server");
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// `pixels` encoded as an 8-bit grayscale PNG.
 pub fn png(pixels: &[u8]) -> Vec<u8> {
-    let image = image::GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+    png_sized(pixels, 28)
+}
+
+/// `pixels` (side x side) encoded as an 8-bit grayscale PNG.
+pub fn png_sized(pixels: &[u8], side: u32) -> Vec<u8> {
+    let image = image::GrayImage::from_raw(side, side, pixels.to_vec()).unwrap();
     let mut bytes = Vec::new();
     image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
     bytes

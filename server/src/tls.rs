@@ -1,0 +1,86 @@
+//! TLS (rustls) for the gRPC port, with optional client certificates.
+//!
+//! The PEM files are read and parsed here, before tonic sees them, so a
+//! missing or malformed file stops start-up with an error that names the
+//! file and what is wrong with it, instead of a handshake failure later.
+
+use std::{fs, path::Path, time::Duration};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::error::ServerError;
+
+/// A client that opens a connection and never finishes the handshake holds
+/// a socket; this bounds how long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server's certificate, key and (for mutual TLS) client CA are.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: &'a Path,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: &'a Path,
+    /// CA certificates that client certificates must chain to; when set,
+    /// a client without a valid certificate is refused during the handshake.
+    pub client_ca: Option<&'a Path>,
+}
+
+/// Reads and checks the files and builds tonic's TLS settings.
+pub fn server_config(files: TlsFiles<'_>) -> Result<ServerTlsConfig, ServerError> {
+    let cert = read(files.cert)?;
+    let certificates = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(files.cert, format!("not a PEM certificate file: {e}")))?;
+    if certificates.is_empty() {
+        return Err(tls_error(files.cert, "contains no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    let key = read(files.key)?;
+    PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| tls_error(files.key, format!("contains no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")))?;
+
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).timeout(HANDSHAKE_TIMEOUT);
+    if let Some(client_ca) = files.client_ca {
+        let pem = read(client_ca)?;
+        let roots = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_error(client_ca, format!("not a PEM certificate file: {e}")))?;
+        if roots.is_empty() {
+            return Err(tls_error(client_ca, "contains no PEM CA certificate".into()));
+        }
+        config = config.client_ca_root(Certificate::from_pem(pem));
+    }
+    Ok(config)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
+    fs::read(path).map_err(|e| tls_error(path, e.to_string()))
+}
+
+fn tls_error(path: &Path, reason: String) -> ServerError {
+    ServerError::Tls { path: Some(path.to_path_buf()), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        fs::write(file.path(), content).unwrap();
+        file
+    }
+
+    #[test]
+    fn missing_and_malformed_files_are_named() {
+        let garbage = write("not a certificate\n");
+        let missing = Path::new("/nonexistent/server.pem");
+        let error = server_config(TlsFiles { cert: missing, key: garbage.path(), client_ca: None }).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/server.pem"), "{error}");
+
+        let error = server_config(TlsFiles { cert: garbage.path(), key: garbage.path(), client_ca: None }).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(&garbage.path().display().to_string()) && message.contains("no PEM certificate"));
+    }
+}
