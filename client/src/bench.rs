@@ -4,6 +4,14 @@
 //! mode each worker sends PredictOne calls back to back; in stream mode each
 //! worker holds one Predict stream with up to `window` images unanswered.
 //! Latency is measured per image, from send to answer.
+//!
+//! With a `rate`, images are sent on a fixed schedule (image `n` at `n /
+//! rate` seconds) instead of as fast as answers come back: the load for
+//! soak tests. A worker whose stream is refused or broken (an overloaded
+//! server answers RESOURCE_EXHAUSTED) counts the error and opens a new one
+//! after a backoff, as a well-behaved client would, so overload runs keep
+//! their concurrency. The report has a timeline per `interval`, to see
+//! latency drift in a soak and recovery after an overload.
 
 use std::{
     collections::BTreeMap,
@@ -59,6 +67,10 @@ pub struct BenchOptions {
     pub budget: Budget,
     /// Images sent before measuring starts, to warm up both sides.
     pub warmup: u64,
+    /// Images per second over all workers; none: as fast as possible.
+    pub rate: Option<f64>,
+    /// Width of the timeline's buckets.
+    pub interval: Duration,
 }
 
 /// What a load test measured.
@@ -80,6 +92,23 @@ pub struct BenchReport {
     pub throughput: f64,
     /// Latency percentiles of successful images, in milliseconds.
     pub latency_ms: Percentiles,
+    /// Throughput, errors and latency per interval.
+    pub timeline: Vec<Interval>,
+}
+
+/// One bucket of the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    /// Seconds from the start of measuring to the start of this bucket.
+    pub start_s: f64,
+    /// Successful images per second in the bucket.
+    pub throughput: f64,
+    /// Failures in the bucket.
+    pub errors: u64,
+    /// Median latency of the bucket's successes, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency of the bucket's successes, in milliseconds.
+    pub p99_ms: f64,
 }
 
 /// Latency summary.
@@ -109,8 +138,63 @@ impl Percentiles {
     }
 }
 
-/// One finished image: latency in microseconds, or the error code's name.
-type Sample = Result<u32, String>;
+/// One finished image.
+struct Sample {
+    /// When it finished, from the start of the run.
+    finished: Duration,
+    /// Latency in microseconds, or the error code's name.
+    outcome: Result<u32, String>,
+}
+
+/// Sends finished images to the collector, time-stamped.
+#[derive(Clone)]
+struct Recorder {
+    started: Instant,
+    sink: mpsc::UnboundedSender<Sample>,
+}
+
+impl Recorder {
+    fn ok(&self, sent: Instant) {
+        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        self.record(Ok(micros));
+    }
+
+    fn error(&self, code: tonic::Code) {
+        self.record(Err(format!("{code:?}")));
+    }
+
+    fn record(&self, outcome: Result<u32, String>) {
+        let _ = self.sink.send(Sample { finished: self.started.elapsed(), outcome });
+    }
+}
+
+/// Hands out image numbers until the budget is spent, each with the time it
+/// is due when a rate is set.
+struct Schedule {
+    issued: AtomicU64,
+    limit: u64,
+    started: Instant,
+    deadline: Option<Instant>,
+    rate: Option<f64>,
+}
+
+impl Schedule {
+    fn next(&self) -> Option<(u64, Option<Instant>)> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        if n >= self.limit {
+            return None;
+        }
+        let due = self.rate.map(|rate| self.started + Duration::from_secs_f64(n as f64 / rate));
+        Some((n, due))
+    }
+
+    fn finished(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d) || self.issued.load(Ordering::Relaxed) >= self.limit
+    }
+}
 
 /// Runs the load test against `server`, cycling through `data`'s images.
 pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOptions) -> Result<BenchReport, ClientError> {
@@ -129,10 +213,11 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
     let samples = drive(&channels, &data, options).await;
     let seconds = started.elapsed().as_secs_f64();
 
+    let timeline = timeline(&samples, options.interval);
     let mut latencies = Vec::with_capacity(samples.len());
     let mut errors = BTreeMap::new();
     for sample in samples {
-        match sample {
+        match sample.outcome {
             Ok(micros) => latencies.push(micros),
             Err(code) => *errors.entry(code).or_insert(0) += 1,
         }
@@ -147,42 +232,66 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
         seconds,
         throughput: ok as f64 / seconds.max(1e-9),
         latency_ms: Percentiles::from_micros(latencies),
+        timeline,
     })
+}
+
+/// Buckets the samples by the time they finished.
+fn timeline(samples: &[Sample], interval: Duration) -> Vec<Interval> {
+    let width = interval.as_secs_f64().max(1e-3);
+    let mut buckets: Vec<(Vec<u32>, u64)> = Vec::new();
+    for sample in samples {
+        let index = (sample.finished.as_secs_f64() / width) as usize;
+        if buckets.len() <= index {
+            buckets.resize_with(index + 1, Default::default);
+        }
+        match sample.outcome {
+            Ok(micros) => buckets[index].0.push(micros),
+            Err(_) => buckets[index].1 += 1,
+        }
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, (latencies, errors))| {
+            let throughput = latencies.len() as f64 / width;
+            let percentiles = Percentiles::from_micros(latencies);
+            Interval { start_s: i as f64 * width, throughput, errors, p50_ms: percentiles.p50, p99_ms: percentiles.p99 }
+        })
+        .collect()
 }
 
 /// Runs the workers until the budget is spent; returns every sample.
 async fn drive(channels: &[ServerChannel], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
-    let issued = Arc::new(AtomicU64::new(0));
-    let deadline = match options.budget {
-        Budget::Duration(d) => Some(Instant::now() + d),
-        Budget::Requests(_) => None,
-    };
-    let limit = match options.budget {
-        Budget::Requests(n) => n,
-        Budget::Duration(_) => u64::MAX,
-    };
-    // Hands out image indices until the budget is spent.
-    let next = move |issued: &AtomicU64| -> Option<u64> {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return None;
-        }
-        let n = issued.fetch_add(1, Ordering::Relaxed);
-        (n < limit).then_some(n)
-    };
+    let started = Instant::now();
+    let schedule = Arc::new(Schedule {
+        issued: AtomicU64::new(0),
+        limit: match options.budget {
+            Budget::Requests(n) => n,
+            Budget::Duration(_) => u64::MAX,
+        },
+        started,
+        deadline: match options.budget {
+            Budget::Duration(d) => Some(started + d),
+            Budget::Requests(_) => None,
+        },
+        rate: options.rate.filter(|r| r.is_finite() && *r > 0.0),
+    });
     let (sink, mut samples) = mpsc::unbounded_channel();
+    let recorder = Recorder { started, sink };
     let mut workers = Vec::new();
     for worker in 0..options.concurrency.max(1) {
         let client = ClassifierClient::new(channels[worker % channels.len()].clone());
-        let (data, issued, sink) = (Arc::clone(data), Arc::clone(&issued), sink.clone());
+        let (data, schedule, recorder) = (Arc::clone(data), Arc::clone(&schedule), recorder.clone());
         let (mode, window) = (options.mode, options.window.max(1));
         workers.push(tokio::spawn(async move {
             match mode {
-                Mode::Unary => unary_worker(client, &data, &issued, next, &sink).await,
-                Mode::Stream => stream_worker(client, data, issued, next, window, sink).await,
+                Mode::Unary => unary_worker(client, &data, &schedule, &recorder).await,
+                Mode::Stream => stream_worker(client, data, schedule, window, recorder).await,
             }
         }));
     }
-    drop(sink);
+    drop(recorder);
     let mut all = Vec::new();
     while let Some(sample) = samples.recv().await {
         all.push(sample);
@@ -198,48 +307,77 @@ fn request(data: &Mnist, n: u64) -> PredictRequest {
     PredictRequest { id: n.to_string(), input: Some(Input::Pixels(data.image(index).to_vec())) }
 }
 
-fn code_name(code: tonic::Code) -> String {
-    format!("{code:?}")
+/// Waits until an image is due (no wait without a rate).
+async fn wait_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due.into()).await;
+    }
 }
 
 async fn unary_worker(
     mut client: ClassifierClient<ServerChannel>,
     data: &Mnist,
-    issued: &AtomicU64,
-    next: impl Fn(&AtomicU64) -> Option<u64>,
-    sink: &mpsc::UnboundedSender<Sample>,
+    schedule: &Schedule,
+    recorder: &Recorder,
 ) {
-    while let Some(n) = next(issued) {
-        let started = Instant::now();
-        let sample = match client.predict_one(request(data, n)).await {
-            Ok(_) => Ok(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-            Err(status) => Err(code_name(status.code())),
-        };
-        let _ = sink.send(sample);
+    while let Some((n, due)) = schedule.next() {
+        wait_until(due).await;
+        let sent = Instant::now();
+        match client.predict_one(request(data, n)).await {
+            Ok(_) => recorder.ok(sent),
+            Err(status) => recorder.error(status.code()),
+        }
     }
 }
+
+/// First and longest waits before reopening a refused or broken stream.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 async fn stream_worker(
     mut client: ClassifierClient<ServerChannel>,
     data: Arc<Mnist>,
-    issued: Arc<AtomicU64>,
-    next: impl Fn(&AtomicU64) -> Option<u64> + Send + 'static,
+    schedule: Arc<Schedule>,
     window: usize,
-    sink: mpsc::UnboundedSender<Sample>,
+    recorder: Recorder,
 ) {
+    let mut backoff = FIRST_BACKOFF;
+    while !schedule.finished() {
+        let answered = run_stream(&mut client, &data, &schedule, window, &recorder).await;
+        if answered > 0 {
+            backoff = FIRST_BACKOFF;
+        }
+        if schedule.finished() {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One Predict stream, until the budget is spent or the stream fails;
+/// returns how many images were answered.
+async fn run_stream(
+    client: &mut ClassifierClient<ServerChannel>,
+    data: &Arc<Mnist>,
+    schedule: &Arc<Schedule>,
+    window: usize,
+    recorder: &Recorder,
+) -> u64 {
     // Send times, in order: responses come back in request order.
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
     let permits = Arc::new(tokio::sync::Semaphore::new(window));
     let sender_permits = Arc::clone(&permits);
+    let (data, schedule) = (Arc::clone(data), Arc::clone(schedule));
     let outbound = futures_util::stream::unfold((), move |()| {
-        let (permits, issued, data, sent_tx) =
-            (Arc::clone(&sender_permits), Arc::clone(&issued), Arc::clone(&data), sent_tx.clone());
-        let next = next(&issued);
+        let (permits, schedule, data, sent_tx) =
+            (Arc::clone(&sender_permits), Arc::clone(&schedule), Arc::clone(&data), sent_tx.clone());
         async move {
-            let n = next?;
             if let Ok(permit) = permits.acquire_owned().await {
                 permit.forget();
             }
+            let (n, due) = schedule.next()?;
+            wait_until(due).await;
             let _ = sent_tx.send(Instant::now());
             Some((request(&data, n), ()))
         }
@@ -247,26 +385,27 @@ async fn stream_worker(
     let mut inbound = match client.predict(outbound).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
-            let _ = sink.send(Err(code_name(status.code())));
-            return;
+            recorder.error(status.code());
+            return 0;
         }
     };
+    let mut answered = 0;
     loop {
         match inbound.next().await {
             Some(Ok(response)) => {
                 permits.add_permits(1);
-                let started = sent_rx.recv().await.unwrap_or_else(Instant::now);
-                let sample = match response.error {
-                    None => Ok(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-                    Some(status) => Err(code_name(tonic::Code::from(status.code))),
-                };
-                let _ = sink.send(sample);
+                let sent = sent_rx.recv().await.unwrap_or_else(Instant::now);
+                match response.error {
+                    None => recorder.ok(sent),
+                    Some(status) => recorder.error(tonic::Code::from(status.code)),
+                }
+                answered += 1;
             }
             Some(Err(status)) => {
-                let _ = sink.send(Err(code_name(status.code())));
-                return;
+                recorder.error(status.code());
+                return answered;
             }
-            None => return,
+            None => return answered,
         }
     }
 }
@@ -292,6 +431,16 @@ impl BenchReport {
                 let _ = writeln!(s, "  errors:      {code}: {count}");
             }
         }
+        if self.timeline.len() > 1 {
+            let _ = writeln!(s, "  timeline:    start_s  images/s  errors  p50_ms  p99_ms");
+            for i in &self.timeline {
+                let _ = writeln!(
+                    s,
+                    "               {:7.1}  {:8.1}  {:6}  {:6.3}  {:6.3}",
+                    i.start_s, i.throughput, i.errors, i.p50_ms, i.p99_ms
+                );
+            }
+        }
         s
     }
 }
@@ -307,5 +456,30 @@ mod tests {
         assert_eq!(p.p99, 99.0);
         assert_eq!(p.max, 100.0);
         assert!((p.mean - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn timeline_buckets_by_finish_time() {
+        let sample = |ms: u64, outcome: Result<u32, String>| Sample { finished: Duration::from_millis(ms), outcome };
+        let samples = vec![
+            sample(100, Ok(1000)),
+            sample(900, Ok(3000)),
+            sample(1500, Err("ResourceExhausted".into())),
+            sample(2100, Ok(2000)),
+        ];
+        let timeline = timeline(&samples, Duration::from_secs(1));
+        assert_eq!(timeline.len(), 3);
+        assert_eq!((timeline[0].throughput, timeline[0].errors), (2.0, 0));
+        assert_eq!((timeline[1].throughput, timeline[1].errors), (0.0, 1));
+        assert_eq!(timeline[2].p50_ms, 2.0);
+    }
+
+    #[test]
+    fn a_rate_spaces_the_images_evenly() {
+        let started = Instant::now();
+        let schedule = Schedule { issued: AtomicU64::new(0), limit: 3, started, deadline: None, rate: Some(100.0) };
+        let due: Vec<_> = std::iter::from_fn(|| schedule.next()).map(|(_, due)| due.unwrap() - started).collect();
+        assert_eq!(due, [Duration::ZERO, Duration::from_millis(10), Duration::from_millis(20)]);
+        assert!(schedule.finished());
     }
 }

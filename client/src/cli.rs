@@ -72,7 +72,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   mnist-client bench --mode stream --concurrency 64 --duration 10
-  mnist-client bench --mode unary --concurrency 1 --requests 2000 --format json")]
+  mnist-client bench --mode unary --concurrency 1 --requests 2000 --format json
+  mnist-client bench --concurrency 16 --window 8 --rate 8000 --duration 600 --interval 60   # soak")]
     Bench(BenchArgs),
 
     /// Show the served model (GetModelInfo).
@@ -170,6 +171,12 @@ pub struct BenchArgs {
     /// Images sent before measuring.
     #[arg(long, default_value_t = 200)]
     pub warmup: u64,
+    /// Send this many images per second in all, on a fixed schedule (default: as fast as answered).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds per row of the report's timeline.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

@@ -145,6 +145,12 @@ async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitC
         (None, Some(_)) => bail!("--duration must be a positive number of seconds"),
         (None, None) => Budget::Duration(Duration::from_secs(10)),
     };
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of images per second");
+    }
+    if !(args.interval.is_finite() && args.interval >= 0.01) {
+        bail!("--interval must be at least 0.01 seconds");
+    }
     let data = Arc::new(load_test_set(&args.data)?);
     let options = BenchOptions {
         mode: args.mode,
@@ -153,6 +159,8 @@ async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitC
         window: args.window,
         budget,
         warmup: args.warmup,
+        rate: args.rate,
+        interval: Duration::from_secs_f64(args.interval),
     };
     let report = bench::run(server, data, &options).await?;
     match args.format {

@@ -11,7 +11,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use crate::ClientError;
+use crate::{ClientError, error::root_cause};
 
 /// A channel that adds the bearer token, if any, to every call.
 pub type ServerChannel = InterceptedService<Channel, Credentials>;
@@ -79,10 +79,15 @@ impl ServerAddress {
             Some("http") => {}
             _ => return Err(invalid("the scheme must be http:// or https://".into())),
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable { server: self.url.clone(), reason: root_cause(&e) })?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            let mut reason = root_cause(&e);
+            if reason.contains("certificate") || reason.contains("alert") {
+                reason.push_str(
+                    " (check --ca-cert, --tls-domain, and --cert/--key if the server requires client certificates)",
+                );
+            }
+            ClientError::Unreachable { server: self.url.clone(), reason }
+        })?;
         Ok(InterceptedService::new(channel, credentials))
     }
 
@@ -150,14 +155,4 @@ impl Interceptor for Credentials {
         }
         Ok(request)
     }
-}
-
-/// The innermost cause of an error chain ("Connection refused (os error
-/// 111)" rather than "transport error").
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }

@@ -41,8 +41,38 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Wraps a failed call's status.
+    /// Wraps a failed call's status, with a hint when the cause is a
+    /// common set-up mistake.
     pub fn call(call: &'static str, status: tonic::Status) -> Self {
-        Self::Call { call, code: status.code(), message: status.message().to_string() }
+        let mut message = status.message().to_string();
+        // Transport failures carry their cause (a TLS alert, a reset) only
+        // in the error chain.
+        if let Some(source) = std::error::Error::source(&status) {
+            let cause = root_cause(source);
+            if !message.contains(&cause) {
+                message = format!("{message}: {cause}");
+            }
+            if cause.contains("Certificate") {
+                message.push_str(" (the server requires a client certificate it trusts: --cert and --key)");
+            }
+        }
+        match status.code() {
+            tonic::Code::Unauthenticated => message.push_str(" (give the token with --token-file or MNIST_TOKEN)"),
+            tonic::Code::Internal if message.contains("h2 protocol error") => {
+                message.push_str(" (a TLS server answers plaintext like this: use an https:// URL)")
+            }
+            _ => {}
+        }
+        Self::Call { call, code: status.code(), message }
     }
+}
+
+/// The innermost cause of an error chain ("Connection refused (os error
+/// 111)" rather than "transport error").
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }

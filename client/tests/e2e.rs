@@ -16,6 +16,9 @@ use mnist::{
 };
 use tokio::{net::TcpListener, sync::oneshot};
 
+#[path = "../../server/tests/common/pki.rs"]
+mod pki;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -31,26 +34,26 @@ struct Server {
 }
 
 async fn start_server() -> Server {
+    start_server_with(&[], "http", &[]).await
+}
+
+/// Starts a server with extra flags; `scheme` and `client_flags` are what a
+/// client needs to reach it (health checks use them while waiting).
+async fn start_server_with(flags: &[&str], scheme: &str, client_flags: &[&str]) -> Server {
     let model = repo().join("models/mnist.onnx");
-    let config = mnist_server::config::Config::try_parse_from([
-        "mnist-server",
-        "--model",
-        model.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--intra-threads",
-        "1",
-    ])
-    .unwrap();
+    let mut args = vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
+    args.extend_from_slice(flags);
+    let config = mnist_server::config::Config::try_parse_from(args).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(mnist_server::run_on(config, listener, async {
         let _ = stopped.await;
     }));
     // Wait until it answers (health SERVING).
+    let health: Vec<&str> = client_flags.iter().copied().chain(["health"]).collect();
     for _ in 0..200 {
-        if client(&url, &["health"]).status.success() {
+        if client(&url, &health).status.success() {
             return Server { url, _stop: stop };
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -59,7 +62,19 @@ async fn start_server() -> Server {
 }
 
 fn client(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mnist-client")).arg("--server").arg(url).args(args).output().unwrap()
+    client_with_env(url, args, &[])
+}
+
+fn client_with_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-client"));
+    command.arg("--server").arg(url).args(args).envs(env.iter().copied());
+    // Settings of the user running the tests must not leak in.
+    for var in ["MNIST_TOKEN", "MNIST_TOKEN_FILE", "MNIST_CA_CERT", "MNIST_CLIENT_CERT", "MNIST_CLIENT_KEY"] {
+        if !env.iter().any(|(name, _)| *name == var) {
+            command.env_remove(var);
+        }
+    }
+    command.output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -255,4 +270,64 @@ async fn real_world_variants_agree_with_the_original_digit() {
     for (kind, (s, t)) in &agree {
         assert!(*s as f64 / *t as f64 >= 0.95, "{kind}: {s}/{t}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_and_a_token_through_the_cli() {
+    const TOKEN: &str = "client-test-token-0123456789abcdef";
+    let pki = pki::Pki::generate();
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), format!("{TOKEN}\n")).unwrap();
+    let (ca, cert, key, token_file) =
+        (pki.arg("ca.pem"), pki.arg("client.pem"), pki.arg("client.key"), tokens.path().to_str().unwrap());
+    let server_flags = [
+        "--tls-cert",
+        &pki.arg("server.pem"),
+        "--tls-key",
+        &pki.arg("server.key"),
+        "--tls-client-ca",
+        &ca,
+        "--auth-token-file",
+        token_file,
+    ];
+    let tls = ["--ca-cert", &ca, "--cert", &cert, "--key", &key];
+    let server = start_server_with(&server_flags, "https", &tls).await;
+    let data = test_set().take(3);
+    let folder = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        save_png(data.image(i), &folder.path().join(format!("{i}.png")));
+    }
+    let folder_arg = folder.path().to_str().unwrap();
+
+    // Everything given: every digit classified.
+    let with_all: Vec<&str> = tls.iter().copied().chain(["--token-file", token_file, "predict", folder_arg]).collect();
+    let output = client(&server.url, &[&with_all[..], &["--format", "csv"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let digits: Vec<String> =
+        stdout(&output).lines().skip(1).map(|l| l.split(',').nth(1).unwrap().to_string()).collect();
+    let labels: Vec<String> = data.labels.iter().map(|l| l.to_string()).collect();
+    assert_eq!(digits, labels);
+
+    // The token from the environment works the same.
+    let predict: Vec<&str> = tls.iter().copied().chain(["predict", folder_arg]).collect();
+    let output = client_with_env(&server.url, &predict, &[("MNIST_TOKEN", TOKEN)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // No token: refused, with the reason, exit code 2.
+    let output = client(&server.url, &predict);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("Unauthenticated"), "{}", stderr(&output));
+
+    // No client certificate: the handshake fails.
+    let output = client(&server.url, &["--ca-cert", &ca, "--token-file", token_file, "predict", folder_arg]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
+    // Health needs no token.
+    assert!(client(&server.url, &[&tls[..], &["health"]].concat()).status.success());
+
+    // TLS options with a plaintext URL are a usage error, not a silent downgrade.
+    let plaintext = server.url.replacen("https", "http", 1);
+    let output = client(&plaintext, &["--ca-cert", &ca, "health"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("https://"), "{}", stderr(&output));
 }

@@ -125,28 +125,20 @@ impl Inner {
 
     /// Validates and preprocesses a request's input into 784 MNIST pixels.
     async fn prepare(&self, input: Option<Input>) -> Result<Vec<u8>, ServerError> {
-        match input {
-            None => Err(ServerError::EmptyInput),
-            Some(Input::Pixels(pixels)) => {
-                check_pixels(&pixels)?;
-                Ok(pixels)
-            }
-            Some(Input::Image(bytes)) => {
-                let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
-                // Decoding a large photo takes milliseconds: keep it off the
-                // async workers that serve every other call. The slot goes
-                // with the decoding, which runs to its end even when the
-                // caller has gone.
-                let limits = self.limits.decode;
-                tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    preprocess(&bytes, &limits)
-                })
-                .await
-                .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
-                .map_err(ServerError::from)
-            }
+        let limits = self.limits.decode;
+        if !matches!(input, Some(Input::Image(_))) {
+            return prepare_input(input, &limits);
         }
+        let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
+        // Decoding a large photo takes milliseconds: keep it off the async
+        // workers that serve every other call. The slot goes with the
+        // decoding, which runs to its end even when the caller has gone.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            prepare_input(input, &limits)
+        })
+        .await
+        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
     }
 
     async fn classify(
@@ -178,6 +170,20 @@ impl Inner {
             error: Some(error.to_rpc_status()),
             ..Default::default()
         })
+    }
+}
+
+/// Validates a request's input and turns it into 784 MNIST pixels: all that
+/// a request's bytes go through before the model. Blocking for images (they
+/// are decoded); public so that the fuzzer drives the very code that serves.
+pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<u8>, ServerError> {
+    match input {
+        None => Err(ServerError::EmptyInput),
+        Some(Input::Pixels(pixels)) => {
+            check_pixels(&pixels)?;
+            Ok(pixels)
+        }
+        Some(Input::Image(bytes)) => Ok(preprocess(&bytes, limits)?),
     }
 }
 
@@ -270,9 +276,11 @@ fn deadline(metadata: &MetadataMap) -> Option<Instant> {
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
     use std::time::Duration;
-    if value.len() < 2 || value.len() > 9 {
+    // Header values reach here as visible ASCII, but the check makes the
+    // byte split below safe for any string (found by the request fuzzer).
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
         return None;
     }
     let (digits, unit) = value.split_at(value.len() - 1);
@@ -303,5 +311,9 @@ mod tests {
         assert_eq!(parse_grpc_timeout("m"), None);
         assert_eq!(parse_grpc_timeout("10x"), None);
         assert_eq!(parse_grpc_timeout("123456789S"), None);
+        // Regression (fuzz/regressions/request): a multi-byte character
+        // across the unit's position used to panic in `split_at`.
+        assert_eq!(parse_grpc_timeout("1\u{62c}"), None);
+        assert_eq!(parse_grpc_timeout("\u{1f600}"), None);
     }
 }

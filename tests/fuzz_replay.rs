@@ -1,0 +1,54 @@
+//! Replays the decoding and IDX fuzzers' seeds and every input they ever
+//! crashed on (`fuzz/seeds/<target>`, `fuzz/regressions/<target>`) through
+//! the same checks as their targets in `fuzz/fuzz_targets/`, so that a
+//! fixed crash stays fixed without needing nightly Rust or libFuzzer.
+
+use std::path::Path;
+
+use mnist::{
+    IMAGE_PIXELS,
+    dataset::{parse_images, parse_labels},
+    preprocess::{DecodeLimits, preprocess},
+};
+
+const LIMITS: DecodeLimits = DecodeLimits { max_encoded_bytes: 1 << 20, max_side: 2048, max_pixels: 1 << 20 };
+
+/// Every file of `fuzz/seeds/<target>` and `fuzz/regressions/<target>`.
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    ["seeds", "regressions"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
+        .flatten()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (path.display().to_string(), std::fs::read(&path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn image_seeds_and_past_crashes_decode_or_fail_cleanly() {
+    let inputs = inputs("decode_preprocess");
+    assert!(inputs.len() >= 10, "the image seeds are missing");
+    let mut decoded = 0;
+    for (name, bytes) in inputs {
+        if let Ok(pixels) = preprocess(&bytes, &LIMITS) {
+            assert_eq!(pixels.len(), IMAGE_PIXELS, "{name}");
+            decoded += 1;
+        }
+    }
+    // The seeds are valid files in every enabled format.
+    assert!(decoded >= 10, "only {decoded} seeds decoded");
+}
+
+#[test]
+fn idx_seeds_and_past_crashes_parse_or_fail_cleanly() {
+    for (name, bytes) in inputs("idx") {
+        let path = Path::new(&name);
+        if let Ok(images) = parse_images(&bytes, path) {
+            assert_eq!(images.len() % IMAGE_PIXELS, 0, "{name}");
+        }
+        let _ = parse_labels(&bytes, path);
+    }
+}
