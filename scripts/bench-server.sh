@@ -7,11 +7,7 @@
 # Server and load generator share this machine, as they would in a
 # single-host deployment; numbers are only comparable within one run.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-scripts/setup.sh runtime
-source scripts/env.sh
-export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
+source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-10}"
 THREADS="${THREADS:-0}"
 # Same ONNX Runtime settings for the ceiling and the server: SPIN=1 lets idle
@@ -24,21 +20,6 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 echo "== ceiling (ONNX Runtime in-process, intra-threads $THREADS, spinning ${SPIN:-0})" >&2
 target/release/examples/ceiling --intra-threads "$THREADS" "${SPIN_FLAG[@]}" --seconds 3 1 8 16 32 64 128 256 | tee "$OUT/ceiling.md"
 
-start_server() {  # $1 = max batch size
-  target/release/mnist-server --addr 127.0.0.1:0 --log-format json --intra-threads "$THREADS" "${SPIN_FLAG[@]}" \
-    --max-batch-size "$1" 2>"$OUT/server.log" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    if grep -q '"message":"ready' "$OUT/server.log" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  ADDR=$(python3 -c "import json,sys
-for l in open('$OUT/server.log'):
-    f=json.loads(l).get('fields',{})
-    if f.get('message')=='listening': print(f['addr'])")
-}
-stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
-
 bench() {  # name, then mnist-client bench flags
   local name="$1"; shift
   echo "== $name" >&2
@@ -47,7 +28,8 @@ bench() {  # name, then mnist-client bench flags
 }
 
 for batching in on off; do
-  if [[ $batching == on ]]; then start_server 64; else start_server 1; fi
+  if [[ $batching == on ]]; then batch=64; else batch=1; fi
+  start_server "$OUT" --intra-threads "$THREADS" "${SPIN_FLAG[@]}" --max-batch-size "$batch"
   for c in 1 8 64; do bench "stream-$c-$batching" --mode stream --concurrency "$c" --window 1; done
   bench "saturation-$batching" --mode stream --concurrency 64 --window 8
   [[ $batching == on ]] && bench "unary-1-on" --mode unary --concurrency 1

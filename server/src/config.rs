@@ -55,8 +55,9 @@ pub struct Config {
     #[arg(long, env = "MNIST_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
 
-    /// Most images admitted and not yet answered (being decoded, queued or running), server-wide;
-    /// beyond it images fail at once with RESOURCE_EXHAUSTED. Bounds the server's memory.
+    /// Most images admitted and not yet answered (being decoded, queued or running), server-wide.
+    /// When it is reached, PredictOne calls fail at once with RESOURCE_EXHAUSTED and streams wait
+    /// (HTTP/2 flow control holds their clients back). Bounds the server's memory and latency.
     #[arg(long, env = "MNIST_MAX_QUEUE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queue_size: u32,
 
@@ -66,7 +67,9 @@ pub struct Config {
     pub max_in_flight_per_stream: u32,
 
     /// Most Predict streams open at once, server-wide; a stream beyond it fails at once with
-    /// RESOURCE_EXHAUSTED. Also each connection's HTTP/2 stream limit.
+    /// RESOURCE_EXHAUSTED. Must be below --max-queue-size (a stream may hold one place while it
+    /// waits for its next image). Each connection may carry this many plus --max-queue-size
+    /// concurrent calls (HTTP/2 streams).
     #[arg(long, env = "MNIST_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
 
@@ -113,6 +116,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks the settings that depend on each other.
+    pub fn validate(&self) -> Result<(), crate::error::ServerError> {
+        if self.max_streams >= self.max_queue_size {
+            return Err(crate::error::ServerError::Config(format!(
+                "--max-streams ({}) must be smaller than --max-queue-size ({}): an open stream may hold one place \
+                 while it waits for its next image, and idle streams must not be able to hold them all",
+                self.max_streams, self.max_queue_size
+            )));
+        }
+        Ok(())
+    }
+
     /// The ONNX Runtime settings.
     pub fn runtime_options(&self) -> crate::backend::RuntimeOptions {
         crate::backend::RuntimeOptions {

@@ -81,6 +81,10 @@ pub enum ServerError {
         source: std::io::Error,
     },
 
+    /// Settings that contradict each other.
+    #[error("invalid settings: {0}")]
+    Config(String),
+
     /// The TLS certificate, key or client CA is missing or unusable.
     #[error("TLS{}: {reason}", path.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
     Tls {
@@ -126,6 +130,7 @@ impl ServerError {
             | ServerError::Model { .. }
             | ServerError::Device { .. }
             | ServerError::Bind { .. }
+            | ServerError::Config(_)
             | ServerError::Tls { .. }
             | ServerError::AuthTokenFile { .. }
             | ServerError::Metrics(_)

@@ -88,6 +88,7 @@ struct Access {
 
 impl Access {
     fn load(config: &Config) -> Result<Self, ServerError> {
+        config.validate()?;
         let tls = config.tls_files().map(tls::server_config).transpose()?;
         let auth = match &config.auth_token_file {
             Some(path) => BearerAuth::from_file(path)?,
@@ -163,7 +164,8 @@ async fn serve(
     set_health(&health, ServingStatus::NotServing).await;
 
     let mut builder = tonic::transport::Server::builder()
-        .max_concurrent_streams(config.max_streams)
+        // Enough for every call the server may admit; more would only be refused.
+        .max_concurrent_streams(config.max_streams.saturating_add(config.max_queue_size))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL));

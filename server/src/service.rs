@@ -7,11 +7,17 @@
 //! stream, so HTTP/2 flow control slows the client instead of the server
 //! buffering.
 //!
-//! Overload is refused at the door rather than queued: a stream beyond
-//! `max_streams`, or an image beyond `max_admitted` unanswered images
-//! server-wide, fails at once with RESOURCE_EXHAUSTED. What the server
-//! holds is therefore bounded whatever the clients do, and admitted images
-//! keep their latency.
+//! Every image must be admitted first: at most `max_admitted` images are
+//! between admission and answer, server-wide, so what the server holds is
+//! bounded whatever the clients do. Overload is handled per kind of call:
+//! - a `Predict` stream beyond `max_streams` fails at once with
+//!   RESOURCE_EXHAUSTED;
+//! - an open stream does not read its next image until that image can be
+//!   admitted, so HTTP/2 flow control holds the client back: no refusals to
+//!   retry in a loop (which would spend the CPU the admitted images need),
+//!   and streams take turns fairly (the admission queue is FIFO);
+//! - a `PredictOne` call that cannot be admitted at once fails with
+//!   RESOURCE_EXHAUSTED, for the client to retry with backoff.
 
 use std::{
     pin::Pin,
@@ -117,7 +123,7 @@ impl Inner {
 
     /// Takes a place for one image, or refuses it when the server already
     /// holds as many as it may.
-    fn admit(&self) -> Result<OwnedSemaphorePermit, ServerError> {
+    fn try_admit(&self) -> Result<OwnedSemaphorePermit, ServerError> {
         Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })
@@ -141,12 +147,13 @@ impl Inner {
         .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
     }
 
+    /// Classifies one admitted image; its place is given back when done.
     async fn classify(
         &self,
         request: PredictRequest,
         deadline: Option<Instant>,
+        _admitted: OwnedSemaphorePermit,
     ) -> Result<PredictResponse, ServerError> {
-        let _admitted = self.admit()?;
         let pixels = self.prepare(request.input).await?;
         let prediction = self.batcher.predict(pixels, deadline).await?;
         Ok(PredictResponse {
@@ -159,10 +166,15 @@ impl Inner {
     }
 
     /// One stream item: errors go into the response, not the stream.
-    async fn classify_item(&self, request: PredictRequest, deadline: Option<Instant>) -> PredictResponse {
+    async fn classify_item(
+        &self,
+        request: PredictRequest,
+        deadline: Option<Instant>,
+        admitted: OwnedSemaphorePermit,
+    ) -> PredictResponse {
         let started = Instant::now();
         let id = request.id.clone();
-        let response = self.classify(request, deadline).await;
+        let response = self.classify(request, deadline, admitted).await;
         let code = response.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
         metrics::request("Predict", code, started.elapsed());
         response.unwrap_or_else(|error| PredictResponse {
@@ -187,6 +199,9 @@ pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<
     }
 }
 
+/// Waiting for a place in the admission queue.
+type Admission = dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send;
+
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<PredictResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -208,9 +223,18 @@ impl Classifier for ClassifierService {
         tokio::spawn(async move {
             let mut pending = FuturesOrdered::new();
             let mut inbound_open = true;
+            // The place for the next image, taken before reading it. The
+            // wait is kept across loop turns so the stream keeps its turn
+            // in the admission queue.
+            let mut admitted: Option<OwnedSemaphorePermit> = None;
+            let mut admitting: Option<Pin<Box<Admission>>> = None;
             let failure = loop {
                 if !inbound_open && pending.is_empty() {
                     break None; // every image read has been answered
+                }
+                let wants_more = inbound_open && pending.len() < window;
+                if wants_more && admitted.is_none() && admitting.is_none() {
+                    admitting = Some(Box::pin(Arc::clone(&inner.admitted).acquire_owned()));
                 }
                 tokio::select! {
                     biased;
@@ -224,10 +248,26 @@ impl Classifier for ClassifierService {
                             break None; // the client went away
                         }
                     }
-                    message = inbound.message(), if inbound_open && pending.len() < window => match message {
+                    permit = async {
+                        match admitting.as_mut() {
+                            Some(wait) => wait.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if admitting.is_some() => {
+                        admitting = None;
+                        match permit {
+                            Ok(permit) => admitted = Some(permit),
+                            Err(_) => break Some(ServerError::ShuttingDown.into()),
+                        }
+                    }
+                    message = inbound.message(), if wants_more && admitted.is_some() => match message {
                         Ok(Some(request)) => {
+                            // The branch runs only with a place.
+                            let Some(place) = admitted.take() else {
+                                break Some(Status::internal("stream read an image without admitting it"));
+                            };
                             let inner = Arc::clone(&inner);
-                            pending.push_back(async move { inner.classify_item(request, deadline).await });
+                            pending.push_back(async move { inner.classify_item(request, deadline, place).await });
                         }
                         Ok(None) => inbound_open = false,
                         // The client cancelled or sent garbage: end the call.
@@ -238,7 +278,7 @@ impl Classifier for ClassifierService {
             // Dropping `pending` cancels the work still queued; the stream's
             // place is given back before the client can see the stream end,
             // so a client that opens its next stream at once finds it free.
-            drop(pending);
+            drop((pending, admitted, admitting));
             drop(slot);
             if let Some(status) = failure {
                 let _ = sender.send(Err(status)).await;
@@ -250,7 +290,10 @@ impl Classifier for ClassifierService {
     async fn predict_one(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline(request.metadata());
-        let result = self.inner.classify(request.into_inner(), deadline).await;
+        let result = match self.inner.try_admit() {
+            Ok(admitted) => self.inner.classify(request.into_inner(), deadline, admitted).await,
+            Err(error) => Err(error),
+        };
         let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
         metrics::request("PredictOne", code, started.elapsed());
         Ok(Response::new(result?))

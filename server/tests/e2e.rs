@@ -128,7 +128,7 @@ async fn oversized_and_huge_images_are_refused_with_their_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_smaller_than_a_batch_still_starts_and_serves() {
-    let server = TestServer::start(&["--max-queue-size", "8", "--max-batch-size", "64"]).await;
+    let server = TestServer::start(&["--max-queue-size", "8", "--max-streams", "4", "--max-batch-size", "64"]).await;
     let mut client = server.client().await;
     let data = test_set().take(1);
     let response = client.predict_one(pixels_request(0, data.image(0))).await.unwrap().into_inner();
@@ -138,7 +138,7 @@ async fn a_queue_smaller_than_a_batch_still_starts_and_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queue_overflow_gives_resource_exhausted_and_admitted_work_completes() {
-    let server = TestServer::start(&["--max-queue-size", "4", "--max-batch-size", "1"]).await;
+    let server = TestServer::start(&["--max-queue-size", "4", "--max-streams", "2", "--max-batch-size", "1"]).await;
     let data = test_set().take(1);
     let channel = server.channel().await;
     let calls: Vec<_> = (0..300)

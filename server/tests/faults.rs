@@ -27,6 +27,8 @@ async fn open_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_and_their_places_come_back() {
     let server = TestServer::start(&["--max-streams", "2"]).await;
+    let (ok, stderr) = common::run_to_exit(&["--max-streams", "64", "--max-queue-size", "64"]);
+    assert!(!ok && stderr.contains("--max-streams (64) must be smaller than --max-queue-size (64)"), "{stderr}");
     let data = test_set().take(1);
     let (first, mut first_responses) = open_stream(&server).await.unwrap();
     let (second, mut second_responses) = open_stream(&server).await.unwrap();
@@ -56,7 +58,8 @@ async fn a_client_that_vanishes_mid_stream_frees_its_work() {
     // Images small on the wire but slow to decode (16 megapixels), more
     // than the server admits at once: the first client's work would hold
     // every place for a second or more if it were not dropped with it.
-    let server = TestServer::start(&["--max-queue-size", "48", "--max-in-flight-per-stream", "48"]).await;
+    let server =
+        TestServer::start(&["--max-queue-size", "48", "--max-streams", "8", "--max-in-flight-per-stream", "48"]).await;
     let big = png_sized(&square(4000, 1000), 4000);
     let url = server.url();
     // The client runs on its own runtime, shut down mid-stream: its socket
@@ -79,18 +82,50 @@ async fn a_client_that_vanishes_mid_stream_frees_its_work() {
     sending.recv_timeout(Duration::from_secs(10)).expect("the first client started its stream");
     tokio::task::spawn_blocking(move || vanished.join().unwrap()).await.unwrap();
 
-    // The next client gets a full window of places, none refused.
+    // The next clients get every place at once: PredictOne calls are
+    // refused, not queued, when no place is free.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let data = test_set().take(48);
-    let (sender, responses) = open_stream(&server).await.unwrap();
-    for i in 0..48 {
-        sender.send(pixels_request(i, data.image(i))).await.unwrap();
+    let channel = server.channel().await;
+    let calls: Vec<_> = (0..48)
+        .map(|i| {
+            let mut client = mnist::proto::v1::classifier_client::ClassifierClient::new(channel.clone());
+            let request = pixels_request(i, data.image(i));
+            tokio::spawn(async move { client.predict_one(request).await })
+        })
+        .collect();
+    for call in calls {
+        if let Err(status) = call.await.unwrap() {
+            panic!("a place is still held by the vanished client: {status:?}");
+        }
     }
-    drop(sender);
-    let answers: Vec<_> = responses.map(|r| r.unwrap()).collect().await;
-    assert_eq!(answers.len(), 48);
-    let refused: Vec<_> = answers.iter().filter_map(|a| a.error.as_ref()).collect();
-    assert!(refused.is_empty(), "places still held by the vanished client: {refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_wait_for_admission_instead_of_failing() {
+    // Three streams of 64 images against 4 places: flow control holds the
+    // streams back; every image is answered, in order, none refused.
+    let server = TestServer::start(&["--max-queue-size", "4", "--max-streams", "3", "--max-batch-size", "2"]).await;
+    let data = test_set().take(64);
+    let streams: Vec<_> = (0..3)
+        .map(|s| {
+            let requests: Vec<_> = (0..64).map(|i| pixels_request(format!("{s}-{i}"), data.image(i))).collect();
+            let channel = server.channel();
+            async move {
+                let mut client = mnist::proto::v1::classifier_client::ClassifierClient::new(channel.await);
+                let responses = client.predict(tokio_stream::iter(requests)).await.unwrap().into_inner();
+                responses.map(|r| r.unwrap()).collect::<Vec<_>>().await
+            }
+        })
+        .collect();
+    for (s, answers) in futures_util::future::join_all(streams).await.into_iter().enumerate() {
+        assert_eq!(answers.len(), 64);
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.id, format!("{s}-{i}"));
+            assert!(answer.error.is_none(), "{:?}", answer.error);
+            assert_eq!(answer.digit, u32::from(data.labels[i]));
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Overload: far more concurrent streams than the machine can serve, then
+# back to normal load. Measures, in one run against one server process:
+#   baseline   saturation throughput S (64 streams, window 8)
+#   overload   STREAMS streams (default 2,000) on 8 connections, window 32:
+#              throughput of admitted images vs S, refusals by status code,
+#              server RSS (peak vs idle)
+#   recovery   the baseline load again, second by second, right after
+# Results go in docs/reliability.md.
+#
+#   scripts/overload.sh [STREAMS] [SECONDS_PER_PHASE]     default 2000 20
+#
+# Server and load generator share this machine's cores, as in
+# bench-server.sh; compare the phases as ratios within one run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
+STREAMS="${1:-2000}"
+PHASE_SECONDS="${2:-20}"
+OUT="$(mktemp -d)"
+cargo build --release -q -p mnist-server -p mnist-client
+# 2,000 streams on 8 connections plus the server's side of them.
+ulimit -n 65536 2>/dev/null || true
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+echo "== server: default limits (--max-streams 1024, --max-queue-size 4096, --max-in-flight-per-stream 256)" >&2
+start_server "$OUT"
+rss_sampler "$SERVER_PID" "$OUT/rss.tsv" &
+SAMPLER_PID=$!
+trap 'kill $SAMPLER_PID 2>/dev/null || true; stop_server' EXIT
+
+phase() {  # name, then mnist-client bench flags
+  local name="$1"; shift
+  echo "== $name" >&2
+  echo -e "$(date +%s.%N)\tstart\t$name" >>"$OUT/phases.tsv"
+  target/release/mnist-client --server "http://$ADDR" bench --duration "$PHASE_SECONDS" --format json "$@" \
+    >"$OUT/$name.json"
+  echo -e "$(date +%s.%N)\tend\t$name" >>"$OUT/phases.tsv"
+}
+
+sleep 2   # idle RSS after warm-up
+phase baseline --concurrency 64 --window 8 --warmup 2000
+phase overload --concurrency "$STREAMS" --connections 8 --window 32 --warmup 0
+phase recovery --concurrency 64 --window 8 --warmup 0
+sleep 2
+
+python3 - "$OUT" "$STREAMS" <<'PY'
+import json, sys, pathlib
+out, streams = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+r = {n: json.load(open(out / f"{n}.json")) for n in ("baseline", "overload", "recovery")}
+phases = {}
+for line in open(out / "phases.tsv"):
+    t, edge, name = line.split("\t")
+    phases.setdefault(name.strip(), {})[edge] = float(t)
+rss = [(float(t), int(kb)) for t, kb in (l.split() for l in open(out / "rss.tsv"))]
+def rss_in(name):
+    p = phases[name]
+    values = [kb for t, kb in rss if p["start"] <= t <= p["end"]]
+    return max(values) / 1024 if values else float("nan")
+idle = rss[0][1] / 1024
+after = rss[-1][1] / 1024
+S = r["baseline"]["throughput"]
+def errors(name):
+    e = r[name]["errors"]
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(e.items())) or "none"
+print(f"| phase | load | images/s OK | vs baseline | p50 ms | p99 ms | errors | server RSS peak MiB |")
+print(f"|---|---|---|---|---|---|---|---|")
+loads = {"baseline": "64 streams, window 8", "overload": f"{streams:,} streams / 8 connections, window 32",
+         "recovery": "64 streams, window 8"}
+for name in ("baseline", "overload", "recovery"):
+    x = r[name]
+    print(f"| {name} | {loads[name]} | {x['throughput']:,.0f} | {x['throughput'] / S:.2f} | "
+          f"{x['latency_ms']['p50']:.2f} | {x['latency_ms']['p99']:.2f} | {errors(name)} | {rss_in(name):.0f} |")
+first = r["recovery"]["timeline"][0]["throughput"] if r["recovery"]["timeline"] else 0
+print()
+print(f"server RSS: idle {idle:.0f} MiB, peak {max(kb for _, kb in rss) / 1024:.0f} MiB, after {after:.0f} MiB; "
+      f"recovery's first second: {first:,.0f} images/s ({first / S:.2f} of baseline)")
+PY

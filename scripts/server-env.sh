@@ -1,0 +1,43 @@
+# Sourced by the load scripts (bench-server.sh, overload.sh, soak.sh): the
+# ONNX Runtime library, MNIST_DIR, and helpers that start the release server
+# on a free port, stop it, and sample its memory.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh runtime
+source scripts/env.sh
+export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
+
+# start_server LOG_DIR [mnist-server flags...]: sets SERVER_PID and ADDR once
+# the server is ready (health SERVING).
+start_server() {
+  local dir="$1"; shift
+  target/release/mnist-server --addr 127.0.0.1:0 --log-format json "$@" 2>"$dir/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    if grep -q '"message":"ready' "$dir/server.log" 2>/dev/null; then break; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$dir/server.log" >&2; return 1; fi
+    sleep 0.1
+  done
+  ADDR=$(python3 -c "import json
+for l in open('$dir/server.log'):
+    f=json.loads(l).get('fields',{})
+    if f.get('message')=='listening': print(f['addr'])")
+}
+
+# stop_server: SIGTERM, then wait for the drain.
+stop_server() {
+  if [[ -n "${SERVER_PID:-}" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+  fi
+}
+
+# rss_sampler PID FILE: appends "unix_time rss_kib" every 0.5 s while PID lives.
+rss_sampler() {
+  while kill -0 "$1" 2>/dev/null; do
+    local kib
+    kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null) || break
+    [[ -n "$kib" ]] && echo -e "$(date +%s.%N)\t$kib" >>"$2"
+    sleep 0.5
+  done
+}
