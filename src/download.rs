@@ -29,6 +29,12 @@ pub const MIRRORS: &[&str] = &[
 /// progress bar on stderr unless `quiet`. Files already present are left
 /// alone; they are verified when loaded.
 pub fn ensure_downloaded(dir: &Path, quiet: bool) -> Result<()> {
+    ensure_downloaded_from(MIRRORS, dir, quiet)
+}
+
+/// [`ensure_downloaded`] from other mirrors (base URLs ending in `/`), tried
+/// in order for each file.
+pub fn ensure_downloaded_from(mirrors: &[&str], dir: &Path, quiet: bool) -> Result<()> {
     let missing: Vec<DataFile> = all_files().into_iter().filter(|f| locate(dir, *f).is_err()).collect();
     if missing.is_empty() {
         return Ok(());
@@ -40,16 +46,16 @@ pub fn ensure_downloaded(dir: &Path, quiet: bool) -> Result<()> {
         .build()
         .into();
     for file in missing {
-        download_one(&agent, dir, file, quiet)?;
+        download_one(&agent, mirrors, dir, file, quiet)?;
     }
     Ok(())
 }
 
-fn download_one(agent: &ureq::Agent, dir: &Path, file: DataFile, quiet: bool) -> Result<()> {
+fn download_one(agent: &ureq::Agent, mirrors: &[&str], dir: &Path, file: DataFile, quiet: bool) -> Result<()> {
     let final_path = dir.join(format!("{}.gz", file.name));
     let part_path = dir.join(format!("{}.gz.part", file.name));
     let mut attempts = Vec::new();
-    for mirror in MIRRORS {
+    for mirror in mirrors {
         let url = format!("{mirror}{}.gz", file.name);
         match fetch(agent, &url, &part_path, quiet) {
             Ok(()) => match read_verified(&part_path, file.sha256) {
@@ -93,4 +99,95 @@ fn fetch(agent: &ureq::Agent, url: &str, dest: &Path, quiet: bool) -> std::resul
     out.sync_all().map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader},
+        net::TcpListener,
+    };
+
+    use super::*;
+    use crate::dataset::{Mnist, Split, default_dir};
+
+    /// How a stand-in mirror answers.
+    #[derive(Clone, Copy)]
+    enum Mirror {
+        /// Sends the first `n` bytes, then drops the connection.
+        CutAfter(usize),
+        /// Sends the file with one byte changed.
+        Corrupt,
+        /// Sends the file.
+        Good,
+    }
+
+    /// Serves every published file from the local MNIST copy the way
+    /// `behaviour` says, over plain HTTP on an ephemeral port; returns the
+    /// base URL.
+    fn serve(behaviour: Mirror) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request_line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                while let Ok(n) = reader.read_line(&mut String::new()) {
+                    if n <= 2 {
+                        break; // end of headers
+                    }
+                }
+                let name = request_line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
+                let Ok(mut body) = fs::read(default_dir().join(name)) else {
+                    let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                    continue;
+                };
+                let length = body.len();
+                match behaviour {
+                    Mirror::CutAfter(n) => body.truncate(n),
+                    Mirror::Corrupt => {
+                        // The gzip CRC or the SHA-256 of the content must catch it.
+                        let middle = body.len() / 2;
+                        body[middle] ^= 0x01;
+                    }
+                    Mirror::Good => {}
+                }
+                let header = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(header.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        url
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn interrupted_or_corrupt_downloads_are_never_kept() {
+        if !crate::dataset::is_complete(&default_dir()) {
+            panic!("the MNIST files are needed to serve them (set MNIST_DIR)");
+        }
+        let cut = serve(Mirror::CutAfter(1000));
+        let corrupt = serve(Mirror::Corrupt);
+        let dir = tempfile::tempdir().unwrap();
+
+        let error = ensure_downloaded_from(&[&cut, &corrupt], dir.path(), true).unwrap_err().to_string();
+        assert!(error.contains(&cut) && error.contains(&corrupt), "both mirrors are named: {error}");
+        assert!(files_in(dir.path()).is_empty(), "nothing is left behind: {:?}", files_in(dir.path()));
+
+        // A good mirror after the broken ones: every file arrives, verified.
+        let good = serve(Mirror::Good);
+        ensure_downloaded_from(&[&cut, &corrupt, &good], dir.path(), true).unwrap();
+        assert_eq!(files_in(dir.path()).len(), 4, "{:?}", files_in(dir.path()));
+        assert_eq!(Mnist::load(dir.path(), Split::Test).unwrap().len(), 10_000);
+    }
 }
