@@ -70,9 +70,10 @@ struct Inner {
     open_streams: AtomicUsize,
     /// One permit per admitted, unanswered image.
     admitted: Arc<Semaphore>,
-    /// One permit per image being decoded: a decoded image can take
-    /// `max_pixels` x 4 bytes, so only as many as there are cores are
-    /// decoded at once, whatever the number of callers.
+    /// One permit per image being decoded: decoding can take about
+    /// `max_pixels` x 12 bytes (16-bit RGBA, then a float plane), so only as
+    /// many images as there are cores are decoded at once, whatever the
+    /// number of callers.
     decoding: Arc<Semaphore>,
 }
 
