@@ -14,6 +14,7 @@ pub mod backend;
 pub mod batcher;
 pub mod config;
 pub mod error;
+pub mod message_limit;
 pub mod metrics;
 pub mod service;
 pub mod tls;
@@ -43,6 +44,7 @@ use crate::{
     batcher::{Batcher, BatcherConfig},
     config::Config,
     error::ServerError,
+    message_limit::MessageLimit,
     service::ClassifierService,
 };
 
@@ -175,12 +177,12 @@ async fn serve(
     }
     // Health stays open so that load balancers and orchestrators can probe
     // without credentials; everything else is behind the token.
-    let mut router = builder.add_service(health_service).add_service(InterceptedService::new(
-        ClassifierServer::new(classifier)
-            .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes),
-        auth.clone(),
-    ));
+    let classifier = ClassifierServer::new(classifier)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let mut router = builder
+        .add_service(health_service)
+        .add_service(MessageLimit::new(InterceptedService::new(classifier, auth.clone()), config.max_message_bytes));
     if !config.no_reflection {
         let reflection = || {
             tonic_reflection::server::Builder::configure()

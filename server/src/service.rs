@@ -40,7 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 
-use crate::{batcher::Batcher, error::ServerError, metrics};
+use crate::{batcher::Batcher, error::ServerError, message_limit, metrics};
 
 /// The Classifier service; cheap to clone (one per call).
 #[derive(Clone)]
@@ -229,9 +229,11 @@ impl Classifier for ClassifierService {
             // in the admission queue.
             let mut admitted: Option<OwnedSemaphorePermit> = None;
             let mut admitting: Option<Pin<Box<Admission>>> = None;
+            // Why the client's side ended, when it did not end cleanly.
+            let mut inbound_error = None;
             let failure = loop {
                 if !inbound_open && pending.is_empty() {
-                    break None; // every image read has been answered
+                    break inbound_error; // every image read has been answered
                 }
                 let wants_more = inbound_open && pending.len() < window;
                 if wants_more && admitted.is_none() && admitting.is_none() {
@@ -271,8 +273,13 @@ impl Classifier for ClassifierService {
                             pending.push_back(async move { inner.classify_item(request, deadline, place).await });
                         }
                         Ok(None) => inbound_open = false,
-                        // The client cancelled or sent garbage: end the call.
-                        Err(status) => break Some(status),
+                        // A message that cannot be decoded (too large, garbage): answer
+                        // the images read before it, then end the call with its status.
+                        // (A client that cancelled is seen by `sender.closed()`.)
+                        Err(status) => {
+                            inbound_open = false;
+                            inbound_error = Some(message_limit::rewrite(status, inner.limits.decode.max_encoded_bytes));
+                        }
                     },
                 }
             };

@@ -127,6 +127,29 @@ async fn oversized_and_huge_images_are_refused_with_their_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_size_limit_are_resource_exhausted_with_the_flag() {
+    let server = TestServer::start(&["--max-message-bytes", "10000"]).await;
+    let mut client = server.client().await;
+    let oversized = PredictRequest { id: "big".into(), input: Some(Input::Image(vec![7; 20_000])) };
+
+    let status = client.predict_one(oversized.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("--max-message-bytes") && status.message().contains("10000"), "{status:?}");
+
+    // On a stream the call ends with the same status, after the items before it.
+    let data = test_set().take(1);
+    let requests = vec![pixels_request("fine", data.image(0)), oversized];
+    let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    assert_eq!(responses.message().await.unwrap().unwrap().id, "fine");
+    let status = responses.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("--max-message-bytes"), "{status:?}");
+
+    // The server is unaffected.
+    assert!(client.predict_one(pixels_request("after", data.image(0))).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_smaller_than_a_batch_still_starts_and_serves() {
     let server = TestServer::start(&["--max-queue-size", "8", "--max-streams", "4", "--max-batch-size", "64"]).await;
     let mut client = server.client().await;
