@@ -45,5 +45,6 @@ step "cargo test"
 cargo test "${packages[@]}"
 
 step "interoperability: grpcio and grpcurl"
-cargo build -q -p mnist-server
-MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" python "$ROOT/tests/interop/test_interop.py"
+cargo build -q -p mnist-server --bin mnist-server --example dev_certs
+MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs" \
+  python "$ROOT/tests/interop/test_interop.py"

@@ -113,6 +113,10 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Prediction, ServerError>>, ServerError> {
         debug_assert_eq!(pixels.len(), IMAGE_PIXELS);
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            metrics::dropped("deadline");
+            return Err(ServerError::DeadlineExceeded);
+        }
         let (reply, receiver) = oneshot::channel();
         let mut queue = self.shared.lock();
         if queue.closed {

@@ -155,6 +155,10 @@ impl Inner {
         deadline: Option<Instant>,
         _admitted: OwnedSemaphorePermit,
     ) -> Result<PredictResponse, ServerError> {
+        // An image whose deadline has passed is not worth decoding.
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(ServerError::DeadlineExceeded);
+        }
         let pixels = self.prepare(request.input).await?;
         let prediction = self.batcher.predict(pixels, deadline).await?;
         Ok(PredictResponse {

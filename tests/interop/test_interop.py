@@ -2,17 +2,21 @@
 
 Python grpcio learns the schema only through server reflection (no .proto,
 no generated code), and grpcurl calls the service with the JSON request
-files of examples/requests, with reflection and with --proto. Run by
-scripts/test.sh; needs MNIST_SERVER_BIN and the venv's grpcio and grpcurl.
+files of examples/requests, with reflection and with --proto. A second
+server with TLS and a bearer token must refuse both clients without them.
+Run by scripts/test.sh; needs MNIST_SERVER_BIN, MNIST_DEV_CERTS_BIN (the
+dev_certs example) and the venv's grpcio and grpcurl.
 """
 import base64
 import gzip
 import json
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import grpc
@@ -22,6 +26,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SERVER_BIN = os.environ.get("MNIST_SERVER_BIN", str(ROOT / "target/debug/mnist-server"))
+DEV_CERTS_BIN = os.environ.get("MNIST_DEV_CERTS_BIN", str(ROOT / "target/debug/examples/dev_certs"))
 MNIST_DIR = pathlib.Path(os.environ.get("MNIST_DIR", ROOT / "data/mnist"))
 
 
@@ -32,9 +37,10 @@ def load_test_images(n):
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, *flags):
         self.process = subprocess.Popen(
-            [SERVER_BIN, "--addr", "127.0.0.1:0", "--log-format", "json", "--model", str(ROOT / "models/mnist.onnx")],
+            [SERVER_BIN, "--addr", "127.0.0.1:0", "--log-format", "json", "--model", str(ROOT / "models/mnist.onnx"),
+             *flags],
             stderr=subprocess.PIPE, text=True,
         )
         self.addr = None
@@ -49,26 +55,36 @@ class Server:
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.process.stderr.close()
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never leave a server behind
+            self.process.wait()
+            raise
+        finally:
+            self.process.stderr.close()
         return code
+
+
+def stop_server(server):
+    """SIGTERM; the server must drain and exit 0. A class cleanup, so that it
+    runs even when the rest of setUpClass fails (cleanups run last-added
+    first: channels close before the server stops)."""
+    code = server.stop()
+    assert code == 0, f"server exited {code} after SIGTERM"
 
 
 class InteropTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = Server()
+        cls.addClassCleanup(stop_server, cls.server)
         cls.channel = grpc.insecure_channel(cls.server.addr)
+        cls.addClassCleanup(cls.channel.close)
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(cls.channel))
         cls.Request = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.PredictRequest"))
         cls.Response = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.PredictResponse"))
         cls.images, cls.labels = load_test_images(200)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.channel.close()
-        code = cls.server.stop()
-        assert code == 0, f"server exited {code} after SIGTERM"
 
     def call(self, kind, method):
         factory = getattr(self.channel, kind)
@@ -102,12 +118,7 @@ class InteropTest(unittest.TestCase):
         self.assertEqual(reply.digit, self.labels[0])
 
     def grpcurl(self, *args, data_file=None):
-        cmd = ["grpcurl", "-plaintext", "-emit-defaults"]
-        if data_file:
-            cmd += ["-d", "@"]
-        cmd += [*args]
-        data = pathlib.Path(data_file).read_text() if data_file else None
-        out = subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=60)
+        out = run_grpcurl("-plaintext", *args, data_file=data_file)
         self.assertEqual(out.returncode, 0, out.stderr)
         return out.stdout
 
@@ -131,6 +142,81 @@ class InteropTest(unittest.TestCase):
         info = json.loads(out)
         self.assertEqual(info["executionProvider"], "cpu")
         self.assertGreaterEqual(info["testAccuracy"], 0.992)
+
+
+def run_grpcurl(*args, data_file=None):
+    data = pathlib.Path(data_file).read_text() if data_file else None
+    cmd = ["grpcurl", "-emit-defaults", *(["-d", "@"] if data_file else []), *args]
+    return subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=60)
+
+
+class SecureServerTest(unittest.TestCase):
+    """A server with TLS and a bearer token, as grpcio and grpcurl see it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(cls.dir.cleanup)
+        certs = pathlib.Path(cls.dir.name)
+        subprocess.run([DEV_CERTS_BIN, str(certs)], check=True, stdout=subprocess.DEVNULL)
+        cls.token = secrets.token_hex(32)
+        token_file = certs / "token"
+        token_file.write_text(cls.token + "\n")
+        token_file.chmod(0o600)
+        cls.certs = certs
+        cls.server = Server("--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key"),
+                            "--auth-token-file", str(token_file))
+        cls.addClassCleanup(stop_server, cls.server)
+        cls.target = "localhost:" + cls.server.addr.rsplit(":", 1)[1]
+        cls.tls = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes())
+        # grpcio sends `authorization: Bearer <token>` with every call, reflection included.
+        cls.channel = grpc.secure_channel(
+            cls.target, grpc.composite_channel_credentials(cls.tls, grpc.access_token_call_credentials(cls.token)))
+        cls.addClassCleanup(cls.channel.close)
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(cls.channel))
+        cls.Request = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.PredictRequest"))
+        cls.Response = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.PredictResponse"))
+        cls.images, cls.labels = load_test_images(1)
+
+    def predict_one(self, channel):
+        call = channel.unary_unary("/mnist.v1.Classifier/PredictOne",
+                                   request_serializer=self.Request.SerializeToString,
+                                   response_deserializer=self.Response.FromString)
+        return call(self.Request(id="0", pixels=self.images[0]), timeout=10)
+
+    def test_grpcio_with_tls_and_token_is_served(self):
+        self.assertEqual(self.predict_one(self.channel).digit, self.labels[0])
+
+    def test_grpcio_without_the_token_is_unauthenticated(self):
+        wrong = grpc.composite_channel_credentials(self.tls, grpc.access_token_call_credentials("not-the-token-0123"))
+        for credentials in [self.tls, wrong]:
+            with grpc.secure_channel(self.target, credentials) as channel:
+                with self.assertRaises(grpc.RpcError) as caught:
+                    self.predict_one(channel)
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+                # Health stays open for probes.
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+                self.assertEqual(status, health_pb2.HealthCheckResponse.SERVING)
+
+    def test_grpcio_without_tls_gets_no_answer(self):
+        with grpc.insecure_channel(self.target) as channel:
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.predict_one(channel)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+    def test_grpcurl_needs_the_ca_and_the_token(self):
+        png = ROOT / "examples/requests/png.json"
+        header = f"authorization: Bearer {self.token}"
+        ca = ["-cacert", str(self.certs / "ca.pem")]
+        ok = run_grpcurl(*ca, "-H", header, "-reflect-header", header, self.target,
+                         "mnist.v1.Classifier/PredictOne", data_file=png)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertEqual(json.loads(ok.stdout)["digit"], 7)
+        no_token = run_grpcurl(*ca, self.target, "mnist.v1.Classifier/PredictOne", data_file=png)
+        self.assertNotEqual(no_token.returncode, 0)
+        self.assertIn("Unauthenticated", no_token.stderr)
+        plaintext = run_grpcurl("-plaintext", "-H", header, self.target, "list")
+        self.assertNotEqual(plaintext.returncode, 0)
 
 
 if __name__ == "__main__":
