@@ -96,14 +96,15 @@ impl Access {
             Some(path) => BearerAuth::from_file(path)?,
             None => BearerAuth::disabled(),
         };
-        if !config.addr.ip().is_loopback() && (tls.is_none() || !auth.is_enabled()) {
-            tracing::warn!(
-                addr = %config.addr,
-                tls = tls.is_some(),
-                auth = auth.is_enabled(),
-                "listening beyond loopback without both TLS and a token: anyone who can reach the port \
-                 can read and send traffic (see docs/security.md)"
-            );
+        if !config.addr.ip().is_loopback() {
+            if tls.is_none() {
+                tracing::warn!(addr = %config.addr, "listening beyond loopback without TLS: images and \
+                    predictions cross the network in clear (see docs/security.md)");
+            }
+            if !auth.is_enabled() && config.tls_client_ca.is_none() {
+                tracing::warn!(addr = %config.addr, "listening beyond loopback without a token or client \
+                    certificates: anyone who can reach the port can call it (see docs/security.md)");
+            }
         }
         Ok(Self { tls, auth })
     }
