@@ -6,6 +6,10 @@
 #              throughput of admitted images vs S, refusals by status code,
 #              server RSS (peak vs idle)
 #   recovery   the baseline load again, second by second, right after
+#   unary      PredictOne saturation U (256 callers), for the unary phase
+#   unary-10x  PredictOne offered at 10 x U by 8,192 callers (enough that
+#              the offered rate does not wait for answers): admitted
+#              throughput vs U, refusals (RESOURCE_EXHAUSTED), RSS
 # Results go in docs/reliability.md.
 #
 #   scripts/overload.sh [STREAMS] [SECONDS_PER_PHASE]     default 2000 20
@@ -43,12 +47,16 @@ sleep 2   # idle RSS after warm-up
 phase baseline --concurrency 64 --window 8 --warmup 2000
 phase overload --concurrency "$STREAMS" --connections 8 --window 32 --warmup 0
 phase recovery --concurrency 64 --window 8 --warmup 0
+phase unary --mode unary --concurrency 256 --connections 8 --warmup 2000
+RATE=$(python3 -c "import json; print(round(json.load(open('$OUT/unary.json'))['throughput'] * 10))")
+phase unary-10x --mode unary --concurrency 8192 --connections 8 --rate "$RATE" --warmup 0
 sleep 2
 
 python3 - "$OUT" "$STREAMS" <<'PY'
 import json, sys, pathlib
 out, streams = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-r = {n: json.load(open(out / f"{n}.json")) for n in ("baseline", "overload", "recovery")}
+names = ("baseline", "overload", "recovery", "unary", "unary-10x")
+r = {n: json.load(open(out / f"{n}.json")) for n in names}
 phases = {}
 for line in open(out / "phases.tsv"):
     t, edge, name = line.split("\t")
@@ -61,16 +69,19 @@ def rss_in(name):
 idle = rss[0][1] / 1024
 after = rss[-1][1] / 1024
 S = r["baseline"]["throughput"]
+U = r["unary"]["throughput"]
+reference = {"baseline": S, "overload": S, "recovery": S, "unary": U, "unary-10x": U}
 def errors(name):
     e = r[name]["errors"]
     return ", ".join(f"{k} {v:,}" for k, v in sorted(e.items())) or "none"
-print(f"| phase | load | images/s OK | vs baseline | p50 ms | p99 ms | errors | server RSS peak MiB |")
+print(f"| phase | load | images/s OK | vs its baseline | p50 ms | p99 ms | errors | server RSS peak MiB |")
 print(f"|---|---|---|---|---|---|---|---|")
 loads = {"baseline": "64 streams, window 8", "overload": f"{streams:,} streams / 8 connections, window 32",
-         "recovery": "64 streams, window 8"}
-for name in ("baseline", "overload", "recovery"):
+         "recovery": "64 streams, window 8", "unary": "PredictOne, 256 callers",
+         "unary-10x": f"PredictOne offered at {10 * U:,.0f}/s by 8,192 callers"}
+for name in names:
     x = r[name]
-    print(f"| {name} | {loads[name]} | {x['throughput']:,.0f} | {x['throughput'] / S:.2f} | "
+    print(f"| {name} | {loads[name]} | {x['throughput']:,.0f} | {x['throughput'] / reference[name]:.2f} | "
           f"{x['latency_ms']['p50']:.2f} | {x['latency_ms']['p99']:.2f} | {errors(name)} | {rss_in(name):.0f} |")
 first = r["recovery"]["timeline"][0]["throughput"] if r["recovery"]["timeline"] else 0
 print()
