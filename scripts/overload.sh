@@ -61,11 +61,21 @@ phases = {}
 for line in open(out / "phases.tsv"):
     t, edge, name = line.split("\t")
     phases.setdefault(name.strip(), {})[edge] = float(t)
-rss = [(float(t), int(kb)) for t, kb in (l.split() for l in open(out / "rss.tsv"))]
+rows = [l.split() for l in open(out / "rss.tsv")]
+rss = [(float(t), int(kb)) for t, kb, _ in rows]
+cpu = [(float(t), float(c)) for t, _, c in rows]
 def rss_in(name):
     p = phases[name]
     values = [kb for t, kb in rss if p["start"] <= t <= p["end"]]
     return max(values) / 1024 if values else float("nan")
+def cpu_us_per_image(name):
+    """The server's CPU time (all threads) per answered image in the phase."""
+    p = phases[name]
+    inside = [c for t, c in cpu if p["start"] <= t <= p["end"]]
+    if len(inside) < 2 or not r[name]["ok"]:
+        return float("nan")
+    seconds = (inside[-1] - inside[0]) * r[name]["seconds"] / max(p["end"] - p["start"], 1e-9)
+    return seconds / r[name]["ok"] * 1e6
 idle = rss[0][1] / 1024
 after = rss[-1][1] / 1024
 S = r["baseline"]["throughput"]
@@ -74,15 +84,16 @@ reference = {"baseline": S, "overload": S, "recovery": S, "unary": U, "unary-10x
 def errors(name):
     e = r[name]["errors"]
     return ", ".join(f"{k} {v:,}" for k, v in sorted(e.items())) or "none"
-print(f"| phase | load | images/s OK | vs its baseline | p50 ms | p99 ms | errors | server RSS peak MiB |")
-print(f"|---|---|---|---|---|---|---|---|")
+print(f"| phase | load | images/s OK | vs its baseline | p50 ms | p99 ms | errors | server RSS peak MiB | server CPU us/image |")
+print(f"|---|---|---|---|---|---|---|---|---|")
 loads = {"baseline": "64 streams, window 8", "overload": f"{streams:,} streams / 8 connections, window 32",
          "recovery": "64 streams, window 8", "unary": "PredictOne, 256 callers",
          "unary-10x": f"PredictOne offered at {10 * U:,.0f}/s by 8,192 callers"}
 for name in names:
     x = r[name]
     print(f"| {name} | {loads[name]} | {x['throughput']:,.0f} | {x['throughput'] / reference[name]:.2f} | "
-          f"{x['latency_ms']['p50']:.2f} | {x['latency_ms']['p99']:.2f} | {errors(name)} | {rss_in(name):.0f} |")
+          f"{x['latency_ms']['p50']:.2f} | {x['latency_ms']['p99']:.2f} | {errors(name)} | {rss_in(name):.0f} | "
+          f"{cpu_us_per_image(name):.0f} |")
 first = r["recovery"]["timeline"][0]["throughput"] if r["recovery"]["timeline"] else 0
 print()
 print(f"server RSS: idle {idle:.0f} MiB, peak {max(kb for _, kb in rss) / 1024:.0f} MiB, after {after:.0f} MiB; "

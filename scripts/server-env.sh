@@ -32,12 +32,16 @@ stop_server() {
   fi
 }
 
-# rss_sampler PID FILE: appends "unix_time rss_kib" every 0.5 s while PID lives.
+# rss_sampler PID FILE: appends "unix_time rss_kib cpu_seconds" every 0.5 s
+# while PID lives (cpu_seconds: the process's user + system time so far).
 rss_sampler() {
+  local ticks
+  ticks=$(getconf CLK_TCK)
   while kill -0 "$1" 2>/dev/null; do
-    local kib
+    local kib cpu
     kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null) || break
-    [[ -n "$kib" ]] && echo -e "$(date +%s.%N)\t$kib" >>"$2"
+    cpu=$(awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat" 2>/dev/null) || break
+    [[ -n "$kib" ]] && echo -e "$(date +%s.%N)\t$kib\t$cpu" >>"$2"
     sleep 0.5
   done
 }

@@ -35,7 +35,7 @@ out, fraction = pathlib.Path(sys.argv[1]), float(sys.argv[2])
 sat = json.load(open(out / "saturation.json"))
 soak = json.load(open(out / "soak.json"))
 start, end = float(open(out / "soak-start").read()), float(open(out / "soak-end").read())
-rss = [(float(t), int(kb) / 1024) for t, kb in (l.split() for l in open(out / "rss.tsv"))]
+rss = [(float(t), int(kb) / 1024) for t, kb, _ in (l.split() for l in open(out / "rss.tsv"))]
 during = [m for t, m in rss if start <= t <= end]
 first = next(m for t, m in rss if t >= start)
 last = [m for t, m in rss if t <= end][-1]
