@@ -13,6 +13,7 @@
 # Results go in docs/reliability.md.
 #
 #   scripts/overload.sh [STREAMS] [SECONDS_PER_PHASE]     default 2000 20
+#   SERVER_FLAGS="--intra-threads 1" scripts/overload.sh  extra mnist-server flags
 #
 # Server and load generator share this machine's cores, as in
 # bench-server.sh; compare the phases as ratios within one run.
@@ -28,8 +29,9 @@ cargo build --release -q -p mnist-server -p mnist-client
 ulimit -n 65536 2>/dev/null || true
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
-echo "== server: default limits (--max-streams 1024, --max-queue-size 4096, --max-in-flight-per-stream 256)" >&2
-start_server "$OUT"
+echo "== server: default limits (--max-streams 1024, --max-queue-size 4096, --max-in-flight-per-stream 256) ${SERVER_FLAGS:-}" >&2
+# shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
+start_server "$OUT" ${SERVER_FLAGS:-}
 rss_sampler "$SERVER_PID" "$OUT/rss.tsv" &
 SAMPLER_PID=$!
 trap 'kill $SAMPLER_PID 2>/dev/null || true; stop_server' EXIT
