@@ -113,7 +113,7 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Prediction, ServerError>>, ServerError> {
         debug_assert_eq!(pixels.len(), IMAGE_PIXELS);
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if expired(deadline, Instant::now()) {
             metrics::dropped("deadline");
             return Err(ServerError::DeadlineExceeded);
         }
@@ -148,6 +148,12 @@ impl Batcher {
         self.shared.lock().closed = true;
         self.shared.work.notify_all();
     }
+}
+
+/// Whether a deadline has passed at `now` (no deadline never expires): the
+/// one rule for refusing, skipping and not decoding expired work.
+pub fn expired(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|deadline| now >= deadline)
 }
 
 fn inference_loop(shared: &Shared, mut backend: Box<dyn Backend>, config: BatcherConfig) {
@@ -211,7 +217,7 @@ fn next_batch(shared: &Shared, config: &BatcherConfig) -> Option<Vec<Job>> {
             let Some(job) = queue.jobs.pop_front() else { break };
             if job.reply.is_closed() {
                 metrics::dropped("cancelled");
-            } else if job.deadline.is_some_and(|d| d <= now) {
+            } else if expired(job.deadline, now) {
                 metrics::dropped("deadline");
                 let _ = job.reply.send(Err(ServerError::DeadlineExceeded));
             } else {

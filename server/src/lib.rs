@@ -35,7 +35,7 @@ use mnist::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::interceptor::InterceptedService, transport::ServerTlsConfig};
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -84,7 +84,10 @@ pub async fn run_on(
 
 /// Who may connect (TLS) and call (bearer token).
 struct Access {
-    tls: Option<ServerTlsConfig>,
+    /// The transport, with its TLS acceptor already built: a key that does
+    /// not match its certificate fails here, before the model is loaded.
+    transport: tonic::transport::Server,
+    tls: bool,
     auth: BearerAuth,
 }
 
@@ -92,12 +95,18 @@ impl Access {
     fn load(config: &Config) -> Result<Self, ServerError> {
         config.validate()?;
         let tls = config.tls_files().map(tls::server_config).transpose()?;
+        let enabled = tls.is_some();
+        let mut transport = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            transport =
+                transport.tls_config(tls).map_err(|e| ServerError::Tls { path: None, reason: error_chain(&e) })?;
+        }
         let auth = match &config.auth_token_file {
             Some(path) => BearerAuth::from_file(path)?,
             None => BearerAuth::disabled(),
         };
         if !config.addr.ip().is_loopback() {
-            if tls.is_none() {
+            if !enabled {
                 tracing::warn!(addr = %config.addr, "listening beyond loopback without TLS: images and \
                     predictions cross the network in clear (see docs/security.md)");
             }
@@ -106,7 +115,7 @@ impl Access {
                     certificates: anyone who can reach the port can call it (see docs/security.md)");
             }
         }
-        Ok(Self { tls, auth })
+        Ok(Self { transport, tls: enabled, auth })
     }
 }
 
@@ -127,7 +136,7 @@ async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), 
 
 async fn serve(
     config: Config,
-    Access { tls, auth }: Access,
+    Access { transport, tls: tls_enabled, auth }: Access,
     (backend, model): (OnnxBackend, ModelDescription),
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -166,16 +175,12 @@ async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
-    let mut builder = tonic::transport::Server::builder()
+    let mut builder = transport
         // Enough for every call the server may admit; more would only be refused.
         .max_concurrent_streams(config.max_streams.saturating_add(config.max_queue_size))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
-    let tls_enabled = tls.is_some();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(|e| ServerError::Tls { path: None, reason: error_chain(&e) })?;
-    }
     // Health stays open so that load balancers and orchestrators can probe
     // without credentials; everything else is behind the token.
     let classifier = ClassifierServer::new(classifier)

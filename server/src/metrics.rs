@@ -83,8 +83,12 @@ pub(crate) fn unauthenticated() {
     counter!(UNAUTHENTICATED).increment(1);
 }
 
-pub(crate) fn open_streams(open: usize) {
-    gauge!(OPEN_STREAMS).set(open as f64);
+pub(crate) fn stream_opened() {
+    gauge!(OPEN_STREAMS).increment(1.0);
+}
+
+pub(crate) fn stream_closed() {
+    gauge!(OPEN_STREAMS).decrement(1.0);
 }
 
 /// The status code's canonical name, as gRPC tooling prints it.

@@ -19,16 +19,13 @@
 //! - a `PredictOne` call that cannot be admitted at once fails with
 //!   RESOURCE_EXHAUSTED, for the client to retry with backoff.
 
-use std::{
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Instant,
-};
+use std::{pin::Pin, sync::Arc, time::Instant};
 
-use futures_util::{Stream, StreamExt, stream::FuturesOrdered};
+use futures_util::{
+    FutureExt, Stream, StreamExt,
+    future::{Fuse, FusedFuture},
+    stream::FuturesOrdered,
+};
 use mnist::{
     preprocess::{DecodeLimits, check_pixels, preprocess},
     proto::v1::{
@@ -40,7 +37,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 
-use crate::{batcher::Batcher, error::ServerError, message_limit, metrics};
+use crate::{
+    batcher::{Batcher, expired},
+    error::ServerError,
+    message_limit, metrics,
+};
 
 /// The Classifier service; cheap to clone (one per call).
 #[derive(Clone)]
@@ -67,7 +68,6 @@ struct Inner {
     limits: Limits,
     /// One permit per open Predict stream.
     streams: Arc<Semaphore>,
-    open_streams: AtomicUsize,
     /// One permit per admitted, unanswered image.
     admitted: Arc<Semaphore>,
     /// One permit per image being decoded: decoding can take about
@@ -92,7 +92,6 @@ impl ClassifierService {
                 batcher,
                 info,
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
-                open_streams: AtomicUsize::new(0),
                 admitted: Arc::new(Semaphore::new(limits.max_admitted)),
                 decoding: Arc::new(Semaphore::new(cores)),
                 limits,
@@ -104,22 +103,21 @@ impl ClassifierService {
 /// An open stream's place, given back when the stream ends.
 struct StreamSlot {
     _permit: OwnedSemaphorePermit,
-    inner: Arc<Inner>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        metrics::open_streams(self.inner.open_streams.fetch_sub(1, Ordering::Relaxed) - 1);
+        metrics::stream_closed();
     }
 }
 
 impl Inner {
-    fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, ServerError> {
+    fn open_stream(&self) -> Result<StreamSlot, ServerError> {
         let permit = Arc::clone(&self.streams)
             .try_acquire_owned()
             .map_err(|_| ServerError::TooManyStreams { limit: self.limits.max_streams })?;
-        metrics::open_streams(self.open_streams.fetch_add(1, Ordering::Relaxed) + 1);
-        Ok(StreamSlot { _permit: permit, inner: Arc::clone(self) })
+        metrics::stream_opened();
+        Ok(StreamSlot { _permit: permit })
     }
 
     /// Takes a place for one image, or refuses it when the server already
@@ -156,7 +154,7 @@ impl Inner {
         _admitted: OwnedSemaphorePermit,
     ) -> Result<PredictResponse, ServerError> {
         // An image whose deadline has passed is not worth decoding.
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if expired(deadline, Instant::now()) {
             return Err(ServerError::DeadlineExceeded);
         }
         let pixels = self.prepare(request.input).await?;
@@ -204,9 +202,6 @@ pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<
     }
 }
 
-/// Waiting for a place in the admission queue.
-type Admission = dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send;
-
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<PredictResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -232,7 +227,7 @@ impl Classifier for ClassifierService {
             // wait is kept across loop turns so the stream keeps its turn
             // in the admission queue.
             let mut admitted: Option<OwnedSemaphorePermit> = None;
-            let mut admitting: Option<Pin<Box<Admission>>> = None;
+            let mut admitting = std::pin::pin!(Fuse::terminated());
             // Why the client's side ended, when it did not end cleanly.
             let mut inbound_error = None;
             let failure = loop {
@@ -240,8 +235,8 @@ impl Classifier for ClassifierService {
                     break inbound_error; // every image read has been answered
                 }
                 let wants_more = inbound_open && pending.len() < window;
-                if wants_more && admitted.is_none() && admitting.is_none() {
-                    admitting = Some(Box::pin(Arc::clone(&inner.admitted).acquire_owned()));
+                if wants_more && admitted.is_none() && admitting.is_terminated() {
+                    admitting.set(Arc::clone(&inner.admitted).acquire_owned().fuse());
                 }
                 tokio::select! {
                     biased;
@@ -255,13 +250,7 @@ impl Classifier for ClassifierService {
                             break None; // the client went away
                         }
                     }
-                    permit = async {
-                        match admitting.as_mut() {
-                            Some(wait) => wait.await,
-                            None => std::future::pending().await,
-                        }
-                    }, if admitting.is_some() => {
-                        admitting = None;
+                    permit = &mut admitting, if !admitting.is_terminated() => {
                         match permit {
                             Ok(permit) => admitted = Some(permit),
                             Err(_) => break Some(ServerError::ShuttingDown.into()),
@@ -290,7 +279,8 @@ impl Classifier for ClassifierService {
             // Dropping `pending` cancels the work still queued; the stream's
             // place is given back before the client can see the stream end,
             // so a client that opens its next stream at once finds it free.
-            drop((pending, admitted, admitting));
+            drop((pending, admitted));
+            admitting.set(Fuse::terminated());
             drop(slot);
             if let Some(status) = failure {
                 let _ = sender.send(Err(status)).await;

@@ -29,29 +29,29 @@ pub struct TlsFiles<'a> {
 
 /// Reads and checks the files and builds tonic's TLS settings.
 pub fn server_config(files: TlsFiles<'_>) -> Result<ServerTlsConfig, ServerError> {
-    let cert = read(files.cert)?;
-    let certificates = CertificateDer::pem_slice_iter(&cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(files.cert, format!("not a PEM certificate file: {e}")))?;
-    if certificates.is_empty() {
-        return Err(tls_error(files.cert, "contains no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
-    }
+    let cert = read_certificates(files.cert, "certificate")?;
     let key = read(files.key)?;
     PrivateKeyDer::from_pem_slice(&key)
         .map_err(|e| tls_error(files.key, format!("contains no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")))?;
 
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).timeout(HANDSHAKE_TIMEOUT);
     if let Some(client_ca) = files.client_ca {
-        let pem = read(client_ca)?;
-        let roots = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| tls_error(client_ca, format!("not a PEM certificate file: {e}")))?;
-        if roots.is_empty() {
-            return Err(tls_error(client_ca, "contains no PEM CA certificate".into()));
-        }
-        config = config.client_ca_root(Certificate::from_pem(pem));
+        config = config.client_ca_root(Certificate::from_pem(read_certificates(client_ca, "CA certificate")?));
     }
     Ok(config)
+}
+
+/// Reads a PEM file that must hold at least one certificate (`what` names
+/// it in the error).
+fn read_certificates(path: &Path, what: &str) -> Result<Vec<u8>, ServerError> {
+    let pem = read(path)?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(path, format!("not a PEM certificate file: {e}")))?;
+    if certificates.is_empty() {
+        return Err(tls_error(path, format!("contains no PEM {what} (-----BEGIN CERTIFICATE-----)")));
+    }
+    Ok(pem)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
