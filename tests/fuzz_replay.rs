@@ -3,28 +3,20 @@
 //! the same checks as their targets in `fuzz/fuzz_targets/`, so that a
 //! fixed crash stays fixed without needing nightly Rust or libFuzzer.
 
+#[path = "../fuzz/common.rs"]
+mod fuzz;
+
 use std::path::Path;
 
+use fuzz::LIMITS;
 use mnist::{
     IMAGE_PIXELS,
     dataset::{parse_images, parse_labels},
-    preprocess::{DecodeLimits, preprocess},
+    preprocess::preprocess,
 };
 
-const LIMITS: DecodeLimits = DecodeLimits { max_encoded_bytes: 1 << 20, max_side: 2048, max_pixels: 1 << 20 };
-
-/// Every file of `fuzz/seeds/<target>` and `fuzz/regressions/<target>`.
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    ["seeds", "regressions"]
-        .iter()
-        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
-        .flatten()
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            (path.display().to_string(), std::fs::read(&path).unwrap())
-        })
-        .collect()
+    fuzz::stored_inputs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz"), target)
 }
 
 #[test]

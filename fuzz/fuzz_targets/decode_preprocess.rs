@@ -4,14 +4,12 @@
 
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use mnist::{
-    IMAGE_PIXELS,
-    preprocess::{DecodeLimits, preprocess},
-};
+#[path = "../common.rs"]
+mod common;
 
-/// Small limits keep each run fast; the checks are the same as the server's.
-const LIMITS: DecodeLimits = DecodeLimits { max_encoded_bytes: 1 << 20, max_side: 2048, max_pixels: 1 << 20 };
+use common::LIMITS;
+use libfuzzer_sys::fuzz_target;
+use mnist::{IMAGE_PIXELS, preprocess::preprocess};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(pixels) = preprocess(data, &LIMITS) {

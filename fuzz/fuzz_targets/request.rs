@@ -6,12 +6,14 @@
 
 #![no_main]
 
+#[path = "../common.rs"]
+mod common;
+
+use common::LIMITS;
 use libfuzzer_sys::fuzz_target;
-use mnist::{IMAGE_PIXELS, preprocess::DecodeLimits, proto::v1::PredictRequest};
+use mnist::{IMAGE_PIXELS, proto::v1::PredictRequest};
 use mnist_server::service::{parse_grpc_timeout, prepare_input};
 use prost::Message;
-
-const LIMITS: DecodeLimits = DecodeLimits { max_encoded_bytes: 1 << 20, max_side: 2048, max_pixels: 1 << 20 };
 
 fuzz_target!(|message: &[u8]| {
     if let Ok(header) = std::str::from_utf8(&message[..message.len().min(12)]) {

@@ -188,21 +188,17 @@ pub fn spawn(args: &[&str]) -> Child {
 
 /// Runs the server binary to completion; returns (success, stderr).
 pub fn run_to_exit(args: &[&str]) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-server"));
-    command.args(["--addr", "127.0.0.1:0"]).args(args);
-    let output = command.stdin(Stdio::null()).output().expect("run mnist-server");
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    exit_and_stderr(Command::new(env!("CARGO_BIN_EXE_mnist-server")).args(args))
 }
 
 /// Like [`run_to_exit`], with `ORT_DYLIB_PATH` set to `ort_dylib`.
 pub fn run_to_exit_with_env(args: &[&str], ort_dylib: &str) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mnist-server"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("ORT_DYLIB_PATH", ort_dylib)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mnist-server");
+    exit_and_stderr(Command::new(env!("CARGO_BIN_EXE_mnist-server")).args(args).env("ORT_DYLIB_PATH", ort_dylib))
+}
+
+/// Runs the server command on a free port to completion.
+fn exit_and_stderr(command: &mut Command) -> (bool, String) {
+    let output = command.args(["--addr", "127.0.0.1:0"]).stdin(Stdio::null()).output().expect("run mnist-server");
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
