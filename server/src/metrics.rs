@@ -20,6 +20,7 @@ const DROPPED: &str = "mnist_dropped_total";
 const MODEL_INFO: &str = "mnist_model_info";
 const UNAUTHENTICATED: &str = "mnist_unauthenticated_total";
 const OPEN_STREAMS: &str = "mnist_open_streams";
+const STAGE_SECONDS: &str = "mnist_stage_duration_seconds";
 
 /// Serves `/metrics` in Prometheus text format on `addr`.
 pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
@@ -43,6 +44,12 @@ pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
     describe_counter!(DROPPED, "Queued images dropped before inference, by reason (cancelled, deadline).");
     describe_counter!(UNAUTHENTICATED, "Calls refused for a missing or invalid bearer token.");
     describe_gauge!(OPEN_STREAMS, "Predict streams open.");
+    describe_histogram!(
+        STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time in one stage of a call: receive (arrival to handler, PredictOne), preprocess (validate or \
+         decode one image), respond (answer to last frame, PredictOne)."
+    );
     describe_gauge!(MODEL_INFO, "Always 1; labels describe the model being served.");
     tracing::info!(%addr, "serving Prometheus metrics on /metrics");
     Ok(())
@@ -57,6 +64,11 @@ pub fn model_info(provider: &'static str, sha256: &str) {
 pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
     counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
     histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+}
+
+/// Records the time one image or call spent in one stage (see [`crate::timing`]).
+pub(crate) fn stage(stage: &'static str, elapsed: Duration) {
+    histogram!(STAGE_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
 }
 
 pub(crate) fn queue_wait(wait: Duration) {

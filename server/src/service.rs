@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use crate::{
     batcher::{Batcher, expired},
     error::ServerError,
-    message_limit, metrics,
+    message_limit, metrics, timing,
 };
 
 /// The Classifier service; cheap to clone (one per call).
@@ -131,19 +131,24 @@ impl Inner {
     /// Validates and preprocesses a request's input into 784 MNIST pixels.
     async fn prepare(&self, input: Option<Input>) -> Result<Vec<u8>, ServerError> {
         let limits = self.limits.decode;
+        let started = Instant::now();
         if !matches!(input, Some(Input::Image(_))) {
-            return prepare_input(input, &limits);
+            let pixels = prepare_input(input, &limits);
+            metrics::stage("preprocess", started.elapsed());
+            return pixels;
         }
         let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
         // Decoding a large photo takes milliseconds: keep it off the async
         // workers that serve every other call. The slot goes with the
         // decoding, which runs to its end even when the caller has gone.
-        tokio::task::spawn_blocking(move || {
+        let pixels = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             prepare_input(input, &limits)
         })
         .await
-        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
+        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?;
+        metrics::stage("preprocess", started.elapsed());
+        pixels
     }
 
     /// Classifies one admitted image; its place is given back when done.
@@ -291,6 +296,7 @@ impl Classifier for ClassifierService {
 
     async fn predict_one(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let started = Instant::now();
+        timing::received(&request);
         let deadline = deadline(request.metadata());
         let result = match self.inner.try_admit() {
             Ok(admitted) => self.inner.classify(request.into_inner(), deadline, admitted).await,
@@ -298,7 +304,7 @@ impl Classifier for ClassifierService {
         };
         let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
         metrics::request("PredictOne", code, started.elapsed());
-        Ok(Response::new(result?))
+        Ok(timing::answered(Response::new(result?)))
     }
 
     async fn get_model_info(&self, _request: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
