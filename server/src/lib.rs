@@ -6,8 +6,8 @@
 //! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
 //! flags, [`error`] maps every failure to a gRPC status, [`metrics`]
 //! exports Prometheus metrics, [`tls`] and [`auth`] decide who may connect
-//! and call, and [`run`] wires them together with health checks,
-//! reflection and graceful shutdown.
+//! and call, [`timing`] records where a call's time goes, and [`run`] wires
+//! them together with health checks, reflection and graceful shutdown.
 
 pub mod auth;
 pub mod backend;
