@@ -44,7 +44,7 @@ step "cargo test"
 # training tests need no separate release build.
 cargo test "${packages[@]}"
 
-step "interoperability: grpcio and grpcurl"
+step "interoperability: grpcio, grpcurl and ghz"
 cargo build -q -p mnist-server --bin mnist-server --example dev_certs
 MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs" \
   python "$ROOT/tests/interop/test_interop.py"

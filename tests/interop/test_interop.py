@@ -2,10 +2,12 @@
 
 Python grpcio learns the schema only through server reflection (no .proto,
 no generated code), and grpcurl calls the service with the JSON request
-files of examples/requests, with reflection and with --proto. A second
-server with TLS and a bearer token must refuse both clients without them.
+files of examples/requests, with reflection and with --proto; ghz runs the
+README's load-test commands (short). A second server with TLS and a bearer
+token must refuse all three clients without them.
 Run by scripts/test.sh; needs MNIST_SERVER_BIN, MNIST_DEV_CERTS_BIN (the
-dev_certs example) and the venv's grpcio and grpcurl.
+dev_certs example) and the venv's grpcio and grpcurl. ghz is taken from
+$GHZ, else ../shared/tools/ghz; its tests skip, saying so, when it is missing.
 """
 import base64
 import gzip
@@ -28,6 +30,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SERVER_BIN = os.environ.get("MNIST_SERVER_BIN", str(ROOT / "target/debug/mnist-server"))
 DEV_CERTS_BIN = os.environ.get("MNIST_DEV_CERTS_BIN", str(ROOT / "target/debug/examples/dev_certs"))
 MNIST_DIR = pathlib.Path(os.environ.get("MNIST_DIR", ROOT / "data/mnist"))
+GHZ = pathlib.Path(os.environ.get("GHZ", ROOT.parent / "shared/tools/ghz"))
+NO_GHZ = f"ghz not found at {GHZ} (set GHZ=/path/to/ghz): the ghz interop tests are skipped"
+PROTO = ["--proto", str(ROOT / "proto/mnist/v1/classifier.proto"), "--import-paths", str(ROOT / "proto")]
+
+
+def run_ghz(*args):
+    """Runs ghz with a JSON report; returns (status code counts, report)."""
+    out = subprocess.run([str(GHZ), "-O", "json", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if out.returncode != 0:
+        raise AssertionError(f"ghz {' '.join(args)} exited {out.returncode}: {out.stderr}")
+    report = json.loads(out.stdout)
+    return report.get("statusCodeDistribution") or {}, report
 
 
 def load_test_images(n):
@@ -143,6 +157,22 @@ class InteropTest(unittest.TestCase):
         self.assertEqual(info["executionProvider"], "cpu")
         self.assertGreaterEqual(info["testAccuracy"], 0.992)
 
+    @unittest.skipUnless(GHZ.exists(), NO_GHZ)
+    def test_ghz_readme_commands(self):
+        requests = ROOT / "examples/requests"
+        unary = ["--insecure", "--call", "mnist.v1.Classifier.PredictOne"]
+        # By reflection, a fixed number of calls.
+        codes, _ = run_ghz(*unary, "-D", str(requests / "pixels.json"), "-c", "8", "-n", "400", self.server.addr)
+        self.assertEqual(codes, {"OK": 400})
+        # From the proto file, for a duration: every call in flight at the end is waited for.
+        codes, report = run_ghz(*unary, *PROTO, "-D", str(requests / "png.json"), "-c", "8", "-z", "1s",
+                                "--duration-stop", "wait", self.server.addr)
+        self.assertEqual(list(codes), ["OK"], report.get("errorDistribution"))
+        # The bidirectional stream: 10 digits per call.
+        codes, _ = run_ghz("--insecure", "--call", "mnist.v1.Classifier.Predict", "-D",
+                           str(requests / "stream-ghz.json"), "-c", "4", "-n", "40", self.server.addr)
+        self.assertEqual(codes, {"OK": 40})
+
 
 def run_grpcurl(*args, data_file=None):
     data = pathlib.Path(data_file).read_text() if data_file else None
@@ -217,6 +247,18 @@ class SecureServerTest(unittest.TestCase):
         self.assertIn("Unauthenticated", no_token.stderr)
         plaintext = run_grpcurl("-plaintext", "-H", header, self.target, "list")
         self.assertNotEqual(plaintext.returncode, 0)
+
+    @unittest.skipUnless(GHZ.exists(), NO_GHZ)
+    def test_ghz_needs_the_ca_and_the_token(self):
+        pixels = str(ROOT / "examples/requests/pixels.json")
+        token = json.dumps({"authorization": f"Bearer {self.token}"})
+        tls = ["--cacert", str(self.certs / "ca.pem"), "--call", "mnist.v1.Classifier.PredictOne", "-D", pixels]
+        codes, _ = run_ghz(*tls, "-m", token, "--reflect-metadata", token, "-c", "4", "-n", "100", self.target)
+        self.assertEqual(codes, {"OK": 100})
+        codes, _ = run_ghz(*tls, *PROTO, "-m", token, "-c", "4", "-n", "100", self.target)
+        self.assertEqual(codes, {"OK": 100})
+        codes, _ = run_ghz(*tls, *PROTO, "-n", "10", self.target)
+        self.assertEqual(codes, {"Unauthenticated": 10})
 
 
 if __name__ == "__main__":
