@@ -15,6 +15,8 @@ mod error;
 pub mod preprocess;
 pub mod proto;
 pub mod scoring;
+#[cfg(feature = "synth")]
+pub mod synth;
 
 pub use error::{Error, Result};
 

@@ -32,13 +32,34 @@ const DIGIT_BOX: f32 = 20.0;
 /// Where MNIST puts the digit's center of mass (row and column index).
 const CENTER_OF_MASS: f32 = 14.0;
 
-/// Ink below this fraction of the full contrast is treated as paper texture,
-/// sensor noise or JPEG ringing and removed before cropping.
-const NOISE_FLOOR: f32 = 0.15;
-
 /// Fraction of the ink mass allowed outside the bounding box on each side,
-/// so that a few specks of dust far from the digit do not widen the crop.
+/// so that a stray anti-aliased pixel does not widen the crop.
 const CROP_TRIM: f32 = 0.002;
+
+/// Longest side at which a photo is cleaned up. A digit that a person can
+/// read in a photo is still tens of pixels tall at this size, and the work
+/// no longer grows with the camera's resolution: a 12-megapixel photo is
+/// shrunk (area-averaged) before anything else is done to it.
+const WORK_SIDE: u32 = 320;
+
+/// Longest side of the low-resolution copy on which the paper (its colour,
+/// shadows and gradients) is estimated.
+const PAPER_SIDE: u32 = 64;
+
+/// Ink fainter than this (after the paper is divided out) is never the
+/// digit: paper grain, JPEG ringing.
+const MIN_INK: f32 = 0.08;
+
+/// A row (column) whose ink covers at least this share of the page's width
+/// (height) is a ruled or grid line, not part of a digit.
+const LINE_COVERAGE: f32 = 0.7;
+
+/// Components with less ink than this share of the digit's are specks.
+const MIN_PART_MASS: f32 = 0.04;
+
+/// How far (as a share of the digit's larger side) a piece may lie from the
+/// digit and still be part of it: the detached bar of a 5, a broken 4.
+const MAX_PART_GAP: f32 = 0.3;
 
 /// Bounds on what [`decode`] accepts, checked before pixels are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,13 +116,26 @@ pub fn check_pixels(pixels: &[u8]) -> Result<()> {
 /// Converts a decoded image into 784 bytes, row-major, in MNIST's convention
 /// (see the module documentation).
 pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
-    let mut plane = GrayPlane::from_image(image);
-    plane.make_ink_bright();
     let side = IMAGE_SIDE as u32;
-    if plane.width == side && plane.height == side {
+    if image.width() == side && image.height() == side {
+        let mut plane = GrayPlane::from_image(image);
+        plane.make_ink_bright();
         return plane.to_bytes();
     }
-    plane.normalize_geometry().to_bytes()
+    let image = shrink_to_work_size(image);
+    let mut plane = GrayPlane::from_image(&image);
+    plane.make_paper_light();
+    plane.ink_on_flat_paper().isolate_digit().fit_and_center().to_bytes()
+}
+
+/// The image itself when it is small enough, else a copy whose longer side
+/// is [`WORK_SIDE`] (each source pixel averaged into one target pixel).
+fn shrink_to_work_size(image: &DynamicImage) -> std::borrow::Cow<'_, DynamicImage> {
+    if image.width().max(image.height()) <= WORK_SIDE {
+        std::borrow::Cow::Borrowed(image)
+    } else {
+        std::borrow::Cow::Owned(image.thumbnail(WORK_SIDE, WORK_SIDE))
+    }
 }
 
 /// One channel of f32 values in [0, 1], row-major.
@@ -147,11 +181,13 @@ impl GrayPlane {
     }
 
     fn border_median(&self) -> f32 {
+        median(&mut self.border())
+    }
+
+    /// The pixels of a ring about 3% of the shorter side thick (at least one
+    /// pixel) around the image.
+    fn border(&self) -> Vec<f32> {
         let (w, h) = (self.width as usize, self.height as usize);
-        if w == 0 || h == 0 {
-            return 0.0;
-        }
-        // A ring about 3% of the shorter side thick, at least one pixel.
         let ring = (w.min(h) / 32).max(1);
         let mut border = Vec::new();
         for y in 0..h {
@@ -161,29 +197,97 @@ impl GrayPlane {
                 }
             }
         }
-        median(&mut border)
+        border
+    }
+
+    /// Inverts the image when it is light ink on a dark background, so that
+    /// the paper is light and the ink dark (the way photos and scans come).
+    /// A dark border alone does not decide it: paper in deep shadow can be
+    /// darker than mid-gray, but its border then varies widely, while a
+    /// black background (a digital drawing, a blackboard) is even.
+    fn make_paper_light(&mut self) {
+        let mut border = self.border();
+        let median = median(&mut border);
+        let spread = percentile(&mut border, 0.9) - percentile(&mut border, 0.1);
+        if median < 0.5 && (median < 0.25 || spread < 0.3) {
+            self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
+        }
+    }
+
+    /// Divides the paper out: estimates the paper's brightness everywhere
+    /// (a grayscale closing, which removes every stroke thinner than its
+    /// window, on a low-resolution copy, then smoothed and scaled back up)
+    /// and returns how much darker than its paper each pixel is, as bright
+    /// ink on black. Shadows, gradients and tinted paper become 0; faint
+    /// pencil keeps its strokes' relative darkness.
+    fn ink_on_flat_paper(&self) -> Self {
+        let (w, h) = (self.width, self.height);
+        let gray = self.to_gray_image();
+        let scale = PAPER_SIDE as f32 / w.max(h) as f32;
+        let (small_w, small_h) = if scale < 1.0 {
+            (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1))
+        } else {
+            (w, h)
+        };
+        let small = image::imageops::thumbnail(&gray, small_w, small_h);
+        // The window must be wider than a stroke: a digit that fills the
+        // page has strokes about a tenth of its side wide.
+        let radius = (small_w.max(small_h) / 10).clamp(1, 12) as u8;
+        let paper = imageproc::morphology::grayscale_close(&small, &imageproc::morphology::Mask::square(radius));
+        let paper = imageproc::filter::gaussian_blur_f32(&paper, f32::from(radius) / 2.0);
+        let paper = image::imageops::resize(&paper, w, h, FilterType::Triangle);
+        let values = self
+            .values
+            .iter()
+            .zip(paper.as_raw())
+            .map(|(&v, &p)| {
+                let p = f32::from(p) / 255.0;
+                if p < 0.05 { 0.0 } else { (1.0 - v / p).clamp(0.0, 1.0) }
+            })
+            .collect();
+        Self { width: w, height: h, values }
+    }
+
+    /// Keeps only the digit of an ink plane: thresholds it (Otsu), removes
+    /// ruled and grid lines (restoring the strokes that cross them), keeps
+    /// the connected component with the most ink and the pieces near it,
+    /// and stretches the ink to full range. The ink keeps its gray levels:
+    /// the mask selects pixels, the model sees antialiased strokes.
+    fn isolate_digit(self) -> Self {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let blank = Self { width: self.width, height: self.height, values: vec![0.0; w * h] };
+        let mut sorted = self.values.clone();
+        if w == 0 || h == 0 || percentile(&mut sorted, 0.999) < MIN_INK * 2.0 {
+            return blank; // nothing on the page stands out from the paper
+        }
+        let level = (f32::from(imageproc::contrast::otsu_level(&self.to_gray_image())) / 255.0).max(MIN_INK);
+        let mut ink = self.values;
+        let mut mask: Vec<bool> = ink.iter().map(|&v| v > level).collect();
+        remove_lines(&mut mask, &mut ink, w, h);
+
+        let Some(keep) = digit_components(&mask, &ink, w, h) else { return blank };
+        // Widen the kept pixels by one or two, so the strokes' antialiased
+        // edges (below the threshold) come along.
+        let keep_image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(self.width, self.height, |x, y| {
+            Luma([if keep[y as usize * w + x as usize] { 255 } else { 0 }])
+        });
+        let grow = (w.max(h) / 256).clamp(1, 2) as u8;
+        let keep = imageproc::morphology::dilate(&keep_image, imageproc::distance_transform::Norm::LInf, grow);
+        let mut values: Vec<f32> = ink.iter().zip(keep.as_raw()).map(|(&v, &k)| if k > 0 { v } else { 0.0 }).collect();
+        // Faint ink to full range: the strongest strokes become MNIST's 1.0.
+        let mut strokes: Vec<f32> = values.iter().copied().filter(|&v| v > level).collect();
+        let full = percentile(&mut strokes, 0.95);
+        if full <= 0.0 {
+            return blank;
+        }
+        values.iter_mut().for_each(|v| *v = (*v / full).min(1.0));
+        Self { width: self.width, height: self.height, values }
     }
 
     /// Crops to the digit, scales it to fit 20x20 and centers it by mass in 28x28.
-    fn normalize_geometry(mut self) -> Self {
+    fn fit_and_center(self) -> Self {
         let blank = Self { width: IMAGE_SIDE as u32, height: IMAGE_SIDE as u32, values: vec![0.0; IMAGE_PIXELS] };
-        let (w, h) = (self.width as usize, self.height as usize);
-        if w == 0 || h == 0 {
-            return blank;
-        }
-        // Stretch: background to 0, the brightest ink (ignoring a few hot
-        // pixels) to 1, then remove the faint noise.
-        let background = self.border_median();
-        let mut sorted = self.values.clone();
-        let peak = percentile(&mut sorted, 0.999);
-        if peak - background < 0.1 {
-            return blank; // no digit: nothing stands out from the background
-        }
-        let span = peak - background;
-        for v in &mut self.values {
-            let stretched = ((*v - background) / span).clamp(0.0, 1.0);
-            *v = ((stretched - NOISE_FLOOR) / (1.0 - NOISE_FLOOR)).max(0.0);
-        }
+        let w = self.width as usize;
         let Some((x0, x1, y0, y1)) = self.ink_bounds() else {
             return blank;
         };
@@ -230,6 +334,126 @@ impl GrayPlane {
     fn to_bytes(&self) -> Vec<u8> {
         self.values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
     }
+
+    fn to_gray_image(&self) -> ImageBuffer<Luma<u8>, Vec<u8>> {
+        ImageBuffer::from_fn(self.width, self.height, |x, y| {
+            let v = self.values[y as usize * self.width as usize + x as usize];
+            Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8])
+        })
+    }
+}
+
+/// Removes ruled and grid lines from `mask` and `ink`: rows (columns) where
+/// the mask covers at least [`LINE_COVERAGE`] of the page. Where a stroke
+/// crosses a line (ink just above and just below the line's band), the band
+/// is filled from both sides instead of cut.
+fn remove_lines(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
+    for horizontal in [true, false] {
+        let (lines, length) = if horizontal { (h, w) } else { (w, h) };
+        let index = |line: usize, along: usize| if horizontal { line * w + along } else { along * w + line };
+        let is_line: Vec<bool> = (0..lines)
+            .map(|line| {
+                let covered = (0..length).filter(|&along| mask[index(line, along)]).count();
+                covered as f32 >= LINE_COVERAGE * length as f32
+            })
+            .collect();
+        let mut line = 0;
+        while line < lines {
+            if !is_line[line] {
+                line += 1;
+                continue;
+            }
+            let first = line;
+            while line < lines && is_line[line] {
+                line += 1;
+            }
+            let last = line - 1; // the band is first..=last
+            for along in 0..length {
+                let before = first.checked_sub(1).map(|l| index(l, along));
+                let after = (last + 1 < lines).then(|| index(last + 1, along));
+                let crossing = match (before, after) {
+                    (Some(b), Some(a)) if mask[b] && mask[a] => Some((ink[b] + ink[a]) / 2.0),
+                    _ => None,
+                };
+                for band in first..=last {
+                    let i = index(band, along);
+                    match crossing {
+                        Some(value) => {
+                            mask[i] = true;
+                            ink[i] = value;
+                        }
+                        None => {
+                            mask[i] = false;
+                            ink[i] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pixels of the digit: the 8-connected component of `mask` with the
+/// most ink, and the components near it with a real share of ink (the
+/// pieces of a broken stroke); specks and marks elsewhere are left out.
+fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
+    use imageproc::region_labelling::{Connectivity, connected_components};
+    let image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(w as u32, h as u32, |x, y| {
+        Luma([u8::from(mask[y as usize * w + x as usize])])
+    });
+    let labels = connected_components(&image, Connectivity::Eight, Luma([0u8]));
+    #[derive(Clone, Copy)]
+    struct Part {
+        mass: f32,
+        x0: usize,
+        x1: usize,
+        y0: usize,
+        y1: usize,
+    }
+    let mut parts: Vec<Option<Part>> = Vec::new();
+    for (i, label) in labels.as_raw().iter().enumerate() {
+        let label = *label as usize;
+        if label == 0 {
+            continue;
+        }
+        if parts.len() <= label {
+            parts.resize(label + 1, None);
+        }
+        let (x, y) = (i % w, i / w);
+        let part = parts[label].get_or_insert(Part { mass: 0.0, x0: x, x1: x, y0: y, y1: y });
+        part.mass += ink[i];
+        part.x0 = part.x0.min(x);
+        part.x1 = part.x1.max(x);
+        part.y0 = part.y0.min(y);
+        part.y1 = part.y1.max(y);
+    }
+    let (main_label, main) = parts
+        .iter()
+        .enumerate()
+        .filter_map(|(label, part)| part.map(|p| (label, p)))
+        .max_by(|a, b| a.1.mass.total_cmp(&b.1.mass))?;
+    let reach = MAX_PART_GAP * (main.x1 - main.x0).max(main.y1 - main.y0) as f32;
+    let gap = |a0: usize, a1: usize, b0: usize, b1: usize| {
+        if a1 < b0 {
+            (b0 - a1) as f32
+        } else if b1 < a0 {
+            (a0 - b1) as f32
+        } else {
+            0.0
+        }
+    };
+    let kept: Vec<bool> = parts
+        .iter()
+        .enumerate()
+        .map(|(label, part)| {
+            part.is_some_and(|p| {
+                label == main_label
+                    || (p.mass >= MIN_PART_MASS * main.mass
+                        && gap(p.x0, p.x1, main.x0, main.x1).max(gap(p.y0, p.y1, main.y0, main.y1)) <= reach)
+            })
+        })
+        .collect();
+    Some(labels.as_raw().iter().map(|&label| kept[label as usize]).collect())
 }
 
 /// The index range of `mass` that leaves at most [`CROP_TRIM`] of the total
