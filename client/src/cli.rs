@@ -107,6 +107,10 @@ pub struct PredictArgs {
     /// Send each file's bytes for the server to decode, instead of preprocessing locally.
     #[arg(long)]
     pub send_encoded: bool,
+    /// Write the 28x28 image the model sees for each file into DIR (NNNN-<file name>.png,
+    /// NNNN its row in the output), to see why a digit was misread.
+    #[arg(long, value_name = "DIR")]
+    pub debug_preprocess: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

@@ -79,7 +79,14 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
     }
     let mut client = server.classifier().await?;
     let bar = progress_bar(found.images.len(), args.quiet);
-    let options = PredictOptions { window: args.concurrency, send_encoded: args.send_encoded };
+    if let Some(dir) = &args.debug_preprocess {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let options = PredictOptions {
+        window: args.concurrency,
+        send_encoded: args.send_encoded,
+        debug_dir: args.debug_preprocess.clone(),
+    };
     let mut results = predict::predict_files(&mut client, found.images, &options, bar.clone()).await?;
     bar.finish_and_clear();
     results.extend(
@@ -97,6 +104,9 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
         .filter(|r| matches!(r.outcome, Outcome::Predicted { confidence, .. } if args.min_confidence.is_some_and(|m| confidence < m)))
         .count();
     if !args.quiet {
+        if let Some(dir) = &args.debug_preprocess {
+            eprintln!("the 28x28 images the model saw are in {} (NNNN-<file>.png, NNNN the row)", dir.display());
+        }
         let mut summary = format!("{} classified, {failed} failed", results.len() - failed);
         if found.skipped > 0 {
             summary += &format!(", {} non-image files skipped", found.skipped);

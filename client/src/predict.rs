@@ -27,6 +27,17 @@ pub struct PredictOptions {
     pub window: usize,
     /// Send the file's bytes for the server to decode, instead of pixels.
     pub send_encoded: bool,
+    /// Where to write the 28x28 image the model sees for each file (the
+    /// same preprocessing the server runs on encoded files), to see why a
+    /// digit was misread.
+    pub debug_dir: Option<PathBuf>,
+}
+
+/// The name of the 28x28 image written for the `index`th file (in output
+/// order) under [`PredictOptions::debug_dir`].
+pub fn debug_image_name(index: usize, path: &Path) -> String {
+    let name = path.file_name().map_or_else(|| "image".into(), |n| n.to_string_lossy());
+    format!("{index:04}-{name}.png")
 }
 
 /// The result for one file.
@@ -69,14 +80,18 @@ pub async fn predict_files(
     let results: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; paths.len()]));
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let send_encoded = options.send_encoded;
+    let debug_dir = options.debug_dir.clone();
     let local_results = Arc::clone(&results);
     let local_progress = progress.clone();
     let requests = stream::iter(paths.clone().into_iter().enumerate())
-        .map(move |(index, path)| async move {
-            let input = tokio::task::spawn_blocking(move || load(&path, send_encoded))
-                .await
-                .unwrap_or_else(|e| Err(format!("decoding task failed: {e}")));
-            (index, input)
+        .map(move |(index, path)| {
+            let debug = debug_dir.as_ref().map(|dir| dir.join(debug_image_name(index, &path)));
+            async move {
+                let input = tokio::task::spawn_blocking(move || load(&path, send_encoded, debug.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("decoding task failed: {e}")));
+                (index, input)
+            }
         })
         .buffered(parallel)
         .filter_map(move |(index, input)| {
@@ -130,12 +145,21 @@ pub async fn predict_files(
 }
 
 /// Reads a file into the request input: preprocessed pixels, or its bytes.
-fn load(path: &Path, send_encoded: bool) -> Result<Input, String> {
+/// With `debug`, also writes the 28x28 image the model will see there.
+fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Input, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if send_encoded {
+    if send_encoded && debug.is_none() {
         return Ok(Input::Image(bytes));
     }
     // Local files may be large photos: allow more than the server does.
     let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
-    preprocess(&bytes, &limits).map(Input::Pixels).map_err(|e| e.to_string())
+    let pixels = preprocess(&bytes, &limits).map_err(|e| e.to_string())?;
+    if let Some(debug) = debug {
+        let side = mnist::IMAGE_SIDE as u32;
+        image::GrayImage::from_raw(side, side, pixels.clone())
+            .ok_or_else(|| "preprocessing did not give 28x28 pixels".to_string())?
+            .save(debug)
+            .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
+    }
+    Ok(if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) })
 }

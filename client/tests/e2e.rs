@@ -147,6 +147,20 @@ async fn predict_in_every_format_with_recursion_errors_and_exit_codes() {
     assert_eq!(lines.next(), Some("path,digit,confidence,top,uncertain,error"));
     assert!(lines.next().unwrap().contains(",7,"), "{csv}");
 
+    // --debug-preprocess writes the 28x28 image the model saw, per row.
+    let debug = tempfile::tempdir().unwrap();
+    let out = client(
+        &server.url,
+        &["predict", root, "--format", "json", "--quiet", "--debug-preprocess", debug.path().to_str().unwrap()],
+    );
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for (index, row) in rows.as_array().unwrap().iter().enumerate().filter(|(_, r)| r["error"].is_null()) {
+        let path = std::path::Path::new(row["path"].as_str().unwrap());
+        let seen = image::open(debug.path().join(mnist_client::predict::debug_image_name(index, path))).unwrap();
+        let expected = mnist::preprocess::preprocess(&std::fs::read(path).unwrap(), &Default::default()).unwrap();
+        assert_eq!(seen.to_luma8().into_raw(), expected, "{}", path.display());
+    }
+
     // --min-confidence flags uncertain predictions.
     let out = client(&server.url, &["predict", file.to_str().unwrap(), "--min-confidence", "1.01", "--format", "json"]);
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
