@@ -2,27 +2,35 @@
 //!
 //! MNIST digits are bright ink on a black background, scaled to fit a 20x20
 //! box with antialiasing, and placed in a 28x28 field with their center of
-//! mass at the center. A model trained on them misreads dark ink on white
-//! paper, large photos, or digits off to one side unless each image is
-//! brought to that convention first, which is what [`to_mnist`] does:
+//! mass at the center. A model trained on them misreads photos of dark ink
+//! on paper unless each image is brought to that convention first, which is
+//! what [`to_mnist`] does (`docs/preprocessing.md` shows each step):
 //!
 //! 1. flatten to one gray channel (alpha composited over a contrasting
-//!    background, any bit depth scaled to [0, 1]);
-//! 2. detect the polarity from the border and invert dark-on-light images;
-//! 3. for images that are not already 28x28: stretch the contrast so the
-//!    background is 0, drop faint noise, crop to the digit's bounding box,
-//!    scale it to fit 20x20 keeping its aspect ratio, and center it by its
-//!    center of mass.
+//!    background, any bit depth scaled to [0, 1]) and shrink to at most 320
+//!    pixels a side, so a 12-megapixel photo costs little more than a
+//!    scan; make the paper light (invert light ink on an even dark ground);
+//! 2. estimate the paper, shadows and gradients included (a grayscale
+//!    closing on a low-resolution copy), and divide it out: what remains is
+//!    how much darker than its paper each pixel is, the ink;
+//! 3. threshold the ink (Otsu) into a mask, remove ruled and grid lines
+//!    from it (restoring the strokes that cross them), and keep the
+//!    connected component with the most ink and the pieces near it, so
+//!    specks and marks elsewhere do not count; the mask selects pixels, the
+//!    ink keeps its gray levels, stretched to full range;
+//! 4. crop to the digit, scale it to fit 20x20 keeping its aspect ratio,
+//!    and center it by its center of mass.
 //!
-//! A 28x28 image is taken to be an MNIST-style digit already and only goes
-//! through steps 1 and 2, so MNIST's own digits pass through bit-exact.
+//! A 28x28 image is taken to be an MNIST-style digit already and is only
+//! flattened and, if its border is light, inverted, so MNIST's own digits
+//! pass through bit-exact.
 //!
 //! The server runs this on `image` inputs and the client on files it sends as
 //! `pixels`: both give the same result for the same file.
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageBuffer, ImageReader, Luma, imageops::FilterType};
+use image::{DynamicImage, GrayImage, ImageBuffer, ImageReader, Luma, imageops::FilterType};
 
 use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result};
 
@@ -116,6 +124,26 @@ pub fn check_pixels(pixels: &[u8]) -> Result<()> {
 /// Converts a decoded image into 784 bytes, row-major, in MNIST's convention
 /// (see the module documentation).
 pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
+    convert(image, &mut |_, _| {})
+}
+
+/// Every intermediate image of [`to_mnist`], in order, each with what it
+/// shows: for documentation (`docs/preprocessing.md` is drawn from it) and
+/// for seeing why a photo was misread. The last one is what the model sees.
+pub fn to_mnist_steps(image: &DynamicImage) -> Vec<(&'static str, GrayImage)> {
+    let mut steps = Vec::new();
+    let pixels = convert(image, &mut |name, plane| steps.push((name, plane.to_gray_image())));
+    let side = IMAGE_SIDE as u32;
+    if let Some(seen) = GrayImage::from_raw(side, side, pixels) {
+        steps.push(("what the model sees: cropped, fitted to 20x20, centred by mass in 28x28", seen));
+    }
+    steps
+}
+
+/// An observer of the intermediate planes (see [`to_mnist_steps`]).
+type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
+
+fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
     let side = IMAGE_SIDE as u32;
     if image.width() == side && image.height() == side {
         let mut plane = GrayPlane::from_image(image);
@@ -125,7 +153,10 @@ pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
     let image = shrink_to_work_size(image);
     let mut plane = GrayPlane::from_image(&image);
     plane.make_paper_light();
-    plane.ink_on_flat_paper().isolate_digit().fit_and_center().to_bytes()
+    steps("gray, at most 320 px, paper light", &plane);
+    let ink = plane.ink_on_flat_paper(steps);
+    steps("ink: how much darker than its paper each pixel is", &ink);
+    ink.isolate_digit(steps).fit_and_center().to_bytes()
 }
 
 /// The image itself when it is small enough, else a copy whose longer side
@@ -220,7 +251,7 @@ impl GrayPlane {
     /// and returns how much darker than its paper each pixel is, as bright
     /// ink on black. Shadows, gradients and tinted paper become 0; faint
     /// pencil keeps its strokes' relative darkness.
-    fn ink_on_flat_paper(&self) -> Self {
+    fn ink_on_flat_paper(&self, steps: &mut Steps<'_>) -> Self {
         let (w, h) = (self.width, self.height);
         let gray = self.to_gray_image();
         let scale = PAPER_SIDE as f32 / w.max(h) as f32;
@@ -236,6 +267,11 @@ impl GrayPlane {
         let paper = imageproc::morphology::grayscale_close(&small, &imageproc::morphology::Mask::square(radius));
         let paper = imageproc::filter::gaussian_blur_f32(&paper, f32::from(radius) / 2.0);
         let paper = image::imageops::resize(&paper, w, h, FilterType::Triangle);
+        let paper_values = paper.as_raw().iter().map(|&p| f32::from(p) / 255.0).collect();
+        steps(
+            "the paper, estimated: strokes closed over, shadows kept",
+            &Self { width: w, height: h, values: paper_values },
+        );
         let values = self
             .values
             .iter()
@@ -253,7 +289,7 @@ impl GrayPlane {
     /// the connected component with the most ink and the pieces near it,
     /// and stretches the ink to full range. The ink keeps its gray levels:
     /// the mask selects pixels, the model sees antialiased strokes.
-    fn isolate_digit(self) -> Self {
+    fn isolate_digit(self, steps: &mut Steps<'_>) -> Self {
         let (w, h) = (self.width as usize, self.height as usize);
         let blank = Self { width: self.width, height: self.height, values: vec![0.0; w * h] };
         let mut sorted = self.values.clone();
@@ -263,7 +299,14 @@ impl GrayPlane {
         let level = (f32::from(imageproc::contrast::otsu_level(&self.to_gray_image())) / 255.0).max(MIN_INK);
         let mut ink = self.values;
         let mut mask: Vec<bool> = ink.iter().map(|&v| v > level).collect();
+        let as_plane = |mask: &[bool]| Self {
+            width: self.width,
+            height: self.height,
+            values: mask.iter().map(|&m| f32::from(u8::from(m))).collect(),
+        };
+        steps("ink above the Otsu threshold", &as_plane(&mask));
         remove_lines(&mut mask, &mut ink, w, h);
+        steps("ruled and grid lines removed, crossing strokes restored", &as_plane(&mask));
 
         let Some(keep) = digit_components(&mask, &ink, w, h) else { return blank };
         // Widen the kept pixels by one or two, so the strokes' antialiased
@@ -281,7 +324,9 @@ impl GrayPlane {
             return blank;
         }
         values.iter_mut().for_each(|v| *v = (*v / full).min(1.0));
-        Self { width: self.width, height: self.height, values }
+        let digit = Self { width: self.width, height: self.height, values };
+        steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
+        digit
     }
 
     /// Crops to the digit, scales it to fit 20x20 and centers it by mass in 28x28.
@@ -606,6 +651,55 @@ mod tests {
         let out = to_mnist(&DynamicImage::ImageLuma8(img));
         let ink_rows = (0..28).filter(|y| out[y * 28..(y + 1) * 28].iter().any(|&v| v > 0)).count();
         assert!((19..=21).contains(&ink_rows), "speck widened the crop: {ink_rows} rows");
+    }
+
+    #[test]
+    fn a_ruled_line_is_removed_and_the_stroke_crossing_it_kept() {
+        // A dark vertical bar on white paper, crossed by a gray line across the page.
+        let img = GrayImage::from_fn(300, 240, |x, y| {
+            let bar = (140..160).contains(&x) && (40..200).contains(&y);
+            let line = (119..121).contains(&y);
+            image::Luma([if bar {
+                20
+            } else if line {
+                90
+            } else {
+                235
+            }])
+        });
+        let out = to_mnist(&DynamicImage::ImageLuma8(img));
+        let ink_rows: Vec<usize> = (0..28).filter(|y| out[y * 28..(y + 1) * 28].iter().any(|&v| v > 64)).collect();
+        assert_eq!(ink_rows.len(), 20, "the bar fills 20 rows: {ink_rows:?}");
+        assert!(ink_rows.windows(2).all(|w| w[1] == w[0] + 1), "the bar is cut where the line was: {ink_rows:?}");
+        let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
+        assert!(ink_cols <= 6, "the line was kept: {ink_cols} columns of ink");
+    }
+
+    #[test]
+    fn paper_in_deep_shadow_is_not_taken_for_a_dark_background() {
+        // Paper falling from 240 to 40 across the page, a dark bar on it: the
+        // border's median is below mid-gray, but it is paper, not a black ground.
+        let img = GrayImage::from_fn(300, 300, |x, y| {
+            let paper = 240.0 - 200.0 * x as f32 / 299.0;
+            let bar = (130..150).contains(&x) && (60..240).contains(&y);
+            image::Luma([if bar { (paper * 0.2) as u8 } else { paper as u8 }])
+        });
+        let out = to_mnist(&DynamicImage::ImageLuma8(img));
+        let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
+        assert!((1..=6).contains(&ink_cols), "the bar, and only the bar, is ink: {ink_cols} columns");
+        assert_eq!(out[0], 0, "the background must be dark");
+    }
+
+    #[test]
+    fn steps_end_with_what_the_model_sees() {
+        let img = GrayImage::from_fn(120, 90, |x, y| {
+            image::Luma([if (50..60).contains(&x) && (20..70).contains(&y) { 10 } else { 230 }])
+        });
+        let img = DynamicImage::ImageLuma8(img);
+        let steps = to_mnist_steps(&img);
+        assert!(steps.len() >= 5, "{} steps", steps.len());
+        let (_, seen) = steps.last().unwrap();
+        assert_eq!(seen.as_raw(), &to_mnist(&img));
     }
 
     #[test]
