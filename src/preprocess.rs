@@ -677,10 +677,10 @@ mod tests {
 
     #[test]
     fn paper_in_deep_shadow_is_not_taken_for_a_dark_background() {
-        // Paper falling from 240 to 40 across the page, a dark bar on it: the
+        // Paper falling from 200 to 10 across the page, a dark bar on it: the
         // border's median is below mid-gray, but it is paper, not a black ground.
         let img = GrayImage::from_fn(300, 300, |x, y| {
-            let paper = 240.0 - 200.0 * x as f32 / 299.0;
+            let paper = 200.0 - 190.0 * x as f32 / 299.0;
             let bar = (130..150).contains(&x) && (60..240).contains(&y);
             image::Luma([if bar { (paper * 0.2) as u8 } else { paper as u8 }])
         });
