@@ -267,19 +267,14 @@ impl GrayPlane {
         let paper = imageproc::morphology::grayscale_close(&small, &imageproc::morphology::Mask::square(radius));
         let paper = imageproc::filter::gaussian_blur_f32(&paper, f32::from(radius) / 2.0);
         let paper = image::imageops::resize(&paper, w, h, FilterType::Triangle);
-        let paper_values = paper.as_raw().iter().map(|&p| f32::from(p) / 255.0).collect();
-        steps(
-            "the paper, estimated: strokes closed over, shadows kept",
-            &Self { width: w, height: h, values: paper_values },
-        );
+        let paper =
+            Self { width: w, height: h, values: paper.as_raw().iter().map(|&p| f32::from(p) / 255.0).collect() };
+        steps("the paper, estimated: strokes closed over, shadows kept", &paper);
         let values = self
             .values
             .iter()
-            .zip(paper.as_raw())
-            .map(|(&v, &p)| {
-                let p = f32::from(p) / 255.0;
-                if p < 0.05 { 0.0 } else { (1.0 - v / p).clamp(0.0, 1.0) }
-            })
+            .zip(&paper.values)
+            .map(|(&v, &p)| if p < 0.05 { 0.0 } else { (1.0 - v / p).clamp(0.0, 1.0) })
             .collect();
         Self { width: w, height: h, values }
     }
@@ -380,11 +375,10 @@ impl GrayPlane {
         self.values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
     }
 
-    fn to_gray_image(&self) -> ImageBuffer<Luma<u8>, Vec<u8>> {
-        ImageBuffer::from_fn(self.width, self.height, |x, y| {
-            let v = self.values[y as usize * self.width as usize + x as usize];
-            Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8])
-        })
+    fn to_gray_image(&self) -> GrayImage {
+        // `values` always holds width x height pixels, so the buffer fits.
+        GrayImage::from_raw(self.width, self.height, self.to_bytes())
+            .unwrap_or_else(|| GrayImage::new(self.width, self.height))
     }
 }
 

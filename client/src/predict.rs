@@ -156,9 +156,7 @@ fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Input, 
     let pixels = preprocess(&bytes, &limits).map_err(|e| e.to_string())?;
     if let Some(debug) = debug {
         let side = mnist::IMAGE_SIDE as u32;
-        image::GrayImage::from_raw(side, side, pixels.clone())
-            .ok_or_else(|| "preprocessing did not give 28x28 pixels".to_string())?
-            .save(debug)
+        image::save_buffer(debug, &pixels, side, side, image::ExtendedColorType::L8)
             .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
     }
     Ok(if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) })

@@ -130,25 +130,28 @@ impl Inner {
 
     /// Validates and preprocesses a request's input into 784 MNIST pixels.
     async fn prepare(&self, input: Option<Input>) -> Result<Vec<u8>, ServerError> {
-        let limits = self.limits.decode;
         let started = Instant::now();
+        let pixels = self.prepare_off_the_workers(input).await;
+        metrics::stage("preprocess", started.elapsed());
+        pixels
+    }
+
+    /// [`prepare_input`], on a blocking thread for encoded images.
+    async fn prepare_off_the_workers(&self, input: Option<Input>) -> Result<Vec<u8>, ServerError> {
+        let limits = self.limits.decode;
         if !matches!(input, Some(Input::Image(_))) {
-            let pixels = prepare_input(input, &limits);
-            metrics::stage("preprocess", started.elapsed());
-            return pixels;
+            return prepare_input(input, &limits);
         }
         let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
         // Decoding a large photo takes milliseconds: keep it off the async
         // workers that serve every other call. The slot goes with the
         // decoding, which runs to its end even when the caller has gone.
-        let pixels = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _slot = slot;
             prepare_input(input, &limits)
         })
         .await
-        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?;
-        metrics::stage("preprocess", started.elapsed());
-        pixels
+        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
     }
 
     /// Classifies one admitted image; its place is given back when done.
