@@ -1,4 +1,5 @@
-//! Generates the gRPC code of `proto/` with a vendored `protoc`, so that
+//! Generates the gRPC code of `proto/` (`mnist.v1` and the Open Inference
+//! Protocol's `inference`) with a vendored `protoc`, so that
 //! building needs no system protobuf compiler.
 
 use std::{env, path::PathBuf};
@@ -14,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("mnist_descriptor.bin"))
         .compile_with_config(
             prost_config,
-            &[PathBuf::from("proto/mnist/v1/classifier.proto")],
+            &[PathBuf::from("proto/mnist/v1/classifier.proto"), PathBuf::from("proto/inference/grpc_service.proto")],
             &[PathBuf::from("proto"), well_known],
         )?;
     println!("cargo:rerun-if-changed=proto");

@@ -1,6 +1,7 @@
 //! Code generated from `proto/` by `build.rs`: the `mnist.v1` service and
-//! messages, and `google.rpc.Status` for per-item errors in streams. The
-//! modules mirror the proto packages, as the generated code expects.
+//! messages, the Open Inference Protocol's `inference` package, and
+//! `google.rpc.Status` for per-item errors in streams. The modules mirror
+//! the proto packages, as the generated code expects.
 
 /// The `mnist` proto packages.
 pub mod mnist {
@@ -8,6 +9,13 @@ pub mod mnist {
     pub mod v1 {
         tonic::include_proto!("mnist.v1");
     }
+}
+
+/// The `inference` proto package: the Open Inference Protocol (KServe v2,
+/// Triton) service `GRPCInferenceService`, its messages and the part of
+/// Triton's model configuration that the server fills in.
+pub mod inference {
+    tonic::include_proto!("inference");
 }
 
 /// The `google` proto packages.
@@ -26,3 +34,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mnis
 
 /// Fully qualified name of the classifier service, as health checks name it.
 pub const CLASSIFIER_SERVICE: &str = "mnist.v1.Classifier";
+
+/// Fully qualified name of the Open Inference Protocol service.
+pub const INFERENCE_SERVICE: &str = "inference.GRPCInferenceService";

@@ -12,7 +12,7 @@ mod common;
 use common::LIMITS;
 use libfuzzer_sys::fuzz_target;
 use mnist::{IMAGE_PIXELS, proto::v1::PredictRequest};
-use mnist_server::service::{parse_grpc_timeout, prepare_input};
+use mnist_server::api::{classifier::prepare_input, parse_grpc_timeout};
 use prost::Message;
 
 fuzz_target!(|message: &[u8]| {

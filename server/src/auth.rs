@@ -1,4 +1,4 @@
-//! Bearer-token authentication of gRPC calls.
+//! Bearer-token authentication of gRPC calls and HTTP requests.
 //!
 //! Tokens live in a file (`--auth-token-file`, one per line) so they stay
 //! out of `ps` and shell history, and several may be valid at once so a
@@ -75,6 +75,12 @@ impl BearerAuth {
     }
 
     /// Checks the `authorization: Bearer <token>` header.
+    /// Checks the `authorization` header (gRPC metadata or HTTP header) of a
+    /// call, counting refusals in the metrics.
+    pub fn authorize(&self, authorization: Option<&[u8]>) -> Result<(), ServerError> {
+        self.check(authorization).inspect_err(|_| metrics::unauthenticated())
+    }
+
     fn check(&self, authorization: Option<&[u8]>) -> Result<(), ServerError> {
         let Some(digests) = &self.digests else { return Ok(()) };
         let header = authorization.ok_or(ServerError::Unauthenticated(
@@ -100,13 +106,8 @@ impl std::fmt::Debug for BearerAuth {
 impl Interceptor for BearerAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
-        match self.check(authorization) {
-            Ok(()) => Ok(request),
-            Err(error) => {
-                metrics::unauthenticated();
-                Err(error.into())
-            }
-        }
+        self.authorize(authorization)?;
+        Ok(request)
     }
 }
 

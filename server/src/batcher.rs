@@ -36,6 +36,17 @@ pub struct BatcherConfig {
     pub std: f32,
 }
 
+/// One image as the model takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelImage {
+    /// 784 MNIST pixels (0-255), normalized by the inference thread with the
+    /// model's own mean and deviation.
+    Pixels(Vec<u8>),
+    /// 784 values already normalized: the ONNX graph's input as is (the
+    /// Open Inference Protocol's `input` tensor).
+    Normalized(Vec<f32>),
+}
+
 /// One classified image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -45,20 +56,25 @@ pub struct Prediction {
     pub confidence: f32,
     /// Softmax probabilities of the digits 0-9.
     pub probabilities: Vec<f32>,
+    /// The model's raw outputs for the digits 0-9.
+    pub logits: Vec<f32>,
 }
 
 impl Prediction {
     fn from_logits(logits: &[f32]) -> Self {
         let probabilities = softmax(logits);
         let digit = mnist::argmax(&probabilities).unwrap_or(0);
-        Self { digit: digit as u32, confidence: probabilities[digit], probabilities }
+        Self { digit: digit as u32, confidence: probabilities[digit], probabilities, logits: logits.to_vec() }
     }
 }
+
+/// Where a queued image's prediction arrives, or the reason there is none.
+pub type PredictionReceiver = oneshot::Receiver<Result<Prediction, ServerError>>;
 
 type Reply = oneshot::Sender<Result<Prediction, ServerError>>;
 
 struct Job {
-    pixels: Vec<u8>,
+    image: ModelImage,
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: Reply,
@@ -104,37 +120,52 @@ impl Batcher {
         Ok((Self { shared, max_queue_size: config.max_queue_size }, handle))
     }
 
-    /// Queues 784 MNIST pixels. The returned receiver yields the prediction,
-    /// or the reason there is none. Dropping the receiver (the caller went
+    /// Queues one image. The returned receiver yields the prediction, or
+    /// the reason there is none. Dropping the receiver (the caller went
     /// away) makes the batcher skip the image.
-    pub fn submit(
+    pub fn submit(&self, image: ModelImage, deadline: Option<Instant>) -> Result<PredictionReceiver, ServerError> {
+        let mut receivers = self.submit_all(vec![image], deadline)?;
+        receivers.pop().ok_or_else(|| ServerError::Inference("no receiver for a queued image".into()))
+    }
+
+    /// Queues the images of one request together, under one lock, so they
+    /// stay next to each other in the queue (and usually share a batch): all
+    /// are queued, or none.
+    pub fn submit_all(
         &self,
-        pixels: Vec<u8>,
+        images: Vec<ModelImage>,
         deadline: Option<Instant>,
-    ) -> Result<oneshot::Receiver<Result<Prediction, ServerError>>, ServerError> {
-        debug_assert_eq!(pixels.len(), IMAGE_PIXELS);
+    ) -> Result<Vec<PredictionReceiver>, ServerError> {
+        debug_assert!(images.iter().all(|image| image.len() == IMAGE_PIXELS));
         if expired(deadline, Instant::now()) {
             metrics::dropped("deadline");
             return Err(ServerError::DeadlineExceeded);
         }
-        let (reply, receiver) = oneshot::channel();
+        let enqueued = Instant::now();
         let mut queue = self.shared.lock();
         if queue.closed {
             return Err(ServerError::ShuttingDown);
         }
-        if queue.jobs.len() >= self.max_queue_size {
+        if queue.jobs.len() + images.len() > self.max_queue_size {
             return Err(ServerError::QueueFull { capacity: self.max_queue_size });
         }
-        queue.jobs.push_back(Job { pixels, enqueued: Instant::now(), deadline, reply });
+        let receivers = images
+            .into_iter()
+            .map(|image| {
+                let (reply, receiver) = oneshot::channel();
+                queue.jobs.push_back(Job { image, enqueued, deadline, reply });
+                receiver
+            })
+            .collect();
         metrics::queue_depth(queue.jobs.len());
         drop(queue);
         self.shared.work.notify_one();
-        Ok(receiver)
+        Ok(receivers)
     }
 
     /// Classifies one image, waiting for its batch to run.
-    pub async fn predict(&self, pixels: Vec<u8>, deadline: Option<Instant>) -> Result<Prediction, ServerError> {
-        let receiver = self.submit(pixels, deadline)?;
+    pub async fn predict(&self, image: ModelImage, deadline: Option<Instant>) -> Result<Prediction, ServerError> {
+        let receiver = self.submit(image, deadline)?;
         receiver.await.unwrap_or(Err(ServerError::ShuttingDown))
     }
 
@@ -150,6 +181,21 @@ impl Batcher {
     }
 }
 
+impl ModelImage {
+    /// Values in the image (784 for every image that reaches the queue).
+    pub fn len(&self) -> usize {
+        match self {
+            ModelImage::Pixels(pixels) => pixels.len(),
+            ModelImage::Normalized(values) => values.len(),
+        }
+    }
+
+    /// Whether the image has no values at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Whether a deadline has passed at `now` (no deadline never expires): the
 /// one rule for refusing, skipping and not decoding expired work.
 pub fn expired(deadline: Option<Instant>, now: Instant) -> bool {
@@ -162,7 +208,10 @@ fn inference_loop(shared: &Shared, mut backend: Box<dyn Backend>, config: Batche
         let started = Instant::now();
         input.clear();
         for job in &batch {
-            normalize_into(&job.pixels, config.mean, config.std, &mut input);
+            match &job.image {
+                ModelImage::Pixels(pixels) => normalize_into(pixels, config.mean, config.std, &mut input),
+                ModelImage::Normalized(values) => input.extend_from_slice(values),
+            }
             metrics::queue_wait(started.saturating_duration_since(job.enqueued));
         }
         metrics::batch_size(batch.len());
@@ -284,10 +333,10 @@ mod tests {
         (batcher, batches, calls)
     }
 
-    fn image(label: u8) -> Vec<u8> {
+    fn image(label: u8) -> ModelImage {
         let mut px = vec![0u8; IMAGE_PIXELS];
         px[0] = label;
-        px
+        ModelImage::Pixels(px)
     }
 
     #[tokio::test]
@@ -367,5 +416,33 @@ mod tests {
         for r in receivers {
             assert!(r.await.unwrap().is_ok());
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_queued_whole_or_not_at_all() {
+        let (batcher, batches, _) = start(64, 0, 5, 20);
+        let blocker = batcher.submit(image(9), None).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await; // the model now runs the blocker
+        let too_many: Vec<_> = (0..6u8).map(image).collect();
+        assert!(matches!(batcher.submit_all(too_many, None), Err(ServerError::QueueFull { capacity: 5 })));
+        assert_eq!(batcher.queue_depth(), 0, "nothing of a refused request stays queued");
+        let receivers = batcher.submit_all((0..5u8).map(image).collect(), None).unwrap();
+        assert!(blocker.await.unwrap().is_ok());
+        for (label, receiver) in receivers.into_iter().enumerate() {
+            assert_eq!(receiver.await.unwrap().unwrap().digit, label as u32);
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1, 5], "a request's images share a batch");
+    }
+
+    #[tokio::test]
+    async fn normalized_images_reach_the_model_unchanged() {
+        let (batcher, _, _) = start(4, 0, 10, 0);
+        // The fake model reads the first value as the label: 7.0 stays 7.0.
+        let mut values = vec![0.0f32; IMAGE_PIXELS];
+        values[0] = 7.0;
+        let prediction = batcher.predict(ModelImage::Normalized(values), None).await.unwrap();
+        assert_eq!(prediction.digit, 7);
+        assert_eq!(prediction.logits.len(), NUM_CLASSES);
+        assert_eq!(prediction.logits[7], 10.0);
     }
 }

@@ -12,6 +12,9 @@ Examples:
   # In a container, with Prometheus metrics and JSON logs:
   mnist-server --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464 --log-format json
 
+  # Also speak the Open Inference Protocol over HTTP (Triton / KServe clients):
+  mnist-server --http-addr 127.0.0.1:8000
+
   # Wait up to 2 ms to fill batches of up to 128 images:
   mnist-server --max-batch-size 128 --max-queue-delay-us 2000
 
@@ -66,14 +69,20 @@ pub struct Config {
     #[arg(long, env = "MNIST_MAX_IN_FLIGHT_PER_STREAM", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_in_flight_per_stream: u32,
 
-    /// Most Predict streams open at once, server-wide; a stream beyond it fails at once with
+    /// Most images in one Open Inference Protocol request (the N of its input tensor); a larger
+    /// request is refused with INVALID_ARGUMENT (HTTP 400). At most --max-queue-size minus
+    /// --max-streams.
+    #[arg(long, env = "MNIST_MAX_IMAGES_PER_REQUEST", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_images_per_request: u32,
+
+    /// Most streams (Predict and ModelStreamInfer) open at once, server-wide; a stream beyond it fails at once with
     /// RESOURCE_EXHAUSTED. Must be below --max-queue-size (a stream may hold one place while it
     /// waits for its next image). Each connection may carry this many plus --max-queue-size
     /// concurrent calls (HTTP/2 streams).
     #[arg(long, env = "MNIST_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
 
-    /// Largest gRPC message accepted, in bytes (bounds encoded images too).
+    /// Largest gRPC message or HTTP request body accepted, in bytes (bounds encoded images too).
     #[arg(long, env = "MNIST_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
     pub max_message_bytes: usize,
 
@@ -88,6 +97,15 @@ pub struct Config {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); off when unset.
     #[arg(long, env = "MNIST_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Serve the Open Inference Protocol's REST API (KServe v2, Triton: /v2/...) on this address
+    /// (e.g. 0.0.0.0:8000), with the same TLS, token and limits as the gRPC port; off when unset.
+    #[arg(long, env = "MNIST_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Also serve Prometheus metrics on the HTTP port, at /metrics (behind the token, if any).
+    #[arg(long, env = "MNIST_HTTP_METRICS", requires = "http_addr")]
+    pub http_metrics: bool,
 
     /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
     #[arg(long, env = "MNIST_TLS_CERT", requires = "tls_key")]

@@ -1,4 +1,5 @@
-//! The server's errors, and the one place where they become gRPC statuses.
+//! The server's errors, and the one place where they become gRPC statuses
+//! and HTTP status codes.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -15,6 +16,36 @@ pub enum ServerError {
     /// A request set neither `pixels` nor `image`.
     #[error("request has no input: set `pixels` (784 bytes, 28x28) or `image` (an encoded image file)")]
     EmptyInput,
+
+    /// An Open Inference Protocol tensor that does not fit the model: unknown
+    /// name, wrong data type or shape, data of the wrong size.
+    #[error("{0}")]
+    InvalidTensor(String),
+
+    /// A request carries more images than one request may.
+    #[error(
+        "request carries {count} images; the limit is {limit} per request (--max-images-per-request): \
+         split it into several requests"
+    )]
+    TooManyImages {
+        /// Images in the request.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// An HTTP request body over `--max-message-bytes`.
+    #[error(
+        "request body is larger than the limit of {limit} bytes (--max-message-bytes); send fewer or smaller images"
+    )]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A request names a model or version this server does not serve.
+    #[error("{0}")]
+    ModelNotFound(String),
 
     /// As many images as the server may hold are already admitted and
     /// not yet answered.
@@ -120,8 +151,14 @@ impl ServerError {
     /// The gRPC status code of this error.
     pub fn code(&self) -> Code {
         match self {
-            ServerError::Input(_) | ServerError::EmptyInput => Code::InvalidArgument,
-            ServerError::QueueFull { .. } | ServerError::TooManyStreams { .. } => Code::ResourceExhausted,
+            ServerError::Input(_)
+            | ServerError::EmptyInput
+            | ServerError::InvalidTensor(_)
+            | ServerError::TooManyImages { .. } => Code::InvalidArgument,
+            ServerError::ModelNotFound(_) => Code::NotFound,
+            ServerError::QueueFull { .. } | ServerError::TooManyStreams { .. } | ServerError::BodyTooLarge { .. } => {
+                Code::ResourceExhausted
+            }
             ServerError::Unauthenticated(_) => Code::Unauthenticated,
             ServerError::DeadlineExceeded => Code::DeadlineExceeded,
             ServerError::ShuttingDown => Code::Unavailable,
@@ -139,9 +176,36 @@ impl ServerError {
         }
     }
 
+    /// The HTTP status code of this error, for the HTTP front.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ServerError::BodyTooLarge { .. } => 413,
+            other => http_status(other.code()),
+        }
+    }
+
     /// The error as a `google.rpc.Status`, for a stream item's `error` field.
     pub fn to_rpc_status(&self) -> RpcStatus {
         RpcStatus { code: self.code() as i32, message: self.to_string(), details: Vec::new() }
+    }
+}
+
+/// The HTTP status code of a gRPC status code, for the HTTP front: the
+/// mapping that gRPC-HTTP gateways use, so both fronts refuse alike.
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
     }
 }
 
@@ -164,6 +228,13 @@ mod tests {
         assert_eq!(ServerError::ShuttingDown.code(), Code::Unavailable);
         assert_eq!(ServerError::TooManyStreams { limit: 2 }.code(), Code::ResourceExhausted);
         assert_eq!(ServerError::Unauthenticated("no token").code(), Code::Unauthenticated);
+        assert_eq!(ServerError::TooManyImages { count: 9, limit: 8 }.code(), Code::InvalidArgument);
+        assert_eq!(ServerError::ModelNotFound("x".into()).code(), Code::NotFound);
+        assert_eq!(ServerError::QueueFull { capacity: 1 }.http_status(), 429);
+        assert_eq!(ServerError::BodyTooLarge { limit: 1 }.http_status(), 413);
+        assert_eq!(http_status(ServerError::ShuttingDown.code()), 503);
+        assert_eq!(http_status(ServerError::Unauthenticated("no token").code()), 401);
+        assert_eq!(http_status(ServerError::InvalidTensor("x".into()).code()), 400);
         let status = ServerError::QueueFull { capacity: 7 }.to_rpc_status();
         assert_eq!(status.code, Code::ResourceExhausted as i32);
         assert!(status.message.contains('7'));

@@ -1,28 +1,33 @@
 //! `mnist-server`: the MNIST classifier over gRPC.
 //!
 //! The data path reads top to bottom through the modules:
-//! [`service`] (the gRPC front: validate, preprocess, respond) ->
+//! [`api`] (the protocol fronts: `mnist.v1` and the Open Inference Protocol
+//! over gRPC, the Open Inference Protocol over HTTP; each only translates)
+//! -> [`core`] (admission, limits, preprocessing: shared by every front) ->
 //! [`batcher`] (one queue for every call, batches for the model) ->
 //! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
-//! flags, [`error`] maps every failure to a gRPC status, [`metrics`]
-//! exports Prometheus metrics, [`tls`] and [`auth`] decide who may connect
-//! and call, [`timing`] records where a call's time goes, and [`run`] wires
-//! them together with health checks, reflection and graceful shutdown.
+//! flags, [`error`] maps every failure to a gRPC status and an HTTP code,
+//! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
+//! may connect and call, [`timing`] records where a call's time goes, and
+//! [`run`] wires them together with health checks, reflection and graceful
+//! shutdown.
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod batcher;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod message_limit;
 pub mod metrics;
-pub mod service;
 pub mod timing;
 pub mod tls;
 
 use std::{
     future::Future,
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -30,7 +35,8 @@ use mnist::{
     IMAGE_PIXELS, NUM_CLASSES,
     preprocess::DecodeLimits,
     proto::{
-        CLASSIFIER_SERVICE, FILE_DESCRIPTOR_SET,
+        CLASSIFIER_SERVICE, FILE_DESCRIPTOR_SET, INFERENCE_SERVICE,
+        inference::grpc_inference_service_server::GrpcInferenceServiceServer,
         v1::{BatchingConfig, ModelInfo, classifier_server::ClassifierServer},
     },
 };
@@ -39,13 +45,14 @@ use tonic::{service::interceptor::InterceptedService, transport::server::TcpInco
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    api::{classifier::ClassifierService, inference::InferenceService},
     auth::BearerAuth,
     backend::{ModelDescription, OnnxBackend},
-    batcher::{Batcher, BatcherConfig},
+    batcher::{Batcher, BatcherConfig, ModelImage},
     config::Config,
+    core::{Core, ServedModel},
     error::ServerError,
     message_limit::MessageLimit,
-    service::ClassifierService,
     timing::CallTiming,
 };
 
@@ -66,21 +73,50 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let access = Access::load(&config)?;
     let model = load_model(&config).await?;
-    let listener =
-        TcpListener::bind(config.addr).await.map_err(|source| ServerError::Bind { addr: config.addr, source })?;
-    serve(config, access, model, listener, shutdown).await
+    let listener = bind(config.addr).await?;
+    let http = match config.http_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve(config, access, model, Listeners { grpc: listener, http }, shutdown).await
 }
 
-/// Like [`run`], on a listener the caller opened (tests bind port 0 and
-/// read the port back before starting the server).
+/// Like [`run`], on a gRPC listener the caller opened (tests bind port 0
+/// and read the port back before starting the server); the HTTP port, if
+/// any, is bound from `--http-addr`.
 pub async fn run_on(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let http = match config.http_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    run_on_listeners(config, Listeners { grpc: listener, http }, shutdown).await
+}
+
+/// The ports the server answers on.
+pub struct Listeners {
+    /// `mnist.v1` and the Open Inference Protocol over gRPC, health, reflection.
+    pub grpc: TcpListener,
+    /// The Open Inference Protocol over HTTP, when served.
+    pub http: Option<TcpListener>,
+}
+
+/// Like [`run`], on listeners the caller opened.
+pub async fn run_on_listeners(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let access = Access::load(&config)?;
     let model = load_model(&config).await?;
-    serve(config, access, model, listener, shutdown).await
+    serve(config, access, model, listeners, shutdown).await
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Who may connect (TLS) and call (bearer token).
@@ -89,6 +125,8 @@ struct Access {
     /// not match its certificate fails here, before the model is loaded.
     transport: tonic::transport::Server,
     tls: bool,
+    /// The HTTP port's TLS, from the same files.
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
     auth: BearerAuth,
 }
 
@@ -102,21 +140,28 @@ impl Access {
             transport =
                 transport.tls_config(tls).map_err(|e| ServerError::Tls { path: None, reason: error_chain(&e) })?;
         }
+        let http_tls = match (config.http_addr, config.tls_files()) {
+            (Some(_), Some(files)) => Some(tls::http_acceptor(files)?),
+            _ => None,
+        };
         let auth = match &config.auth_token_file {
             Some(path) => BearerAuth::from_file(path)?,
             None => BearerAuth::disabled(),
         };
-        if !config.addr.ip().is_loopback() {
+        for addr in std::iter::once(config.addr).chain(config.http_addr) {
+            if addr.ip().is_loopback() {
+                continue;
+            }
             if !enabled {
-                tracing::warn!(addr = %config.addr, "listening beyond loopback without TLS: images and \
+                tracing::warn!(%addr, "listening beyond loopback without TLS: images and \
                     predictions cross the network in clear (see docs/security.md)");
             }
             if !auth.is_enabled() && config.tls_client_ca.is_none() {
-                tracing::warn!(addr = %config.addr, "listening beyond loopback without a token or client \
+                tracing::warn!(%addr, "listening beyond loopback without a token or client \
                     certificates: anyone who can reach the port can call it (see docs/security.md)");
             }
         }
-        Ok(Self { transport, tls: enabled, auth })
+        Ok(Self { transport, tls: enabled, http_tls, auth })
     }
 }
 
@@ -137,15 +182,17 @@ async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), 
 
 async fn serve(
     config: Config,
-    Access { transport, tls: tls_enabled, auth }: Access,
+    Access { transport, tls: tls_enabled, http_tls, auth }: Access,
     (backend, model): (OnnxBackend, ModelDescription),
-    listener: TcpListener,
+    Listeners { grpc: listener, http: http_listener }: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.addr, source })?;
-    if let Some(addr) = config.metrics_addr {
-        metrics::install(addr)?;
-    }
+    let prometheus = if config.metrics_addr.is_some() || config.http_metrics {
+        Some(metrics::install(config.metrics_addr)?)
+    } else {
+        None
+    };
     metrics::model_info(model.provider, &model.sha256);
 
     let batcher_config = BatcherConfig {
@@ -156,22 +203,23 @@ async fn serve(
         std: model.std,
     };
     let (batcher, inference_thread) = Batcher::start(Box::new(backend), batcher_config)?;
-    let info = model_info(&config, &model);
+    let served = served_model(&config, &model);
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,
         max_pixels: config.max_image_pixels,
         ..DecodeLimits::default()
     };
-    let classifier = ClassifierService::new(
+    let core = Arc::new(Core::new(
         batcher.clone(),
-        info,
-        service::Limits {
+        served,
+        core::Limits {
             decode: limits,
             max_in_flight_per_stream: config.max_in_flight_per_stream as usize,
             max_streams: config.max_streams as usize,
             max_admitted: config.max_queue_size as usize,
+            max_images_per_request: config.max_images_per_request as usize,
         },
-    );
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -183,13 +231,22 @@ async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     // Health stays open so that load balancers and orchestrators can probe
     // without credentials; everything else is behind the token.
-    let classifier = ClassifierServer::new(classifier)
+    let classifier = ClassifierServer::new(ClassifierService::new(Arc::clone(&core)))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let mut router = builder.add_service(health_service).add_service(CallTiming::new(MessageLimit::new(
-        InterceptedService::new(classifier, auth.clone()),
-        config.max_message_bytes,
-    )));
+    let inference = GrpcInferenceServiceServer::new(InferenceService::new(Arc::clone(&core)))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let mut router = builder
+        .add_service(health_service)
+        .add_service(CallTiming::new(MessageLimit::new(
+            InterceptedService::new(classifier, auth.clone()),
+            config.max_message_bytes,
+        )))
+        .add_service(CallTiming::new(MessageLimit::new(
+            InterceptedService::new(inference, auth.clone()),
+            config.max_message_bytes,
+        )));
     if !config.no_reflection {
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -202,10 +259,12 @@ async fn serve(
             .add_service(InterceptedService::new(reflection().build_v1alpha().map_err(error)?, auth.clone()));
     }
 
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), async {
-        let _ = serving_stopped.await;
-    }));
+    let (stop_serving, serving_stopped) = tokio::sync::watch::channel(false);
+    let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let server =
+        tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stopped(serving_stopped.clone())));
     tracing::info!(
         addr = %local_addr,
         tls = tls_enabled,
@@ -214,24 +273,66 @@ async fn serve(
         reflection = !config.no_reflection,
         "listening"
     );
+    let http_server = match http_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: local_addr, source })?;
+            let metrics = prometheus.filter(|_| config.http_metrics);
+            let app = api::http::router(Arc::clone(&core), auth.clone(), metrics);
+            let shutdown = stopped(serving_stopped.clone());
+            let task = match http_tls {
+                Some(acceptor) => {
+                    let listener = tls::TlsListener::new(listener, acceptor)
+                        .map_err(|source| ServerError::Bind { addr, source })?;
+                    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
+                }
+                None => {
+                    use axum::serve::ListenerExt;
+                    // As on the gRPC port: no Nagle delay on small answers.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
+                }
+            };
+            tracing::info!(addr = %addr, tls = tls_enabled, metrics = config.http_metrics, "HTTP listening");
+            Some(task)
+        }
+        None => None,
+    };
 
     // A batch cannot hold more images than the queue does.
     let warm_up_batch = config.max_batch_size.min(config.max_queue_size) as usize;
     if let Err(error) = warm_up(&batcher, warm_up_batch).await {
-        let _ = stop_serving.send(());
+        let _ = stop_serving.send(true);
         batcher.close();
         let _ = server.await;
+        if let Some(http) = http_server {
+            let _ = http.await;
+        }
         let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
         return Err(error);
     }
+    core.set_ready(true);
     set_health(&health, ServingStatus::Serving).await;
     tracing::info!(addr = %local_addr, provider = model.provider, "ready: serving");
 
     shutdown.await;
     tracing::info!(timeout_seconds = config.shutdown_timeout, "shutting down: draining calls in flight");
+    core.set_ready(false);
     set_health(&health, ServingStatus::NotServing).await;
-    let _ = stop_serving.send(());
-    match tokio::time::timeout(config.shutdown_timeout(), server).await {
+    let _ = stop_serving.send(true);
+    let drained = async {
+        let grpc = server.await;
+        if let Some(http) = http_server {
+            match http.await {
+                Ok(Err(error)) => tracing::error!(%error, "HTTP server failed"),
+                Err(join_error) => tracing::error!(%join_error, "HTTP server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        grpc
+    };
+    match tokio::time::timeout(config.shutdown_timeout(), drained).await {
         Ok(Ok(result)) => result?,
         Ok(Err(join_error)) => tracing::error!(%join_error, "server task failed"),
         Err(_) => tracing::warn!("shutdown timeout reached: closing the calls still open"),
@@ -272,8 +373,9 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// first real request does not pay for ONNX Runtime's lazy initialisation.
 async fn warm_up(batcher: &Batcher, max_batch_size: usize) -> Result<(), ServerError> {
     let started = Instant::now();
-    batcher.predict(vec![0; IMAGE_PIXELS], None).await?;
-    let batch: Vec<_> = (0..max_batch_size).map(|_| batcher.predict(vec![0; IMAGE_PIXELS], None)).collect();
+    batcher.predict(ModelImage::Pixels(vec![0; IMAGE_PIXELS]), None).await?;
+    let batch: Vec<_> =
+        (0..max_batch_size).map(|_| batcher.predict(ModelImage::Pixels(vec![0; IMAGE_PIXELS]), None)).collect();
     for result in futures_util::future::join_all(batch).await {
         result?;
     }
@@ -282,17 +384,31 @@ async fn warm_up(batcher: &Batcher, max_batch_size: usize) -> Result<(), ServerE
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    health.set_service_status(CLASSIFIER_SERVICE, status).await;
+    for service in ["", CLASSIFIER_SERVICE, INFERENCE_SERVICE] {
+        health.set_service_status(service, status).await;
+    }
 }
 
-/// GetModelInfo's answer, built once.
-fn model_info(config: &Config, model: &ModelDescription) -> ModelInfo {
+/// The model as every front describes it, built once.
+fn served_model(config: &Config, model: &ModelDescription) -> ServedModel {
+    let card = read_card(&config.model, &model.sha256);
+    let version = card
+        .as_ref()
+        .and_then(|card| card.get("version"))
+        .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "1".to_string());
+    let test_accuracy = card.as_ref().and_then(|card| card.get("test_accuracy")).and_then(|a| a.as_f64());
+    ServedModel { info: model_info(config, model, test_accuracy), version }
+}
+
+/// GetModelInfo's answer.
+fn model_info(config: &Config, model: &ModelDescription, test_accuracy: Option<f64>) -> ModelInfo {
     ModelInfo {
         input_shape: vec![-1, 1, 28, 28],
         classes: (0..NUM_CLASSES).map(|d| d.to_string()).collect(),
         model_sha256: model.sha256.clone(),
-        test_accuracy: card_accuracy(&config.model, &model.sha256),
+        test_accuracy,
         execution_provider: model.provider.to_string(),
         batching: Some(BatchingConfig {
             max_batch_size: config.max_batch_size,
@@ -306,9 +422,9 @@ fn model_info(config: &Config, model: &ModelDescription) -> ModelInfo {
     }
 }
 
-/// Test accuracy from the model's card (`mnist.json` beside `mnist.onnx`),
-/// when the card describes this very file.
-fn card_accuracy(model: &Path, sha256: &str) -> Option<f64> {
+/// The model's card (`mnist.json` beside `mnist.onnx`), when it describes
+/// this very file.
+fn read_card(model: &Path, sha256: &str) -> Option<serde_json::Value> {
     let path = model.with_extension("json");
     let text = std::fs::read_to_string(&path).ok()?;
     let card: serde_json::Value = match serde_json::from_str(&text) {
@@ -322,5 +438,5 @@ fn card_accuracy(model: &Path, sha256: &str) -> Option<f64> {
         tracing::warn!(card = %path.display(), "model card describes another file (SHA-256 differs); ignoring it");
         return None;
     }
-    card.get("test_accuracy").and_then(|a| a.as_f64())
+    Some(card)
 }

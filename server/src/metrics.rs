@@ -6,11 +6,12 @@
 use std::{net::SocketAddr, time::Duration};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ServerError;
 
 const REQUESTS: &str = "mnist_requests_total";
+const IMAGES: &str = "mnist_images_total";
 const REQUEST_SECONDS: &str = "mnist_request_duration_seconds";
 const QUEUE_WAIT_SECONDS: &str = "mnist_queue_wait_seconds";
 const INFERENCE_SECONDS: &str = "mnist_inference_duration_seconds";
@@ -22,28 +23,54 @@ const UNAUTHENTICATED: &str = "mnist_unauthenticated_total";
 const OPEN_STREAMS: &str = "mnist_open_streams";
 const STAGE_SECONDS: &str = "mnist_stage_duration_seconds";
 
-/// Serves `/metrics` in Prometheus text format on `addr`.
-pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
+/// Records metrics from now on, serving `/metrics` in Prometheus text
+/// format on `listen` when given; the handle renders them for other
+/// endpoints (the HTTP port's `/metrics`). Must run inside the tokio runtime.
+pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, ServerError> {
     let latency = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
     let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
     let error = |e: metrics_exporter_prometheus::BuildError| ServerError::Metrics(e.to_string());
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
         .map_err(error)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &batch)
-        .map_err(error)?
-        .install()
         .map_err(error)?;
-    describe_counter!(REQUESTS, "Images classified, by RPC method and gRPC status code.");
-    describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "Time from receiving an image to its answer.");
+    let handle = match listen {
+        Some(addr) => {
+            // `build` also starts the recorder's periodic upkeep.
+            let (recorder, exporter) = builder.with_http_listener(addr).build().map_err(error)?;
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).map_err(|e| ServerError::Metrics(e.to_string()))?;
+            tokio::spawn(async move {
+                if let Err(error) = exporter.await {
+                    tracing::error!(?error, "the metrics endpoint stopped");
+                }
+            });
+            tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+            handle
+        }
+        None => {
+            let handle = builder.install_recorder().map_err(error)?;
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        }
+    };
+    describe_counter!(REQUESTS, "Requests answered, by protocol, method and gRPC status code.");
+    describe_counter!(IMAGES, "Images in the requests answered, by protocol and gRPC status code.");
+    describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "Time from receiving a request to its answer.");
     describe_histogram!(QUEUE_WAIT_SECONDS, metrics::Unit::Seconds, "Time images wait in the queue before inference.");
     describe_histogram!(INFERENCE_SECONDS, metrics::Unit::Seconds, "Time of one model run (one batch).");
     describe_histogram!(BATCH_SIZE, "Images per model run.");
     describe_gauge!(QUEUE_DEPTH, "Images waiting for inference.");
     describe_counter!(DROPPED, "Queued images dropped before inference, by reason (cancelled, deadline).");
     describe_counter!(UNAUTHENTICATED, "Calls refused for a missing or invalid bearer token.");
-    describe_gauge!(OPEN_STREAMS, "Predict streams open.");
+    describe_gauge!(OPEN_STREAMS, "Streams open (Predict and ModelStreamInfer).");
     describe_histogram!(
         STAGE_SECONDS,
         metrics::Unit::Seconds,
@@ -51,8 +78,7 @@ pub fn install(addr: SocketAddr) -> Result<(), ServerError> {
          decode one image), respond (answer to last frame, PredictOne)."
     );
     describe_gauge!(MODEL_INFO, "Always 1; labels describe the model being served.");
-    tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-    Ok(())
+    Ok(handle)
 }
 
 /// Records the model and the execution provider that runs it.
@@ -60,10 +86,15 @@ pub fn model_info(provider: &'static str, sha256: &str) {
     gauge!(MODEL_INFO, "provider" => provider, "sha256" => sha256.to_string()).set(1.0);
 }
 
-/// Records one image's outcome and latency.
-pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
-    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
-    histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+/// Records one request's outcome and latency, by protocol (`mnist.v1`,
+/// `oip-grpc`, `oip-http`) and method; `images` is how many images it
+/// carried (one per `mnist.v1` request; N for an Open Inference Protocol
+/// tensor; 0 when refused before they were counted).
+pub fn request(protocol: &'static str, method: &'static str, code: tonic::Code, elapsed: Duration, images: usize) {
+    let code = code_name(code);
+    counter!(REQUESTS, "protocol" => protocol, "method" => method, "code" => code).increment(1);
+    counter!(IMAGES, "protocol" => protocol, "code" => code).increment(images as u64);
+    histogram!(REQUEST_SECONDS, "protocol" => protocol, "method" => method).record(elapsed.as_secs_f64());
 }
 
 /// Records the time one image or call spent in one stage (see [`crate::timing`]).

@@ -1,12 +1,23 @@
-//! TLS (rustls) for the gRPC port, with optional client certificates.
+//! TLS (rustls) for the gRPC port and the HTTP port, with optional client
+//! certificates: the same files, the same rules.
 //!
 //! The PEM files are read and parsed here, before tonic sees them, so a
 //! missing or malformed file stops start-up with an error that names the
 //! file and what is wrong with it, instead of a handshake failure later.
 
-use std::{fs, path::Path, time::Duration};
+use std::{fs, io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tokio_rustls::{
+    TlsAcceptor,
+    rustls::{self, RootCertStore, server::WebPkiClientVerifier},
+    server::TlsStream,
+};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::error::ServerError;
@@ -43,6 +54,111 @@ pub fn server_config(files: TlsFiles<'_>) -> Result<ServerTlsConfig, ServerError
 
 /// Reads a PEM file that must hold at least one certificate (`what` names
 /// it in the error).
+/// Reads and checks the files and builds the HTTP port's TLS acceptor
+/// (rustls with ring, as tonic uses; HTTP/2 and HTTP/1.1 by ALPN).
+pub fn http_acceptor(files: TlsFiles<'_>) -> Result<TlsAcceptor, ServerError> {
+    let chain = parse_certificates(files.cert, &read_certificates(files.cert, "certificate")?)?;
+    let key = PrivateKeyDer::from_pem_slice(&read(files.key)?)
+        .map_err(|e| tls_error(files.key, format!("contains no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls { path: None, reason: e.to_string() })?;
+    let builder = match files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for certificate in parse_certificates(path, &read_certificates(path, "CA certificate")?)? {
+                roots.add(certificate).map_err(|e| tls_error(path, format!("unusable CA certificate: {e}")))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| tls_error(path, format!("unusable CA certificate: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_error(files.key, format!("does not match the certificate: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The HTTP port's connections once their TLS handshake has succeeded.
+///
+/// Handshakes run in tasks of their own (for at most the handshake
+/// timeout), so a slow or silent client does not hold up the others; the
+/// accepted sockets get `TCP_NODELAY`, as the gRPC port's do.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    accepting: JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener`.
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (sender, handshaken) = mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(%error, "HTTP port: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, sender) = (acceptor.clone(), sender.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = sender.send((stream, peer)).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "HTTP port: TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "HTTP port: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { handshaken, local_addr, accepting })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(connection) => connection,
+            // The accepting task never ends on its own (it is aborted only
+            // with this listener), so this is not reached; never resolving
+            // is what a listener without connections does.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(path, format!("not a PEM certificate file: {e}")))
+}
+
 fn read_certificates(path: &Path, what: &str) -> Result<Vec<u8>, ServerError> {
     let pem = read(path)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)

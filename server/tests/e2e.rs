@@ -359,8 +359,14 @@ async fn prometheus_metrics_count_requests_batches_and_the_provider() {
     })
     .await
     .unwrap();
-    assert!(scrape.contains(r#"mnist_requests_total{method="PredictOne",code="OK"} 3"#), "{scrape}");
-    assert!(scrape.contains(r#"mnist_requests_total{method="PredictOne",code="INVALID_ARGUMENT"} 1"#), "{scrape}");
+    assert!(
+        scrape.contains(r#"mnist_requests_total{protocol="mnist.v1",method="PredictOne",code="OK"} 3"#),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(r#"mnist_requests_total{protocol="mnist.v1",method="PredictOne",code="INVALID_ARGUMENT"} 1"#),
+        "{scrape}"
+    );
     assert!(scrape.contains(r#"mnist_model_info{provider="cpu""#), "{scrape}");
     for family in [
         "mnist_batch_size_bucket",

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use fuzz::{LIMITS, stored_inputs};
 use mnist::{IMAGE_PIXELS, proto::v1::PredictRequest};
-use mnist_server::service::{parse_grpc_timeout, prepare_input};
+use mnist_server::api::{classifier::prepare_input, parse_grpc_timeout};
 use prost::Message;
 
 #[test]

@@ -1,0 +1,134 @@
+//! `mnist.v1.Classifier`: the service's own gRPC API, one image per message.
+//!
+//! Overload, per kind of call (the rules are the [`Core`]'s):
+//! - a `Predict` stream beyond `max_streams` fails at once with
+//!   RESOURCE_EXHAUSTED;
+//! - an open stream does not read its next image until that image can be
+//!   admitted, so HTTP/2 flow control holds the client back: no refusals to
+//!   retry in a loop (which would spend the CPU the admitted images need);
+//! - a `PredictOne` call that cannot be admitted at once fails with
+//!   RESOURCE_EXHAUSTED, for the client to retry with backoff.
+
+use std::{sync::Arc, time::Instant};
+
+use mnist::{
+    preprocess::DecodeLimits,
+    proto::v1::{
+        GetModelInfoRequest, ModelInfo, PredictRequest, PredictResponse, classifier_server::Classifier,
+        predict_request::Input,
+    },
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::stream::{self, ResponseStream};
+use crate::{
+    batcher::{ModelImage, Prediction},
+    core::{Admission, Core, ImageInput, prepare_image},
+    error::ServerError,
+    metrics, timing,
+};
+
+/// The protocol's name in metrics.
+const PROTOCOL: &str = "mnist.v1";
+
+/// The Classifier service; cheap to clone (one per call).
+#[derive(Clone)]
+pub struct ClassifierService {
+    core: Arc<Core>,
+}
+
+impl ClassifierService {
+    /// The service, over the shared core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+/// A request's image, in the core's terms.
+fn image_input(input: Option<Input>) -> Result<ImageInput, ServerError> {
+    match input {
+        None => Err(ServerError::EmptyInput),
+        Some(Input::Pixels(pixels)) => Ok(ImageInput::Pixels(pixels)),
+        Some(Input::Image(bytes)) => Ok(ImageInput::Encoded(bytes)),
+    }
+}
+
+/// Validates a request's input and turns it into 784 MNIST pixels: all that
+/// a request's bytes go through before the model. Blocking for images (they
+/// are decoded); public so that the fuzzer drives the very code that serves.
+pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<u8>, ServerError> {
+    match prepare_image(image_input(input)?, limits)? {
+        ModelImage::Pixels(pixels) => Ok(pixels),
+        ModelImage::Normalized(_) => Err(ServerError::Inference("mnist.v1 input became normalized values".into())),
+    }
+}
+
+fn response(id: String, prediction: Prediction) -> PredictResponse {
+    PredictResponse {
+        id,
+        digit: prediction.digit,
+        confidence: prediction.confidence,
+        probabilities: prediction.probabilities,
+        error: None,
+    }
+}
+
+/// Classifies one admitted image.
+async fn classify(
+    core: &Core,
+    request: PredictRequest,
+    deadline: Option<Instant>,
+    admission: Admission,
+) -> Result<PredictResponse, ServerError> {
+    let image = image_input(request.input)?;
+    Ok(response(request.id, core.classify(image, deadline, admission).await?))
+}
+
+/// One `Predict` stream item: errors go into the response, not the stream.
+async fn classify_item(
+    core: Arc<Core>,
+    request: PredictRequest,
+    deadline: Option<Instant>,
+    admission: Admission,
+) -> PredictResponse {
+    let started = Instant::now();
+    let id = request.id.clone();
+    let result = classify(&core, request, deadline, admission).await;
+    let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+    metrics::request(PROTOCOL, "Predict", code, started.elapsed(), 1);
+    result.unwrap_or_else(|error| PredictResponse { id, error: Some(error.to_rpc_status()), ..Default::default() })
+}
+
+#[tonic::async_trait]
+impl Classifier for ClassifierService {
+    type PredictStream = ResponseStream<PredictResponse>;
+
+    async fn predict(
+        &self,
+        request: Request<Streaming<PredictRequest>>,
+    ) -> Result<Response<Self::PredictStream>, Status> {
+        let deadline = super::deadline(request.metadata());
+        let slot = stream::open(&self.core, PROTOCOL, "Predict")?;
+        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
+            classify_item(core, request, deadline, place)
+        });
+        Ok(Response::new(answers))
+    }
+
+    async fn predict_one(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
+        let started = Instant::now();
+        timing::received(&request);
+        let deadline = super::deadline(request.metadata());
+        let result = match self.core.try_admit(1) {
+            Ok(admission) => classify(&self.core, request.into_inner(), deadline, admission).await,
+            Err(error) => Err(error),
+        };
+        let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+        metrics::request(PROTOCOL, "PredictOne", code, started.elapsed(), 1);
+        Ok(timing::answered(Response::new(result?)))
+    }
+
+    async fn get_model_info(&self, _request: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
+        Ok(Response::new(self.core.model().info.clone()))
+    }
+}

@@ -1,0 +1,535 @@
+//! The Open Inference Protocol's REST API (KServe v2, Triton's HTTP
+//! endpoints) on `--http-addr`, with axum.
+//!
+//! Requests are JSON, or JSON followed by binary tensor data (Triton's
+//! binary data extension, which `tritonclient.http` uses by default): the
+//! `Inference-Header-Content-Length` header says where the JSON ends, and
+//! each input with a `binary_data_size` parameter takes that many bytes of
+//! what follows, in order. Outputs asked for with `binary_data` (or all of
+//! them with the request parameter `binary_data_output`) are answered the
+//! same way.
+//!
+//! The health routes are open, for probes; every other route needs the
+//! bearer token when the server has one. Errors are `{"error": "..."}`
+//! with the HTTP code of their gRPC status (400, 401, 404, 413, 429, 503).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Path, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mnist::proto::inference::{DataType, ModelConfig, ModelMetadataResponse, model_input};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::oip::{self, InputTensor, OutputData, OutputTensor, RequestedOutput, TensorData};
+use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics};
+
+/// The protocol's name in metrics.
+const PROTOCOL: &str = "oip-http";
+
+/// Where the JSON part of a request or response with binary data ends.
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    core: Arc<Core>,
+    auth: BearerAuth,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// The REST API over `core`; `/metrics` too when `metrics` is given.
+pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandle>) -> Router {
+    let state = AppState { core, auth, metrics };
+    let mut protected = Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
+        .route("/v2/models/{model}/config", get(model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(model_config))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer));
+    if state.metrics.is_some() {
+        protected = protected.route("/metrics", get(render_metrics));
+    }
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// An error as the protocol answers it.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<ServerError> for ApiError {
+    fn from(error: ServerError) -> Self {
+        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self { status, message: error.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    match state.auth.authorize(authorization) {
+        Ok(()) => next.run(request).await,
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such route; the Open Inference Protocol's are under /v2 (e.g. POST /v2/models/mnist/infer)"
+            .to_string(),
+    }
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// 200 once the model is warmed up, 503 before and while draining.
+fn readiness(core: &Core) -> StatusCode {
+    if core.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+async fn ready(State(state): State<AppState>) -> StatusCode {
+    readiness(&state.core)
+}
+
+/// The model and version of a route; the version is empty when absent.
+#[derive(Deserialize)]
+struct ModelPath {
+    model: String,
+    #[serde(default)]
+    version: String,
+}
+
+impl ModelPath {
+    fn check(&self, core: &Core) -> Result<(), ApiError> {
+        Ok(oip::check_model(core.model(), &self.model, &self.version)?)
+    }
+}
+
+async fn model_ready(State(state): State<AppState>, Path(path): Path<ModelPath>) -> Result<StatusCode, ApiError> {
+    path.check(&state.core)?;
+    Ok(readiness(&state.core))
+}
+
+async fn server_metadata() -> axum::Json<Value> {
+    let metadata = oip::server_metadata();
+    axum::Json(json!({ "name": metadata.name, "version": metadata.version, "extensions": metadata.extensions }))
+}
+
+async fn model_metadata(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+) -> Result<axum::Json<Value>, ApiError> {
+    path.check(&state.core)?;
+    Ok(axum::Json(metadata_json(&oip::model_metadata(state.core.model()))))
+}
+
+async fn model_config(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+) -> Result<axum::Json<Value>, ApiError> {
+    path.check(&state.core)?;
+    let config = oip::model_config(state.core.model(), state.core.limits().max_images_per_request);
+    Ok(axum::Json(config_json(&config)))
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn infer(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let mut images = 0;
+    let result = infer_body(&state.core, &path, &headers, body, &mut images).await;
+    let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+    metrics::request(PROTOCOL, "infer", code, started.elapsed(), images);
+    Ok(result?)
+}
+
+/// Parses, admits and runs one inference request; `images` is set once known.
+async fn infer_body(
+    core: &Core,
+    path: &ModelPath,
+    headers: &HeaderMap,
+    body: Body,
+    images: &mut usize,
+) -> Result<Response, ServerError> {
+    oip::check_model(core.model(), &path.model, &path.version)?;
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING).filter(|e| e.as_bytes() != b"identity") {
+        return Err(ServerError::InvalidTensor(format!(
+            "Content-Encoding {} is not supported: send the request uncompressed",
+            String::from_utf8_lossy(encoding.as_bytes())
+        )));
+    }
+    let limit = core.limits().decode.max_encoded_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })?;
+    let header_length = match headers.get(HEADER_LENGTH) {
+        None => body.len(),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n <= body.len())
+            .ok_or_else(|| {
+                ServerError::InvalidTensor(format!(
+                    "Inference-Header-Content-Length must be the length of the JSON part, at most the body's {} bytes",
+                    body.len()
+                ))
+            })?,
+    };
+    let request: InferBody = serde_json::from_slice(&body[..header_length])
+        .map_err(|e| ServerError::InvalidTensor(format!("the request is not a valid inference request: {e}")))?;
+    let binary = body.slice(header_length..);
+    let (id, deadline, binary_outputs_by_default) = request_parameters(&request);
+    let outputs: Vec<_> = request.outputs.iter().flatten().map(JsonOutput::requested).collect();
+    let binary_outputs: Vec<bool> = request
+        .outputs
+        .iter()
+        .flatten()
+        .map(|o| o.parameters.get("binary_data").and_then(Value::as_bool).unwrap_or(binary_outputs_by_default))
+        .collect();
+    let inputs = input_tensors(request.inputs, binary)?;
+    let parsed = oip::parse(inputs, &outputs)?;
+    *images = parsed.images.len();
+    let admission = core.try_admit(*images)?;
+    let tensors = oip::infer(core, parsed, deadline, admission).await?;
+    // Outputs answered when none was named follow `binary_data_output`.
+    let binary: Vec<bool> =
+        if binary_outputs.is_empty() { vec![binary_outputs_by_default; tensors.len()] } else { binary_outputs };
+    Ok(response(core, id, tensors, &binary))
+}
+
+/// The JSON part of an inference request.
+#[derive(Deserialize)]
+struct InferBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<JsonInput>,
+    #[serde(default)]
+    outputs: Option<Vec<JsonOutput>>,
+}
+
+#[derive(Deserialize)]
+struct JsonInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct JsonOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+impl JsonOutput {
+    fn requested(&self) -> RequestedOutput {
+        RequestedOutput {
+            name: self.name.clone(),
+            classification: self.parameters.get("classification").and_then(Value::as_i64),
+        }
+    }
+}
+
+/// The request's id, deadline (the `timeout` parameter, in microseconds, as
+/// tritonclient sends it) and whether outputs are binary by default.
+fn request_parameters(request: &InferBody) -> (Option<String>, Option<Instant>, bool) {
+    let timeout = request.parameters.get("timeout").and_then(Value::as_u64).map(Duration::from_micros);
+    let binary = request.parameters.get("binary_data_output").and_then(Value::as_bool).unwrap_or(false);
+    (request.id.clone(), timeout.map(|t| Instant::now() + t), binary)
+}
+
+/// Each input with its data: its share of the binary part when it has a
+/// `binary_data_size`, else its JSON `data`.
+fn input_tensors(inputs: Vec<JsonInput>, mut binary: Bytes) -> Result<Vec<InputTensor>, ServerError> {
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let size = input.parameters.get("binary_data_size").map(|v| {
+            v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                ServerError::InvalidTensor(format!("input '{}': binary_data_size must be a byte count", input.name))
+            })
+        });
+        let data = match (size.transpose()?, input.data) {
+            (Some(size), _) => {
+                if size > binary.len() {
+                    return Err(ServerError::InvalidTensor(format!(
+                        "input '{}' has binary_data_size {size}, but only {} bytes of binary data are left",
+                        input.name,
+                        binary.len()
+                    )));
+                }
+                TensorData::Raw(binary.split_to(size).to_vec())
+            }
+            (None, Some(data)) => json_data(&input.name, &input.datatype, data)?,
+            (None, None) => {
+                return Err(ServerError::InvalidTensor(format!(
+                    "input '{}' has neither `data` nor a `binary_data_size` parameter",
+                    input.name
+                )));
+            }
+        };
+        tensors.push(InputTensor { name: input.name, datatype: input.datatype, shape: input.shape, data });
+    }
+    if !binary.is_empty() {
+        return Err(ServerError::InvalidTensor(format!(
+            "{} bytes of binary data are not claimed by any input's binary_data_size",
+            binary.len()
+        )));
+    }
+    Ok(tensors)
+}
+
+/// A tensor's JSON `data` (flat or nested row-major arrays) as its data type's elements.
+fn json_data(name: &str, datatype: &str, data: Value) -> Result<TensorData, ServerError> {
+    let mut elements = Vec::new();
+    flatten(data, &mut elements);
+    let invalid = |i: usize, what: &str| {
+        ServerError::InvalidTensor(format!("input '{name}' element {i} is not {what} (data type {datatype})"))
+    };
+    Ok(match datatype {
+        "BYTES" => TensorData::Bytes(
+            elements
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.into_bytes()),
+                    _ => Err(invalid(i, "a string")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        "FP32" => TensorData::Fp32(
+            elements
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_f64().map(|x| x as f32).ok_or_else(|| invalid(i, "a number")))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => TensorData::Uint(
+            elements
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_u64().ok_or_else(|| invalid(i, "an unsigned integer")))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn flatten(value: Value, into: &mut Vec<Value>) {
+    match value {
+        Value::Array(items) => items.into_iter().for_each(|item| flatten(item, into)),
+        other => into.push(other),
+    }
+}
+
+/// The response: JSON, followed by the binary outputs' bytes when any.
+fn response(core: &Core, id: Option<String>, tensors: Vec<OutputTensor>, binary: &[bool]) -> Response {
+    let mut tail = Vec::new();
+    let outputs: Vec<Value> = tensors
+        .into_iter()
+        .zip(binary.iter().copied().chain(std::iter::repeat(false)))
+        .map(|(tensor, binary)| {
+            let mut output = json!({ "name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape });
+            if binary {
+                let raw = tensor.data.to_raw();
+                output["parameters"] = json!({ "binary_data_size": raw.len() });
+                tail.extend_from_slice(&raw);
+            } else {
+                output["data"] = match tensor.data {
+                    OutputData::Fp32(values) => json!(values),
+                    OutputData::Int64(values) => json!(values),
+                    OutputData::Bytes(values) => {
+                        json!(values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>())
+                    }
+                };
+            }
+            output
+        })
+        .collect();
+    let mut body = json!({
+        "model_name": oip::MODEL_NAME,
+        "model_version": core.model().version,
+        "outputs": outputs,
+    });
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    let mut bytes = body.to_string().into_bytes();
+    if tail.is_empty() {
+        return ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    }
+    let header_length = bytes.len().to_string();
+    bytes.extend_from_slice(&tail);
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::HeaderName::from_static(HEADER_LENGTH), header_length),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Model metadata as the REST API writes it.
+fn metadata_json(metadata: &ModelMetadataResponse) -> Value {
+    let tensors = |tensors: &[mnist::proto::inference::model_metadata_response::TensorMetadata]| {
+        tensors.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape })).collect::<Vec<_>>()
+    };
+    json!({
+        "name": metadata.name,
+        "versions": metadata.versions,
+        "platform": metadata.platform,
+        "inputs": tensors(&metadata.inputs),
+        "outputs": tensors(&metadata.outputs),
+    })
+}
+
+/// A model configuration as Triton writes it in JSON (protobuf's JSON
+/// mapping with the field names as in the .proto, as tritonclient reads it).
+fn config_json(config: &ModelConfig) -> Value {
+    let data_type = |t: i32| DataType::try_from(t).map_or("TYPE_INVALID", |t| t.as_str_name());
+    let reshape =
+        |r: &Option<mnist::proto::inference::ModelTensorReshape>| r.as_ref().map(|r| json!({ "shape": r.shape }));
+    let inputs: Vec<Value> = config
+        .input
+        .iter()
+        .map(|input| {
+            let format = model_input::Format::try_from(input.format).map_or("FORMAT_NONE", |f| f.as_str_name());
+            let mut value = json!({
+                "name": input.name, "data_type": data_type(input.data_type), "format": format,
+                "dims": input.dims, "optional": input.optional,
+            });
+            if let Some(reshape) = reshape(&input.reshape) {
+                value["reshape"] = reshape;
+            }
+            value
+        })
+        .collect();
+    let outputs: Vec<Value> = config
+        .output
+        .iter()
+        .map(|output| {
+            let mut value =
+                json!({ "name": output.name, "data_type": data_type(output.data_type), "dims": output.dims });
+            if let Some(reshape) = reshape(&output.reshape) {
+                value["reshape"] = reshape;
+            }
+            value
+        })
+        .collect();
+    let parameters: Map<String, Value> = config
+        .parameters
+        .iter()
+        .map(|(key, value)| (key.clone(), json!({ "string_value": value.string_value })))
+        .collect();
+    let mut value = json!({
+        "name": config.name,
+        "platform": config.platform,
+        "backend": config.backend,
+        "max_batch_size": config.max_batch_size,
+        "input": inputs,
+        "output": outputs,
+        "parameters": parameters,
+    });
+    if let Some(batching) = &config.dynamic_batching {
+        value["dynamic_batching"] = json!({
+            "preferred_batch_size": batching.preferred_batch_size,
+            "max_queue_delay_microseconds": batching.max_queue_delay_microseconds,
+        });
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_parts_go_to_their_inputs_in_order() {
+        let inputs = vec![
+            JsonInput {
+                name: "pixels".into(),
+                shape: vec![1, 784],
+                datatype: "UINT8".into(),
+                parameters: [("binary_data_size".to_string(), json!(3))].into_iter().collect(),
+                data: None,
+            },
+            JsonInput {
+                name: "image".into(),
+                shape: vec![1],
+                datatype: "BYTES".into(),
+                parameters: Map::new(),
+                data: Some(json!(["abc"])),
+            },
+        ];
+        let tensors = input_tensors(inputs, Bytes::from_static(b"xyz")).unwrap();
+        assert_eq!(tensors[0].data, TensorData::Raw(b"xyz".to_vec()));
+        assert_eq!(tensors[1].data, TensorData::Bytes(vec![b"abc".to_vec()]));
+
+        let claimed_too_much = vec![JsonInput {
+            name: "pixels".into(),
+            shape: vec![1, 784],
+            datatype: "UINT8".into(),
+            parameters: [("binary_data_size".to_string(), json!(784))].into_iter().collect(),
+            data: None,
+        }];
+        let error = input_tensors(claimed_too_much, Bytes::from_static(b"xyz")).err().unwrap();
+        assert!(error.to_string().contains("only 3 bytes"), "{error}");
+    }
+
+    #[test]
+    fn json_data_may_be_nested_and_must_fit_its_type() {
+        let data = json_data("pixels", "UINT8", json!([[1, 2], [3, 255]])).unwrap();
+        assert_eq!(data, TensorData::Uint(vec![1, 2, 3, 255]));
+        let error = json_data("pixels", "UINT8", json!([1, -2])).unwrap_err();
+        assert!(error.to_string().contains("element 1"), "{error}");
+        assert_eq!(json_data("input", "FP32", json!([0.5, 1])).unwrap(), TensorData::Fp32(vec![0.5, 1.0]));
+        assert!(json_data("image", "BYTES", json!([1])).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! `inference.GRPCInferenceService`: the Open Inference Protocol over gRPC,
+//! on the same port as `mnist.v1`, so Triton and KServe clients call the
+//! server unchanged.
+//!
+//! This module only moves data between the protocol's messages and
+//! [`oip`]'s tensors; admission, limits and batching are the [`Core`]'s,
+//! shared with every other front. As Triton does, a request that sent its
+//! inputs as raw bytes is answered with raw outputs.
+
+use std::{sync::Arc, time::Instant};
+
+use mnist::proto::inference::{
+    InferParameter, InferTensorContents, ModelConfigRequest, ModelConfigResponse, ModelInferRequest,
+    ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse,
+    ModelStreamInferResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
+    ServerReadyRequest, ServerReadyResponse, grpc_inference_service_server::GrpcInferenceService,
+    infer_parameter::ParameterChoice, model_infer_request::InferInputTensor, model_infer_response::InferOutputTensor,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    oip::{self, InputTensor, OutputData, OutputTensor, RequestedOutput, TensorData},
+    stream::{self, ResponseStream},
+};
+use crate::{
+    core::{Admission, Core},
+    error::ServerError,
+    metrics, timing,
+};
+
+/// The protocol's name in metrics.
+const PROTOCOL: &str = "oip-grpc";
+
+/// The Open Inference Protocol's gRPC service; cheap to clone.
+#[derive(Clone)]
+pub struct InferenceService {
+    core: Arc<Core>,
+}
+
+impl InferenceService {
+    /// The service, over the shared core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+/// A request, validated: its model checked, its tensors parsed.
+struct Parsed {
+    id: String,
+    raw_outputs: bool,
+    request: oip::InferRequest,
+}
+
+fn parse(core: &Core, request: ModelInferRequest) -> Result<Parsed, ServerError> {
+    oip::check_model(core.model(), &request.model_name, &request.model_version)?;
+    let raw_outputs = !request.raw_input_contents.is_empty();
+    let inputs = input_tensors(request.inputs, request.raw_input_contents)?;
+    let outputs: Vec<_> = request
+        .outputs
+        .into_iter()
+        .map(|output| RequestedOutput {
+            classification: output.parameters.get("classification").and_then(integer),
+            name: output.name,
+        })
+        .collect();
+    Ok(Parsed { id: request.id, raw_outputs, request: oip::parse(inputs, &outputs)? })
+}
+
+/// Pairs each input with its data: the raw entry of the same position when
+/// the request used `raw_input_contents`, else the typed contents that
+/// match its data type.
+fn input_tensors(inputs: Vec<InferInputTensor>, raw: Vec<Vec<u8>>) -> Result<Vec<InputTensor>, ServerError> {
+    if !raw.is_empty() && raw.len() != inputs.len() {
+        return Err(ServerError::InvalidTensor(format!(
+            "{} raw_input_contents for {} inputs: send one per input, or none",
+            raw.len(),
+            inputs.len()
+        )));
+    }
+    let mut raw = raw.into_iter();
+    Ok(inputs
+        .into_iter()
+        .map(|input| {
+            let contents = input.contents.unwrap_or_default();
+            let data = match raw.next() {
+                Some(bytes) => TensorData::Raw(bytes),
+                None => match input.datatype.as_str() {
+                    "FP32" => TensorData::Fp32(contents.fp32_contents),
+                    "BYTES" => TensorData::Bytes(contents.bytes_contents),
+                    _ => TensorData::Uint(contents.uint_contents.into_iter().map(u64::from).collect()),
+                },
+            };
+            InputTensor { name: input.name, datatype: input.datatype, shape: input.shape, data }
+        })
+        .collect())
+}
+
+/// An integer parameter (tritonclient sends `classification` as int64).
+fn integer(parameter: &InferParameter) -> Option<i64> {
+    match parameter.parameter_choice.as_ref()? {
+        ParameterChoice::Int64Param(value) => Some(*value),
+        ParameterChoice::Uint64Param(value) => i64::try_from(*value).ok(),
+        _ => None,
+    }
+}
+
+fn response(core: &Core, id: String, tensors: Vec<OutputTensor>, raw_outputs: bool) -> ModelInferResponse {
+    let mut raw_output_contents = Vec::new();
+    let outputs = tensors
+        .into_iter()
+        .map(|tensor| {
+            let contents = if raw_outputs {
+                raw_output_contents.push(tensor.data.to_raw());
+                None
+            } else {
+                Some(match tensor.data {
+                    OutputData::Fp32(values) => InferTensorContents { fp32_contents: values, ..Default::default() },
+                    OutputData::Int64(values) => InferTensorContents { int64_contents: values, ..Default::default() },
+                    OutputData::Bytes(values) => InferTensorContents { bytes_contents: values, ..Default::default() },
+                })
+            };
+            InferOutputTensor {
+                name: tensor.name.to_string(),
+                datatype: tensor.datatype.to_string(),
+                shape: tensor.shape,
+                parameters: Default::default(),
+                contents,
+            }
+        })
+        .collect();
+    ModelInferResponse {
+        model_name: oip::MODEL_NAME.to_string(),
+        model_version: core.model().version.clone(),
+        id,
+        parameters: Default::default(),
+        outputs,
+        raw_output_contents,
+    }
+}
+
+/// Runs one parsed, admitted request.
+async fn infer(
+    core: &Core,
+    parsed: Parsed,
+    deadline: Option<Instant>,
+    admission: Admission,
+) -> Result<ModelInferResponse, ServerError> {
+    let Parsed { id, raw_outputs, request } = parsed;
+    let tensors = oip::infer(core, request, deadline, admission).await?;
+    Ok(response(core, id, tensors, raw_outputs))
+}
+
+/// One `ModelStreamInfer` message, admitted for one image: its place grows
+/// to its N images first. Errors go into the answer, not the stream.
+async fn infer_item(
+    core: Arc<Core>,
+    request: ModelInferRequest,
+    deadline: Option<Instant>,
+    mut admission: Admission,
+) -> ModelStreamInferResponse {
+    let started = Instant::now();
+    let mut images = 0;
+    let result = async {
+        let parsed = parse(&core, request)?;
+        images = parsed.request.images.len();
+        core.admit_rest(&mut admission, images).await?;
+        infer(&core, parsed, deadline, admission).await
+    }
+    .await;
+    let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+    metrics::request(PROTOCOL, "ModelStreamInfer", code, started.elapsed(), images);
+    match result {
+        Ok(response) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
+        Err(error) => ModelStreamInferResponse { error_message: error.to_string(), infer_response: None },
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceService {
+    type ModelStreamInferStream = ResponseStream<ModelStreamInferResponse>;
+
+    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: self.core.is_ready() }))
+    }
+
+    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        oip::check_model(self.core.model(), &request.name, &request.version)?;
+        Ok(Response::new(ModelReadyResponse { ready: self.core.is_ready() }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(oip::server_metadata()))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        oip::check_model(self.core.model(), &request.name, &request.version)?;
+        Ok(Response::new(oip::model_metadata(self.core.model())))
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let request = request.into_inner();
+        oip::check_model(self.core.model(), &request.name, &request.version)?;
+        let config = oip::model_config(self.core.model(), self.core.limits().max_images_per_request);
+        Ok(Response::new(ModelConfigResponse { config: Some(config) }))
+    }
+
+    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        timing::received(&request);
+        let deadline = super::deadline(request.metadata());
+        let mut images = 0;
+        let result = match parse(&self.core, request.into_inner()) {
+            Ok(parsed) => {
+                images = parsed.request.images.len();
+                match self.core.try_admit(images) {
+                    Ok(admission) => infer(&self.core, parsed, deadline, admission).await,
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+        metrics::request(PROTOCOL, "ModelInfer", code, started.elapsed(), images);
+        Ok(timing::answered(Response::new(result?)))
+    }
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let deadline = super::deadline(request.metadata());
+        let slot = stream::open(&self.core, PROTOCOL, "ModelStreamInfer")?;
+        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
+            infer_item(core, request, deadline, place)
+        });
+        Ok(Response::new(answers))
+    }
+}

@@ -1,0 +1,601 @@
+//! The Open Inference Protocol (KServe v2, Triton) as both of its fronts
+//! speak it: the model's tensors, the translation of input tensors into
+//! images and of predictions into output tensors, and the model's
+//! metadata and configuration.
+//!
+//! The gRPC front ([`super::inference`]) and the HTTP front ([`super::http`])
+//! only move data between their wire format and [`InputTensor`] /
+//! [`OutputTensor`]; every rule about names, data types and shapes is here.
+//!
+//! The model takes one of three inputs (a request sends exactly one):
+//! - `input`, FP32 `[N,1,28,28]`: the ONNX graph's own input, already
+//!   normalized;
+//! - `pixels`, UINT8 `[N,28,28]` or `[N,784]`: raw pixels (0 = background),
+//!   normalized by the server;
+//! - `image`, BYTES `[N]` (or `[N,1]`): encoded files (PNG, JPEG, ...),
+//!   preprocessed like `mnist.v1`'s `image`.
+//!
+//! and answers with `logits` FP32 `[N,10]`, `probabilities` FP32 `[N,10]`
+//! and `digit` INT64 `[N]` (all three unless the request names some).
+
+use std::time::Instant;
+
+use mnist::{
+    IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES,
+    proto::inference::{
+        DataType, ModelConfig, ModelDynamicBatching, ModelInput, ModelMetadataResponse, ModelOutput, ModelParameter,
+        ModelTensorReshape, ServerMetadataResponse, model_input, model_metadata_response::TensorMetadata,
+    },
+};
+
+use crate::{
+    batcher::Prediction,
+    core::{Admission, Core, ImageInput, ServedModel},
+    error::ServerError,
+};
+
+/// The one model this server serves.
+pub const MODEL_NAME: &str = "mnist";
+
+/// Triton's name for a model run by ONNX Runtime.
+const PLATFORM: &str = "onnxruntime_onnx";
+
+/// Protocol extensions served (`ServerMetadata`, `GET /v2`).
+const EXTENSIONS: [&str; 3] = ["classification", "model_configuration", "binary_tensor_data"];
+
+const INPUT: &str = "input";
+const PIXELS: &str = "pixels";
+const IMAGE: &str = "image";
+const INPUT_NAMES: &str = "`input` (FP32 [N,1,28,28]), `pixels` (UINT8 [N,28,28] or [N,784]) or `image` (BYTES [N])";
+
+const LOGITS: &str = "logits";
+const PROBABILITIES: &str = "probabilities";
+const DIGIT: &str = "digit";
+const OUTPUT_NAMES: &str = "`logits`, `probabilities` or `digit`";
+
+/// An input tensor's data as a request carried it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// Little-endian bytes (gRPC `raw_input_contents`, HTTP binary data);
+    /// BYTES elements each prefixed by their 4-byte little-endian length.
+    Raw(Vec<u8>),
+    /// FP32 elements.
+    Fp32(Vec<f32>),
+    /// Unsigned integer elements (UINT8 data in gRPC's `uint_contents` or JSON).
+    Uint(Vec<u64>),
+    /// BYTES elements.
+    Bytes(Vec<Vec<u8>>),
+}
+
+/// An input tensor of an inference request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputTensor {
+    /// The tensor's name: `input`, `pixels` or `image`.
+    pub name: String,
+    /// Its data type ("FP32", "UINT8", "BYTES").
+    pub datatype: String,
+    /// Its shape, batch dimension first.
+    pub shape: Vec<i64>,
+    /// Its elements.
+    pub data: TensorData,
+}
+
+/// An output a request asks for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestedOutput {
+    /// `logits`, `probabilities` or `digit`.
+    pub name: String,
+    /// Triton's classification extension: the top k classes instead of the
+    /// tensor (`classification` parameter).
+    pub classification: Option<i64>,
+}
+
+/// The outputs of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Logits,
+    Probabilities,
+    Digit,
+}
+
+/// One output to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputSpec {
+    output: Output,
+    /// Top-k classification instead of the tensor.
+    classes: Option<usize>,
+}
+
+/// An inference request, validated: its images and the outputs to answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferRequest {
+    /// The images, in the request's order.
+    pub images: Vec<ImageInput>,
+    /// The outputs, in the request's order (all three when it named none).
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// The data of an output tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputData {
+    /// FP32 elements.
+    Fp32(Vec<f32>),
+    /// INT64 elements.
+    Int64(Vec<i64>),
+    /// BYTES elements (classification strings).
+    Bytes(Vec<Vec<u8>>),
+}
+
+/// An output tensor of an inference response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTensor {
+    /// The tensor's name.
+    pub name: &'static str,
+    /// Its data type.
+    pub datatype: &'static str,
+    /// Its shape, batch dimension first.
+    pub shape: Vec<i64>,
+    /// Its elements.
+    pub data: OutputData,
+}
+
+impl OutputData {
+    /// The elements as little-endian bytes (BYTES elements length-prefixed),
+    /// for gRPC's `raw_output_contents` and HTTP's binary data.
+    pub fn to_raw(&self) -> Vec<u8> {
+        match self {
+            OutputData::Fp32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            OutputData::Int64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            OutputData::Bytes(elements) => {
+                let mut raw = Vec::with_capacity(elements.iter().map(|e| e.len() + 4).sum());
+                for element in elements {
+                    raw.extend_from_slice(&(element.len() as u32).to_le_bytes());
+                    raw.extend_from_slice(element);
+                }
+                raw
+            }
+        }
+    }
+}
+
+/// Refuses a request for a model or version that is not served, naming the
+/// one that is. An empty version means the served one.
+pub fn check_model(model: &ServedModel, name: &str, version: &str) -> Result<(), ServerError> {
+    if name == MODEL_NAME && (version.is_empty() || version == model.version) {
+        return Ok(());
+    }
+    let asked =
+        if version.is_empty() { format!("model '{name}'") } else { format!("model '{name}' version '{version}'") };
+    Err(ServerError::ModelNotFound(format!(
+        "{asked} is not served; this server serves model '{MODEL_NAME}' version '{}'",
+        model.version
+    )))
+}
+
+/// Validates a request's tensors and turns them into images and outputs.
+pub fn parse(inputs: Vec<InputTensor>, outputs: &[RequestedOutput]) -> Result<InferRequest, ServerError> {
+    let outputs = select_outputs(outputs)?;
+    let mut inputs = inputs.into_iter();
+    let (Some(input), None) = (inputs.next(), inputs.next()) else {
+        return Err(ServerError::InvalidTensor(format!("send exactly one input tensor: {INPUT_NAMES}")));
+    };
+    Ok(InferRequest { images: images(input)?, outputs })
+}
+
+/// Runs an admitted request through the core; its output tensors.
+pub async fn infer(
+    core: &Core,
+    request: InferRequest,
+    deadline: Option<Instant>,
+    admission: Admission,
+) -> Result<Vec<OutputTensor>, ServerError> {
+    let predictions = core.classify_all(request.images, deadline, admission).await?;
+    Ok(request.outputs.iter().map(|spec| output_tensor(*spec, &predictions)).collect())
+}
+
+/// The images of an input tensor.
+fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
+    let InputTensor { name, datatype, shape, data } = tensor;
+    let expected = match name.as_str() {
+        INPUT => "FP32",
+        PIXELS => "UINT8",
+        IMAGE => "BYTES",
+        other => return Err(ServerError::InvalidTensor(format!("unknown input '{other}'; send {INPUT_NAMES}"))),
+    };
+    if datatype != expected {
+        return Err(ServerError::InvalidTensor(format!(
+            "input '{name}' has data type {datatype}; expected {expected}"
+        )));
+    }
+    let count = batch_size(&name, &shape)?;
+    match name.as_str() {
+        INPUT => {
+            let values = match data {
+                TensorData::Fp32(values) => values,
+                TensorData::Raw(raw) => {
+                    check_len(&name, raw.len(), count * IMAGE_PIXELS * 4, "bytes")?;
+                    raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                }
+                other => return Err(wrong_contents(&name, &other)),
+            };
+            check_len(&name, values.len(), count * IMAGE_PIXELS, "values")?;
+            Ok(values.chunks_exact(IMAGE_PIXELS).map(|image| ImageInput::Normalized(image.to_vec())).collect())
+        }
+        PIXELS => {
+            let pixels = match data {
+                TensorData::Raw(raw) => raw,
+                TensorData::Uint(values) => values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        u8::try_from(v).map_err(|_| {
+                            ServerError::InvalidTensor(format!("input 'pixels' value {i} is {v}; UINT8 is 0-255"))
+                        })
+                    })
+                    .collect::<Result<Vec<u8>, _>>()?,
+                other => return Err(wrong_contents(&name, &other)),
+            };
+            check_len(&name, pixels.len(), count * IMAGE_PIXELS, "values")?;
+            Ok(pixels.chunks_exact(IMAGE_PIXELS).map(|image| ImageInput::Pixels(image.to_vec())).collect())
+        }
+        _ => {
+            let files = match data {
+                TensorData::Bytes(files) => files,
+                TensorData::Raw(raw) => split_bytes(&raw)?,
+                other => return Err(wrong_contents(&name, &other)),
+            };
+            check_len(&name, files.len(), count, "elements")?;
+            Ok(files.into_iter().map(ImageInput::Encoded).collect())
+        }
+    }
+}
+
+/// The number of images a shape holds, once it is checked against the
+/// input's accepted shapes.
+fn batch_size(name: &str, shape: &[i64]) -> Result<usize, ServerError> {
+    let side = IMAGE_SIDE as i64;
+    let (fits, expected) = match name {
+        INPUT => (matches!(shape, [_, 1, h, w] if *h == side && *w == side), "[N,1,28,28]"),
+        PIXELS => (
+            matches!(shape, [_, h, w] if *h == side && *w == side)
+                || matches!(shape, [_, n] if *n == IMAGE_PIXELS as i64),
+            "[N,28,28] or [N,784]",
+        ),
+        _ => (matches!(shape, [_] | [_, 1]), "[N] or [N,1]"),
+    };
+    let count = shape.first().copied().unwrap_or(0);
+    if !fits || count < 1 {
+        return Err(ServerError::InvalidTensor(format!(
+            "input '{name}' has shape {shape:?}; expected {expected} with N >= 1"
+        )));
+    }
+    usize::try_from(count).map_err(|_| ServerError::InvalidTensor(format!("input '{name}': N = {count} is too large")))
+}
+
+fn check_len(name: &str, found: usize, expected: usize, what: &str) -> Result<(), ServerError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(ServerError::InvalidTensor(format!(
+        "input '{name}' has {found} {what} of data; its shape calls for {expected}"
+    )))
+}
+
+fn wrong_contents(name: &str, data: &TensorData) -> ServerError {
+    let found = match data {
+        TensorData::Raw(_) => "raw bytes",
+        TensorData::Fp32(_) => "FP32 contents",
+        TensorData::Uint(_) => "unsigned integer contents",
+        TensorData::Bytes(_) => "BYTES contents",
+    };
+    let expected = match name {
+        INPUT => "FP32 values (fp32_contents) or raw little-endian bytes",
+        PIXELS => "UINT8 values (uint_contents) or raw bytes",
+        _ => "BYTES elements (bytes_contents) or raw length-prefixed bytes",
+    };
+    ServerError::InvalidTensor(format!("input '{name}' carries {found}; expected {expected}"))
+}
+
+/// Splits raw BYTES data: each element is a 4-byte little-endian length
+/// followed by that many bytes.
+fn split_bytes(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, ServerError> {
+    let malformed = || {
+        ServerError::InvalidTensor(
+            "input 'image' raw data is malformed: each element is a 4-byte little-endian length, then its bytes"
+                .to_string(),
+        )
+    };
+    let mut elements = Vec::new();
+    while !raw.is_empty() {
+        let (length, rest) = raw.split_first_chunk::<4>().ok_or_else(malformed)?;
+        let length = u32::from_le_bytes(*length) as usize;
+        if rest.len() < length {
+            return Err(malformed());
+        }
+        let (element, rest) = rest.split_at(length);
+        elements.push(element.to_vec());
+        raw = rest;
+    }
+    Ok(elements)
+}
+
+/// The outputs to answer with: those named, in order, or all three.
+fn select_outputs(requested: &[RequestedOutput]) -> Result<Vec<OutputSpec>, ServerError> {
+    if requested.is_empty() {
+        return Ok([Output::Logits, Output::Probabilities, Output::Digit]
+            .into_iter()
+            .map(|output| OutputSpec { output, classes: None })
+            .collect());
+    }
+    requested
+        .iter()
+        .map(|request| {
+            let output = match request.name.as_str() {
+                LOGITS => Output::Logits,
+                PROBABILITIES => Output::Probabilities,
+                DIGIT => Output::Digit,
+                other => {
+                    return Err(ServerError::InvalidTensor(format!(
+                        "unknown output '{other}'; ask for {OUTPUT_NAMES}"
+                    )));
+                }
+            };
+            let classes = match request.classification {
+                None | Some(0) => None,
+                Some(k) if output != Output::Digit && (1..=NUM_CLASSES as i64).contains(&k) => Some(k as usize),
+                Some(k) => {
+                    return Err(ServerError::InvalidTensor(format!(
+                        "classification {k} on output '{}': ask for 1 to {NUM_CLASSES} classes of `logits` or \
+                         `probabilities`",
+                        request.name
+                    )));
+                }
+            };
+            Ok(OutputSpec { output, classes })
+        })
+        .collect()
+}
+
+fn output_tensor(spec: OutputSpec, predictions: &[Prediction]) -> OutputTensor {
+    let n = predictions.len() as i64;
+    let (name, values): (&'static str, fn(&Prediction) -> &[f32]) = match spec.output {
+        Output::Digit => {
+            return OutputTensor {
+                name: DIGIT,
+                datatype: "INT64",
+                shape: vec![n],
+                data: OutputData::Int64(predictions.iter().map(|p| i64::from(p.digit)).collect()),
+            };
+        }
+        Output::Logits => (LOGITS, |p| &p.logits),
+        Output::Probabilities => (PROBABILITIES, |p| &p.probabilities),
+    };
+    match spec.classes {
+        None => OutputTensor {
+            name,
+            datatype: "FP32",
+            shape: vec![n, NUM_CLASSES as i64],
+            data: OutputData::Fp32(predictions.iter().flat_map(|p| values(p).iter().copied()).collect()),
+        },
+        Some(k) => OutputTensor {
+            name,
+            datatype: "BYTES",
+            shape: vec![n, k as i64],
+            data: OutputData::Bytes(predictions.iter().flat_map(|p| top_classes(values(p), k)).collect()),
+        },
+    }
+}
+
+/// Triton's classification strings, "score:index:label", best first (the
+/// label of digit d is "d").
+fn top_classes(values: &[f32], k: usize) -> Vec<Vec<u8>> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|i| format!("{:.6}:{i}:{i}", values[i]).into_bytes()).collect()
+}
+
+/// `ServerMetadata` / `GET /v2`.
+pub fn server_metadata() -> ServerMetadataResponse {
+    ServerMetadataResponse {
+        name: "mnist-server".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// `ModelMetadata` / `GET /v2/models/mnist`: shapes with -1 for N.
+pub fn model_metadata(model: &ServedModel) -> ModelMetadataResponse {
+    let tensor = |name: &str, datatype: &str, shape: &[i64]| TensorMetadata {
+        name: name.to_string(),
+        datatype: datatype.to_string(),
+        shape: shape.to_vec(),
+    };
+    let (side, classes) = (IMAGE_SIDE as i64, NUM_CLASSES as i64);
+    ModelMetadataResponse {
+        name: MODEL_NAME.to_string(),
+        versions: vec![model.version.clone()],
+        platform: PLATFORM.to_string(),
+        inputs: vec![
+            tensor(INPUT, "FP32", &[-1, 1, side, side]),
+            tensor(PIXELS, "UINT8", &[-1, side, side]),
+            tensor(IMAGE, "BYTES", &[-1]),
+        ],
+        outputs: vec![
+            tensor(LOGITS, "FP32", &[-1, classes]),
+            tensor(PROBABILITIES, "FP32", &[-1, classes]),
+            tensor(DIGIT, "INT64", &[-1]),
+        ],
+    }
+}
+
+/// `ModelConfig` / `GET /v2/models/mnist/config`, in Triton's terms: dims
+/// without the batch dimension, [N] tensors as dims [1] reshaped to [].
+pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> ModelConfig {
+    let scalar = || Some(ModelTensorReshape { shape: vec![] });
+    let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {
+        name: name.to_string(),
+        data_type: data_type as i32,
+        format: format as i32,
+        dims: dims.to_vec(),
+        reshape,
+        optional: true,
+    };
+    let output = |name: &str, data_type: DataType, dims: &[i64], reshape| ModelOutput {
+        name: name.to_string(),
+        data_type: data_type as i32,
+        dims: dims.to_vec(),
+        reshape,
+    };
+    let (side, classes) = (IMAGE_SIDE as i64, NUM_CLASSES as i64);
+    let batching = model.info.batching.unwrap_or_default();
+    ModelConfig {
+        name: MODEL_NAME.to_string(),
+        platform: PLATFORM.to_string(),
+        backend: "onnxruntime".to_string(),
+        // What one request may carry; the batcher runs up to
+        // `preferred_batch_size` images per inference, across requests.
+        max_batch_size: i32::try_from(max_images_per_request).unwrap_or(i32::MAX),
+        input: vec![
+            input(INPUT, DataType::TypeFp32, model_input::Format::Nchw, &[1, side, side], None),
+            input(PIXELS, DataType::TypeUint8, model_input::Format::None, &[side, side], None),
+            input(IMAGE, DataType::TypeString, model_input::Format::None, &[1], scalar()),
+        ],
+        output: vec![
+            output(LOGITS, DataType::TypeFp32, &[classes], None),
+            output(PROBABILITIES, DataType::TypeFp32, &[classes], None),
+            output(DIGIT, DataType::TypeInt64, &[1], scalar()),
+        ],
+        dynamic_batching: Some(ModelDynamicBatching {
+            preferred_batch_size: vec![i32::try_from(batching.max_batch_size).unwrap_or(i32::MAX)],
+            max_queue_delay_microseconds: batching.max_queue_delay_us,
+        }),
+        parameters: model
+            .info
+            .model_metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), ModelParameter { string_value: value.clone() }))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mnist::proto::v1::ModelInfo;
+
+    use super::*;
+
+    fn tensor(name: &str, datatype: &str, shape: &[i64], data: TensorData) -> InputTensor {
+        InputTensor { name: name.into(), datatype: datatype.into(), shape: shape.to_vec(), data }
+    }
+
+    fn error(inputs: Vec<InputTensor>) -> String {
+        let error = parse(inputs, &[]).unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn every_input_form_gives_the_same_images() {
+        let pixels: Vec<u8> = (0..2 * IMAGE_PIXELS).map(|i| (i % 251) as u8).collect();
+        let raw = parse(vec![tensor(PIXELS, "UINT8", &[2, 28, 28], TensorData::Raw(pixels.clone()))], &[]).unwrap();
+        let typed = TensorData::Uint(pixels.iter().map(|&p| u64::from(p)).collect());
+        let flat = parse(vec![tensor(PIXELS, "UINT8", &[2, 784], typed)], &[]).unwrap();
+        assert_eq!(raw, flat);
+        assert_eq!(raw.images.len(), 2);
+        assert_eq!(raw.images[1], ImageInput::Pixels(pixels[IMAGE_PIXELS..].to_vec()));
+        assert_eq!(raw.outputs.len(), 3, "all outputs when none is named");
+
+        let values: Vec<f32> = (0..IMAGE_PIXELS).map(|i| i as f32 / 100.0).collect();
+        let le = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw = parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Raw(le))], &[]).unwrap();
+        let typed = parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Fp32(values.clone()))], &[]).unwrap();
+        assert_eq!(raw, typed);
+        assert_eq!(raw.images, vec![ImageInput::Normalized(values)]);
+
+        let files = vec![b"png".to_vec(), Vec::new(), b"jpeg!".to_vec()];
+        let raw = OutputData::Bytes(files.clone()).to_raw();
+        let split = parse(vec![tensor(IMAGE, "BYTES", &[3], TensorData::Raw(raw))], &[]).unwrap();
+        let typed = parse(vec![tensor(IMAGE, "BYTES", &[3, 1], TensorData::Bytes(files.clone()))], &[]).unwrap();
+        assert_eq!(split, typed);
+        assert_eq!(split.images, files.into_iter().map(ImageInput::Encoded).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn wrong_tensors_are_refused_naming_what_is_expected() {
+        let message = error(vec![tensor("x", "FP32", &[1], TensorData::Fp32(vec![0.0]))]);
+        assert!(message.contains("unknown input 'x'") && message.contains("pixels"), "{message}");
+        let message = error(vec![tensor(PIXELS, "FP32", &[1, 784], TensorData::Fp32(vec![0.0; 784]))]);
+        assert!(message.contains("expected UINT8"), "{message}");
+        let message = error(vec![tensor(PIXELS, "UINT8", &[1, 27, 28], TensorData::Raw(vec![0; 756]))]);
+        assert!(message.contains("[N,28,28] or [N,784]"), "{message}");
+        let message = error(vec![tensor(PIXELS, "UINT8", &[0, 784], TensorData::Raw(vec![]))]);
+        assert!(message.contains("N >= 1"), "{message}");
+        let message = error(vec![tensor(PIXELS, "UINT8", &[2, 784], TensorData::Raw(vec![0; 784]))]);
+        assert!(message.contains("784 values") && message.contains("1568"), "{message}");
+        let message = error(vec![tensor(PIXELS, "UINT8", &[1, 784], TensorData::Uint(vec![256; 784]))]);
+        assert!(message.contains("0-255"), "{message}");
+        let message = error(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Raw(vec![0; 5]))]);
+        assert!(message.contains("5 bytes"), "{message}");
+        let message = error(vec![tensor(IMAGE, "BYTES", &[1], TensorData::Raw(vec![9, 0, 0, 0, 1]))]);
+        assert!(message.contains("malformed"), "{message}");
+        let message = error(vec![tensor(IMAGE, "BYTES", &[1], TensorData::Fp32(vec![1.0]))]);
+        assert!(message.contains("carries FP32 contents"), "{message}");
+        let message = error(vec![]);
+        assert!(message.contains("exactly one input"), "{message}");
+
+        let wrong_output = |name: &str, classification| {
+            parse(
+                vec![tensor(PIXELS, "UINT8", &[1, 784], TensorData::Raw(vec![0; 784]))],
+                &[RequestedOutput { name: name.into(), classification }],
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(wrong_output("scores", None).contains("unknown output 'scores'"));
+        assert!(wrong_output(DIGIT, Some(2)).contains("classification 2"));
+        assert!(wrong_output(LOGITS, Some(11)).contains("1 to 10"));
+    }
+
+    #[test]
+    fn outputs_follow_the_request() {
+        let prediction = |digit: u32| {
+            let mut logits = vec![0.0; NUM_CLASSES];
+            logits[digit as usize] = 5.0;
+            logits[(digit as usize + 1) % NUM_CLASSES] = 2.0;
+            let probabilities = mnist::softmax(&logits);
+            Prediction { digit, confidence: probabilities[digit as usize], probabilities, logits }
+        };
+        let predictions = [prediction(3), prediction(9)];
+        let specs = select_outputs(&[
+            RequestedOutput { name: DIGIT.into(), classification: None },
+            RequestedOutput { name: PROBABILITIES.into(), classification: Some(2) },
+        ])
+        .unwrap();
+        let tensors: Vec<_> = specs.iter().map(|spec| output_tensor(*spec, &predictions)).collect();
+        assert_eq!(tensors[0].shape, vec![2]);
+        assert_eq!(tensors[0].data, OutputData::Int64(vec![3, 9]));
+        assert_eq!((tensors[1].datatype, tensors[1].shape.clone()), ("BYTES", vec![2, 2]));
+        let OutputData::Bytes(classes) = &tensors[1].data else { panic!("{:?}", tensors[1]) };
+        let classes: Vec<_> = classes.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        assert!(classes[0].ends_with(":3:3") && classes[1].ends_with(":4:4"), "{classes:?}");
+        assert!(classes[2].ends_with(":9:9") && classes[3].ends_with(":0:0"), "{classes:?}");
+        let score: f32 = classes[0].split(':').next().unwrap().parse().unwrap();
+        assert!((score - predictions[0].confidence).abs() < 1e-6);
+        assert_eq!(
+            OutputData::Int64(vec![1, -1]).to_raw(),
+            [1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255]
+        );
+    }
+
+    #[test]
+    fn only_the_served_model_is_found() {
+        let model = ServedModel { info: ModelInfo::default(), version: "2".into() };
+        assert!(check_model(&model, MODEL_NAME, "").is_ok());
+        assert!(check_model(&model, MODEL_NAME, "2").is_ok());
+        let error = check_model(&model, MODEL_NAME, "1").unwrap_err();
+        assert_eq!(error.code(), tonic::Code::NotFound);
+        assert!(error.to_string().contains("version '1' is not served") && error.to_string().contains("'2'"));
+        let error = check_model(&model, "resnet", "").unwrap_err();
+        assert!(error.to_string().contains("'resnet'") && error.to_string().contains("'mnist'"), "{error}");
+    }
+}

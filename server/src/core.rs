@@ -1,0 +1,304 @@
+//! What every protocol front shares: admission, limits, preprocessing and
+//! the [`Batcher`].
+//!
+//! The fronts (`api::classifier` for `mnist.v1`, `api::inference` and
+//! `api::http` for the Open Inference Protocol) only translate their
+//! messages into [`ImageInput`]s and predictions back; everything that
+//! bounds what the server holds or decides whether an image runs is here,
+//! once, so images from every protocol wait in the same queue, share
+//! batches and are refused by the same rules.
+//!
+//! Every image must be admitted first: at most `max_admitted` images are
+//! between admission and answer, server-wide. A unary call that cannot be
+//! admitted at once is refused (RESOURCE_EXHAUSTED, HTTP 429) for its
+//! client to retry with backoff; a stream instead waits for its next
+//! image's place before reading it, so HTTP/2 flow control holds the client
+//! back and streams take turns fairly (the admission queue is FIFO).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use mnist::{
+    IMAGE_PIXELS,
+    preprocess::{DecodeLimits, check_pixels, preprocess},
+    proto::v1::ModelInfo,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{
+    batcher::{Batcher, ModelImage, Prediction, expired},
+    error::ServerError,
+    metrics,
+};
+
+/// What one call, and all calls together, may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bounds on encoded images and their decoded size.
+    pub decode: DecodeLimits,
+    /// Messages of one stream in the pipeline at once.
+    pub max_in_flight_per_stream: usize,
+    /// Streams open at once (`Predict` and `ModelStreamInfer` together).
+    pub max_streams: usize,
+    /// Images admitted and not yet answered, over all calls.
+    pub max_admitted: usize,
+    /// Images in one request (an Open Inference Protocol tensor of N images).
+    pub max_images_per_request: usize,
+}
+
+/// One image as a request carries it, before preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageInput {
+    /// 784 MNIST pixels, 0-255, row-major.
+    Pixels(Vec<u8>),
+    /// An encoded image file (PNG, JPEG, ...): a scan or a photo.
+    Encoded(Vec<u8>),
+    /// 784 values already normalized as the model expects.
+    Normalized(Vec<f32>),
+}
+
+/// The model being served, as every front describes it.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// `mnist.v1`'s description (shape, classes, digest, batching, metadata).
+    pub info: ModelInfo,
+    /// The model's version (the model card's `version`, else "1").
+    pub version: String,
+}
+
+/// The shared core; fronts hold it in an `Arc`.
+pub struct Core {
+    batcher: Batcher,
+    model: ServedModel,
+    limits: Limits,
+    /// Whether the model has been warmed up and the server is not stopping.
+    ready: AtomicBool,
+    /// One permit per open stream.
+    streams: Arc<Semaphore>,
+    /// One permit per admitted, unanswered image.
+    admitted: Arc<Semaphore>,
+    /// One permit per image being decoded: decoding can take about
+    /// `max_pixels` x 12 bytes (16-bit RGBA, then a float plane), so only as
+    /// many images as there are cores are decoded at once, whatever the
+    /// number of callers.
+    decoding: Arc<Semaphore>,
+}
+
+/// An open stream's place, given back when the stream ends.
+pub struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        metrics::stream_closed();
+    }
+}
+
+/// Places in the server for the images of one request, given back when
+/// dropped (when the request has its answer or its caller went away).
+pub type Admission = OwnedSemaphorePermit;
+
+impl Core {
+    /// A core that classifies through `batcher`, within `limits`.
+    pub fn new(batcher: Batcher, model: ServedModel, limits: Limits) -> Self {
+        let max_streams = limits.max_streams.max(1);
+        let max_admitted = limits.max_admitted.max(max_streams + 1);
+        let limits = Limits {
+            max_in_flight_per_stream: limits.max_in_flight_per_stream.max(1),
+            max_streams,
+            max_admitted,
+            // Idle streams may each hold one place while they wait for their
+            // next message: a request larger than what they leave could wait
+            // for ever, so it is refused instead.
+            max_images_per_request: limits.max_images_per_request.clamp(1, max_admitted - max_streams),
+            ..limits
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            batcher,
+            model,
+            ready: AtomicBool::new(false),
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            admitted: Arc::new(Semaphore::new(limits.max_admitted)),
+            decoding: Arc::new(Semaphore::new(cores)),
+            limits,
+        }
+    }
+
+    /// The model being served.
+    pub fn model(&self) -> &ServedModel {
+        &self.model
+    }
+
+    /// The limits in force (after clamping).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether the server takes inference requests: the model is warmed up
+    /// and the server is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Marks the server ready (after warm-up) or not (when draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Opens a stream, or refuses it when `max_streams` are open.
+    pub fn open_stream(&self) -> Result<StreamSlot, ServerError> {
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| ServerError::TooManyStreams { limit: self.limits.max_streams })?;
+        metrics::stream_opened();
+        Ok(StreamSlot { _permit: permit })
+    }
+
+    /// Refuses a request of more images than one request may carry.
+    pub fn check_request_size(&self, images: usize) -> Result<(), ServerError> {
+        let limit = self.limits.max_images_per_request;
+        if images > limit {
+            return Err(ServerError::TooManyImages { count: images, limit });
+        }
+        Ok(())
+    }
+
+    /// Takes places for `images` images at once, or refuses them all when
+    /// the server already holds too many (a unary call's admission).
+    pub fn try_admit(&self, images: usize) -> Result<Admission, ServerError> {
+        self.check_request_size(images)?;
+        Arc::clone(&self.admitted)
+            .try_acquire_many_owned(images.max(1) as u32)
+            .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })
+    }
+
+    /// Waits for a place for one image (a stream's next message).
+    pub async fn admit_one(self: Arc<Self>) -> Result<Admission, ServerError> {
+        Arc::clone(&self.admitted).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)
+    }
+
+    /// Grows a stream message's admission (one place, taken before the
+    /// message was read) to the `images` it turned out to carry, waiting
+    /// for the places.
+    pub async fn admit_rest(&self, admission: &mut Admission, images: usize) -> Result<(), ServerError> {
+        self.check_request_size(images)?;
+        let more = images.saturating_sub(admission.num_permits());
+        if more > 0 {
+            let permits = Arc::clone(&self.admitted)
+                .acquire_many_owned(more as u32)
+                .await
+                .map_err(|_| ServerError::ShuttingDown)?;
+            admission.merge(permits);
+        }
+        Ok(())
+    }
+
+    /// Classifies one admitted image.
+    pub async fn classify(
+        &self,
+        image: ImageInput,
+        deadline: Option<Instant>,
+        admission: Admission,
+    ) -> Result<Prediction, ServerError> {
+        let mut predictions = self.classify_all(vec![image], deadline, admission).await?;
+        predictions.pop().ok_or_else(|| ServerError::Inference("no prediction for an admitted image".into()))
+    }
+
+    /// Classifies the admitted images of one request: answered when all
+    /// are, or with the first failure. Their places are given back when done.
+    pub async fn classify_all(
+        &self,
+        images: Vec<ImageInput>,
+        deadline: Option<Instant>,
+        _admission: Admission,
+    ) -> Result<Vec<Prediction>, ServerError> {
+        // An image whose deadline has passed is not worth decoding.
+        if expired(deadline, Instant::now()) {
+            return Err(ServerError::DeadlineExceeded);
+        }
+        let started = Instant::now();
+        let prepared = futures_util::future::try_join_all(images.into_iter().map(|image| self.prepare(image))).await;
+        metrics::stage("preprocess", started.elapsed());
+        let receivers = self.batcher.submit_all(prepared?, deadline)?;
+        let mut predictions = Vec::with_capacity(receivers.len());
+        for receiver in receivers {
+            predictions.push(receiver.await.unwrap_or(Err(ServerError::ShuttingDown))?);
+        }
+        Ok(predictions)
+    }
+
+    /// Validates and preprocesses one image; encoded files are decoded on a
+    /// blocking thread.
+    async fn prepare(&self, image: ImageInput) -> Result<ModelImage, ServerError> {
+        let limits = self.limits.decode;
+        if !matches!(image, ImageInput::Encoded(_)) {
+            return prepare_image(image, &limits);
+        }
+        let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
+        // Decoding a large photo takes milliseconds: keep it off the async
+        // workers that serve every other call. The slot goes with the
+        // decoding, which runs to its end even when the caller has gone.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            prepare_image(image, &limits)
+        })
+        .await
+        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
+    }
+}
+
+/// Validates one image and turns it into what the model takes: all that a
+/// request's bytes go through before the model. Blocking for encoded files
+/// (they are decoded); public so that the fuzzers drive the very code that
+/// serves.
+pub fn prepare_image(image: ImageInput, limits: &DecodeLimits) -> Result<ModelImage, ServerError> {
+    match image {
+        ImageInput::Pixels(pixels) => {
+            check_pixels(&pixels)?;
+            Ok(ModelImage::Pixels(pixels))
+        }
+        ImageInput::Encoded(bytes) => Ok(ModelImage::Pixels(preprocess(&bytes, limits)?)),
+        ImageInput::Normalized(values) => {
+            if values.len() != IMAGE_PIXELS {
+                return Err(ServerError::InvalidTensor(format!(
+                    "an image of `input` has {} values; expected {IMAGE_PIXELS} (1x28x28)",
+                    values.len()
+                )));
+            }
+            if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+                return Err(ServerError::InvalidTensor(format!(
+                    "`input` value {position} of an image is {}; every value must be finite",
+                    values[position]
+                )));
+            }
+            Ok(ModelImage::Normalized(values))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_images_must_be_whole_and_finite() {
+        let limits = DecodeLimits::default();
+        assert!(prepare_image(ImageInput::Normalized(vec![0.5; IMAGE_PIXELS]), &limits).is_ok());
+        let short = prepare_image(ImageInput::Normalized(vec![0.5; 10]), &limits).unwrap_err();
+        assert!(short.to_string().contains("784"), "{short}");
+        let mut values = vec![0.0; IMAGE_PIXELS];
+        values[3] = f32::NAN;
+        let nan = prepare_image(ImageInput::Normalized(values), &limits).unwrap_err();
+        assert_eq!(nan.code(), tonic::Code::InvalidArgument);
+        assert!(nan.to_string().contains("value 3"), "{nan}");
+        let pixels = prepare_image(ImageInput::Pixels(vec![1; 3]), &limits).unwrap_err();
+        assert_eq!(pixels.code(), tonic::Code::InvalidArgument);
+    }
+}
