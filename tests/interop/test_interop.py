@@ -9,15 +9,7 @@ Run by scripts/test.sh; needs MNIST_SERVER_BIN, MNIST_DEV_CERTS_BIN (the
 dev_certs example) and the venv's grpcio and grpcurl. ghz is taken from
 $GHZ, else ../shared/tools/ghz; its tests skip, saying so, when it is missing.
 """
-import base64
-import gzip
 import json
-import os
-import pathlib
-import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -26,66 +18,8 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SERVER_BIN = os.environ.get("MNIST_SERVER_BIN", str(ROOT / "target/debug/mnist-server"))
-DEV_CERTS_BIN = os.environ.get("MNIST_DEV_CERTS_BIN", str(ROOT / "target/debug/examples/dev_certs"))
-MNIST_DIR = pathlib.Path(os.environ.get("MNIST_DIR", ROOT / "data/mnist"))
-GHZ = pathlib.Path(os.environ.get("GHZ", ROOT.parent / "shared/tools/ghz"))
-NO_GHZ = f"ghz not found at {GHZ} (set GHZ=/path/to/ghz): the ghz interop tests are skipped"
-PROTO = ["--proto", str(ROOT / "proto/mnist/v1/classifier.proto"), "--import-paths", str(ROOT / "proto")]
-
-
-def run_ghz(*args):
-    """Runs ghz with a JSON report; returns (status code counts, report)."""
-    out = subprocess.run([str(GHZ), "-O", "json", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    if out.returncode != 0:
-        raise AssertionError(f"ghz {' '.join(args)} exited {out.returncode}: {out.stderr}")
-    report = json.loads(out.stdout)
-    return report.get("statusCodeDistribution") or {}, report
-
-
-def load_test_images(n):
-    raw = gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()
-    labels = gzip.open(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read()
-    return [raw[16 + i * 784 : 16 + (i + 1) * 784] for i in range(n)], list(labels[8 : 8 + n])
-
-
-class Server:
-    def __init__(self, *flags):
-        self.process = subprocess.Popen(
-            [SERVER_BIN, "--addr", "127.0.0.1:0", "--log-format", "json", "--model", str(ROOT / "models/mnist.onnx"),
-             *flags],
-            stderr=subprocess.PIPE, text=True,
-        )
-        self.addr = None
-        for line in self.process.stderr:
-            fields = json.loads(line).get("fields", {})
-            if fields.get("message") == "listening":
-                self.addr = fields["addr"]
-            if fields.get("message", "").startswith("ready"):
-                break
-        if self.addr is None:
-            raise RuntimeError("server did not start")
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()  # never leave a server behind
-            self.process.wait()
-            raise
-        finally:
-            self.process.stderr.close()
-        return code
-
-
-def stop_server(server):
-    """SIGTERM; the server must drain and exit 0. A class cleanup, so that it
-    runs even when the rest of setUpClass fails (cleanups run last-added
-    first: channels close before the server stops)."""
-    code = server.stop()
-    assert code == 0, f"server exited {code} after SIGTERM"
+from common import (GHZ, MNIST_PROTO, NO_GHZ, ROOT, Server, credentials, load_test_images, run_ghz, run_grpcurl,
+                    stop_server)
 
 
 class InteropTest(unittest.TestCase):
@@ -107,7 +41,7 @@ class InteropTest(unittest.TestCase):
 
     def test_health_is_serving(self):
         stub = health_pb2_grpc.HealthStub(self.channel)
-        for service in ["", "mnist.v1.Classifier"]:
+        for service in ["", "mnist.v1.Classifier", "inference.GRPCInferenceService"]:
             status = stub.Check(health_pb2.HealthCheckRequest(service=service)).status
             self.assertEqual(status, health_pb2.HealthCheckResponse.SERVING)
 
@@ -140,6 +74,7 @@ class InteropTest(unittest.TestCase):
         services = self.grpcurl(self.server.addr, "list").split()
         self.assertIn("mnist.v1.Classifier", services)
         self.assertIn("grpc.health.v1.Health", services)
+        self.assertIn("inference.GRPCInferenceService", services)
         requests = ROOT / "examples/requests"
         expected = json.loads((requests / "pixels.json").read_text())["id"].split("-")[1]
         for name in ["pixels.json", "png.json"]:
@@ -165,19 +100,13 @@ class InteropTest(unittest.TestCase):
         codes, _ = run_ghz(*unary, "-D", str(requests / "pixels.json"), "-c", "8", "-n", "400", self.server.addr)
         self.assertEqual(codes, {"OK": 400})
         # From the proto file, for a duration: every call in flight at the end is waited for.
-        codes, report = run_ghz(*unary, *PROTO, "-D", str(requests / "png.json"), "-c", "8", "-z", "1s",
+        codes, report = run_ghz(*unary, *MNIST_PROTO, "-D", str(requests / "png.json"), "-c", "8", "-z", "1s",
                                 "--duration-stop", "wait", self.server.addr)
         self.assertEqual(list(codes), ["OK"], report.get("errorDistribution"))
         # The bidirectional stream: 10 digits per call.
         codes, _ = run_ghz("--insecure", "--call", "mnist.v1.Classifier.Predict", "-D",
                            str(requests / "stream-ghz.json"), "-c", "4", "-n", "40", self.server.addr)
         self.assertEqual(codes, {"OK": 40})
-
-
-def run_grpcurl(*args, data_file=None):
-    data = pathlib.Path(data_file).read_text() if data_file else None
-    cmd = ["grpcurl", "-emit-defaults", *(["-d", "@"] if data_file else []), *args]
-    return subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=60)
 
 
 class SecureServerTest(unittest.TestCase):
@@ -187,18 +116,11 @@ class SecureServerTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
         cls.addClassCleanup(cls.dir.cleanup)
-        certs = pathlib.Path(cls.dir.name)
-        subprocess.run([DEV_CERTS_BIN, str(certs)], check=True, stdout=subprocess.DEVNULL)
-        cls.token = secrets.token_hex(32)
-        token_file = certs / "token"
-        token_file.write_text(cls.token + "\n")
-        token_file.chmod(0o600)
-        cls.certs = certs
-        cls.server = Server("--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key"),
-                            "--auth-token-file", str(token_file))
+        cls.certs, cls.token, flags = credentials(cls.dir.name)
+        cls.server = Server(*flags)
         cls.addClassCleanup(stop_server, cls.server)
         cls.target = "localhost:" + cls.server.addr.rsplit(":", 1)[1]
-        cls.tls = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes())
+        cls.tls = grpc.ssl_channel_credentials(root_certificates=(cls.certs / "ca.pem").read_bytes())
         # grpcio sends `authorization: Bearer <token>` with every call, reflection included.
         cls.channel = grpc.secure_channel(
             cls.target, grpc.composite_channel_credentials(cls.tls, grpc.access_token_call_credentials(cls.token)))
@@ -255,9 +177,9 @@ class SecureServerTest(unittest.TestCase):
         tls = ["--cacert", str(self.certs / "ca.pem"), "--call", "mnist.v1.Classifier.PredictOne", "-D", pixels]
         codes, _ = run_ghz(*tls, "-m", token, "--reflect-metadata", token, "-c", "4", "-n", "100", self.target)
         self.assertEqual(codes, {"OK": 100})
-        codes, _ = run_ghz(*tls, *PROTO, "-m", token, "-c", "4", "-n", "100", self.target)
+        codes, _ = run_ghz(*tls, *MNIST_PROTO, "-m", token, "-c", "4", "-n", "100", self.target)
         self.assertEqual(codes, {"OK": 100})
-        codes, _ = run_ghz(*tls, *PROTO, "-n", "10", self.target)
+        codes, _ = run_ghz(*tls, *MNIST_PROTO, "-n", "10", self.target)
         self.assertEqual(codes, {"Unauthenticated": 10})
 
 

@@ -113,17 +113,21 @@ async fn not_found() -> ApiError {
     }
 }
 
-async fn live() -> StatusCode {
-    StatusCode::OK
+/// Health answers carry a JSON body too: KServe's clients read `live` and
+/// `ready` from it, Triton's only the status code.
+async fn live() -> axum::Json<Value> {
+    axum::Json(json!({ "live": true }))
 }
 
 /// 200 once the model is warmed up, 503 before and while draining.
-fn readiness(core: &Core) -> StatusCode {
-    if core.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+fn readiness(core: &Core) -> (StatusCode, bool) {
+    let ready = core.is_ready();
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, ready)
 }
 
-async fn ready(State(state): State<AppState>) -> StatusCode {
-    readiness(&state.core)
+async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
+    let (status, ready) = readiness(&state.core);
+    (status, axum::Json(json!({ "ready": ready })))
 }
 
 /// The model and version of a route; the version is empty when absent.
@@ -140,9 +144,13 @@ impl ModelPath {
     }
 }
 
-async fn model_ready(State(state): State<AppState>, Path(path): Path<ModelPath>) -> Result<StatusCode, ApiError> {
+async fn model_ready(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     path.check(&state.core)?;
-    Ok(readiness(&state.core))
+    let (status, ready) = readiness(&state.core);
+    Ok((status, axum::Json(json!({ "name": oip::MODEL_NAME, "ready": ready }))))
 }
 
 async fn server_metadata() -> axum::Json<Value> {
