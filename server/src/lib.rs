@@ -106,10 +106,17 @@ pub struct Listeners {
 
 /// Like [`run`], on listeners the caller opened.
 pub async fn run_on_listeners(
-    config: Config,
+    mut config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // The HTTP port is the listener's, whatever `--http-addr` said.
+    config.http_addr = match &listeners.http {
+        Some(listener) => {
+            Some(listener.local_addr().map_err(|source| ServerError::Bind { addr: config.addr, source })?)
+        }
+        None => None,
+    };
     let access = Access::load(&config)?;
     let model = load_model(&config).await?;
     serve(config, access, model, listeners, shutdown).await

@@ -37,6 +37,8 @@ pub fn test_set() -> Mnist {
 /// A server running inside the test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP port (Open Inference Protocol REST), when started with one.
+    pub http_addr: Option<SocketAddr>,
     /// How clients reach it over TLS (None: plaintext).
     tls: Option<ClientTlsConfig>,
     stop: Option<oneshot::Sender<()>>,
@@ -51,6 +53,16 @@ impl TestServer {
 
     /// Starts a server whose flags turn TLS on; clients connect with `tls`.
     pub async fn start_with_tls(extra: &[&str], tls: Option<ClientTlsConfig>) -> Self {
+        Self::start_full(extra, tls, false).await
+    }
+
+    /// Starts a server that also serves the Open Inference Protocol over
+    /// HTTP, on an ephemeral port (`http_addr`).
+    pub async fn start_with_http(extra: &[&str]) -> Self {
+        Self::start_full(extra, None, true).await
+    }
+
+    async fn start_full(extra: &[&str], tls: Option<ClientTlsConfig>, http: bool) -> Self {
         let model = shipped_model();
         let mut args =
             vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
@@ -58,11 +70,14 @@ impl TestServer {
         let config = Config::try_parse_from(args).expect("valid flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = if http { Some(TcpListener::bind("127.0.0.1:0").await.unwrap()) } else { None };
+        let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mnist_server::run_on(config, listener, async {
+        let listeners = mnist_server::Listeners { grpc: listener, http };
+        let task = tokio::spawn(mnist_server::run_on_listeners(config, listeners, async {
             let _ = stopped.await;
         }));
-        let mut server = Self { addr, tls, stop: Some(stop), task: Some(task) };
+        let mut server = Self { addr, http_addr, tls, stop: Some(stop), task: Some(task) };
         server.wait_serving().await;
         server
     }
