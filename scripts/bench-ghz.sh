@@ -166,7 +166,7 @@ stages = [
     ("inference: ONNX Runtime, batch of 1", "mnist_inference_duration_seconds"),
     ("respond: answer to last frame (protobuf encode, to HTTP/2)", 'mnist_stage_duration_seconds{stage="respond"}'),
 ]
-server_total = mean_us('mnist_request_duration_seconds{method="PredictOne"}')
+server_total = mean_us('mnist_request_duration_seconds{protocol="mnist.v1",method="PredictOne"}')
 client_mean = lone_report["average"] / 1e3
 print(f"### Where a lone PredictOne's time goes (1 ghz caller, {lone['calls']:,} calls, means)\n")
 print("| stage | us | share of ghz's mean |")

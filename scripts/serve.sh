@@ -3,6 +3,9 @@
 # 127.0.0.1:50051. Installs ONNX Runtime into .venv on first use (PyPI's
 # onnxruntime wheel), builds in release mode, and passes every argument on:
 #   scripts/serve.sh --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464
+# The Open Inference Protocol (KServe v2 / Triton) is always served on the
+# gRPC port; its REST API is off unless given an address:
+#   scripts/serve.sh --http-addr 127.0.0.1:8000     # curl 127.0.0.1:8000/v2/models/mnist
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -29,3 +29,16 @@ fn request_seeds_and_past_crashes_are_handled() {
         }
     }
 }
+
+#[test]
+fn oip_request_seeds_and_past_crashes_are_handled() {
+    let inputs = stored_inputs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz"), "oip_request");
+    let seeds = inputs.iter().filter(|(name, _)| name.contains("/seeds/")).count();
+    assert!(seeds >= 5, "the oip_request seeds are missing");
+    for (name, data) in inputs {
+        let prepared = fuzz::check_oip_request(&data);
+        // The seeds are valid requests: a seed that stopped parsing would
+        // leave the fuzzer starting from nothing.
+        assert!(!name.contains("/seeds/") || prepared > 0, "{name} no longer parses");
+    }
+}

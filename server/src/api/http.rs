@@ -211,10 +211,49 @@ async fn infer_body(
     }
     let limit = core.limits().decode.max_encoded_bytes;
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })?;
-    let header_length = match headers.get(HEADER_LENGTH) {
+    let parsed = parse_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), body)?;
+    *images = parsed.request.images.len();
+    let admission = core.try_admit(*images)?;
+    let binary = parsed.binary_outputs();
+    let tensors = oip::infer(core, parsed.request, parsed.deadline, admission).await?;
+    Ok(response(core, parsed.id, tensors, &binary))
+}
+
+/// An inference request's body, parsed.
+pub struct ParsedBody {
+    /// The request's id, echoed in the response.
+    pub id: Option<String>,
+    /// From the `timeout` parameter (microseconds), as tritonclient sends it.
+    pub deadline: Option<Instant>,
+    /// The images and the outputs asked for.
+    pub request: oip::InferRequest,
+    /// Per output named in the request: whether to answer it as binary data.
+    binary_outputs: Vec<bool>,
+    /// The request's `binary_data_output` parameter.
+    binary_by_default: bool,
+}
+
+impl ParsedBody {
+    /// Whether each output of the answer goes as binary data: as the request
+    /// named it, else as `binary_data_output` says (for all three when it
+    /// named none).
+    fn binary_outputs(&self) -> Vec<bool> {
+        if self.binary_outputs.is_empty() {
+            vec![self.binary_by_default; self.request.outputs.len()]
+        } else {
+            self.binary_outputs.clone()
+        }
+    }
+}
+
+/// Parses an inference request's body: JSON, or JSON then binary tensor
+/// data when `header_length` (the `Inference-Header-Content-Length` header)
+/// says where the JSON ends. All that a body goes through before admission;
+/// public so that the fuzzer drives the very code that serves.
+pub fn parse_infer_body(header_length: Option<&[u8]>, body: Bytes) -> Result<ParsedBody, ServerError> {
+    let header_length = match header_length {
         None => body.len(),
-        Some(value) => value
-            .to_str()
+        Some(value) => std::str::from_utf8(value)
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|&n| n <= body.len())
@@ -227,24 +266,16 @@ async fn infer_body(
     };
     let request: InferBody = serde_json::from_slice(&body[..header_length])
         .map_err(|e| ServerError::InvalidTensor(format!("the request is not a valid inference request: {e}")))?;
-    let binary = body.slice(header_length..);
-    let (id, deadline, binary_outputs_by_default) = request_parameters(&request);
+    let (id, deadline, binary_by_default) = request_parameters(&request);
     let outputs: Vec<_> = request.outputs.iter().flatten().map(JsonOutput::requested).collect();
-    let binary_outputs: Vec<bool> = request
+    let binary_outputs = request
         .outputs
         .iter()
         .flatten()
-        .map(|o| o.parameters.get("binary_data").and_then(Value::as_bool).unwrap_or(binary_outputs_by_default))
+        .map(|o| o.parameters.get("binary_data").and_then(Value::as_bool).unwrap_or(binary_by_default))
         .collect();
-    let inputs = input_tensors(request.inputs, binary)?;
-    let parsed = oip::parse(inputs, &outputs)?;
-    *images = parsed.images.len();
-    let admission = core.try_admit(*images)?;
-    let tensors = oip::infer(core, parsed, deadline, admission).await?;
-    // Outputs answered when none was named follow `binary_data_output`.
-    let binary: Vec<bool> =
-        if binary_outputs.is_empty() { vec![binary_outputs_by_default; tensors.len()] } else { binary_outputs };
-    Ok(response(core, id, tensors, &binary))
+    let inputs = input_tensors(request.inputs, body.slice(header_length..))?;
+    Ok(ParsedBody { id, deadline, request: oip::parse(inputs, &outputs)?, binary_outputs, binary_by_default })
 }
 
 /// The JSON part of an inference request.
@@ -363,7 +394,9 @@ fn json_data(name: &str, datatype: &str, data: Value) -> Result<TensorData, Serv
             elements
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_u64().ok_or_else(|| invalid(i, "an unsigned integer")))
+                .map(|(i, v)| {
+                    v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| invalid(i, "a 32-bit unsigned integer"))
+                })
                 .collect::<Result<_, _>>()?,
         ),
     })

@@ -44,15 +44,25 @@ impl InferenceService {
     }
 }
 
-/// A request, validated: its model checked, its tensors parsed.
-struct Parsed {
-    id: String,
-    raw_outputs: bool,
-    request: oip::InferRequest,
+/// A request, validated: its tensors parsed.
+pub struct Parsed {
+    /// The request's id, echoed in the response.
+    pub id: String,
+    /// Whether to answer in `raw_output_contents` (the request used raw inputs).
+    pub raw_outputs: bool,
+    /// The images and the outputs asked for.
+    pub request: oip::InferRequest,
 }
 
 fn parse(core: &Core, request: ModelInferRequest) -> Result<Parsed, ServerError> {
     oip::check_model(core.model(), &request.model_name, &request.model_version)?;
+    parse_tensors(request)
+}
+
+/// Parses a request's tensors (all but the model's name and version): all
+/// that a request's bytes go through before admission. Public so that the
+/// fuzzer drives the very code that serves.
+pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> {
     let raw_outputs = !request.raw_input_contents.is_empty();
     let inputs = input_tensors(request.inputs, request.raw_input_contents)?;
     let outputs: Vec<_> = request
@@ -87,7 +97,7 @@ fn input_tensors(inputs: Vec<InferInputTensor>, raw: Vec<Vec<u8>>) -> Result<Vec
                 None => match input.datatype.as_str() {
                     "FP32" => TensorData::Fp32(contents.fp32_contents),
                     "BYTES" => TensorData::Bytes(contents.bytes_contents),
-                    _ => TensorData::Uint(contents.uint_contents.into_iter().map(u64::from).collect()),
+                    _ => TensorData::Uint(contents.uint_contents),
                 },
             };
             InputTensor { name: input.name, datatype: input.datatype, shape: input.shape, data }

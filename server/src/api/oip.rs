@@ -61,8 +61,9 @@ pub enum TensorData {
     Raw(Vec<u8>),
     /// FP32 elements.
     Fp32(Vec<f32>),
-    /// Unsigned integer elements (UINT8 data in gRPC's `uint_contents` or JSON).
-    Uint(Vec<u64>),
+    /// Unsigned integer elements (UINT8 data in gRPC's `uint_contents`, as
+    /// the protocol carries it, or JSON).
+    Uint(Vec<u32>),
     /// BYTES elements.
     Bytes(Vec<Vec<u8>>),
 }
@@ -236,6 +237,9 @@ fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
                 other => return Err(wrong_contents(&name, &other)),
             };
             check_len(&name, pixels.len(), count * IMAGE_PIXELS, "values")?;
+            if count == 1 {
+                return Ok(vec![ImageInput::Pixels(pixels)]); // the common case, without a copy
+            }
             Ok(pixels.chunks_exact(IMAGE_PIXELS).map(|image| ImageInput::Pixels(image.to_vec())).collect())
         }
         _ => {
@@ -498,7 +502,7 @@ mod tests {
     fn every_input_form_gives_the_same_images() {
         let pixels: Vec<u8> = (0..2 * IMAGE_PIXELS).map(|i| (i % 251) as u8).collect();
         let raw = parse(vec![tensor(PIXELS, "UINT8", &[2, 28, 28], TensorData::Raw(pixels.clone()))], &[]).unwrap();
-        let typed = TensorData::Uint(pixels.iter().map(|&p| u64::from(p)).collect());
+        let typed = TensorData::Uint(pixels.iter().map(|&p| u32::from(p)).collect());
         let flat = parse(vec![tensor(PIXELS, "UINT8", &[2, 784], typed)], &[]).unwrap();
         assert_eq!(raw, flat);
         assert_eq!(raw.images.len(), 2);
