@@ -8,7 +8,8 @@
 //! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
 //! flags, [`error`] maps every failure to a gRPC status and an HTTP code,
 //! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
-//! may connect and call, [`timing`] records where a call's time goes, and
+//! may connect and call, [`http_server`] carries the HTTP port, [`timing`]
+//! records where a call's time goes, and
 //! [`run`] wires them together with health checks, reflection and graceful
 //! shutdown.
 
@@ -19,6 +20,7 @@ pub mod batcher;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod http_server;
 pub mod message_limit;
 pub mod metrics;
 pub mod timing;
@@ -280,27 +282,13 @@ async fn serve(
         reflection = !config.no_reflection,
         "listening"
     );
-    let http_server = match http_listener {
+    let http_task = match http_listener {
         Some(listener) => {
             let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: local_addr, source })?;
             let metrics = prometheus.filter(|_| config.http_metrics);
             let app = api::http::router(Arc::clone(&core), auth.clone(), metrics);
             let shutdown = stopped(serving_stopped.clone());
-            let task = match http_tls {
-                Some(acceptor) => {
-                    let listener = tls::TlsListener::new(listener, acceptor)
-                        .map_err(|source| ServerError::Bind { addr, source })?;
-                    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
-                }
-                None => {
-                    use axum::serve::ListenerExt;
-                    // As on the gRPC port: no Nagle delay on small answers.
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await })
-                }
-            };
+            let task = tokio::spawn(http_server::serve(listener, http_tls, app, shutdown));
             tracing::info!(addr = %addr, tls = tls_enabled, metrics = config.http_metrics, "HTTP listening");
             Some(task)
         }
@@ -313,7 +301,7 @@ async fn serve(
         let _ = stop_serving.send(true);
         batcher.close();
         let _ = server.await;
-        if let Some(http) = http_server {
+        if let Some(http) = http_task {
             let _ = http.await;
         }
         let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
@@ -330,12 +318,10 @@ async fn serve(
     let _ = stop_serving.send(true);
     let drained = async {
         let grpc = server.await;
-        if let Some(http) = http_server {
-            match http.await {
-                Ok(Err(error)) => tracing::error!(%error, "HTTP server failed"),
-                Err(join_error) => tracing::error!(%join_error, "HTTP server task failed"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(http) = http_task
+            && let Err(join_error) = http.await
+        {
+            tracing::error!(%join_error, "HTTP server task failed");
         }
         grpc
     };

@@ -5,18 +5,12 @@
 //! missing or malformed file stops start-up with an error that names the
 //! file and what is wrong with it, instead of a handshake failure later.
 
-use std::{fs, io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{fs, path::Path, sync::Arc, time::Duration};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
-    task::JoinHandle,
-};
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{self, RootCertStore, server::WebPkiClientVerifier},
-    server::TlsStream,
 };
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -82,75 +76,6 @@ pub fn http_acceptor(files: TlsFiles<'_>) -> Result<TlsAcceptor, ServerError> {
         .map_err(|e| tls_error(files.key, format!("does not match the certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// The HTTP port's connections once their TLS handshake has succeeded.
-///
-/// Handshakes run in tasks of their own (for at most the handshake
-/// timeout), so a slow or silent client does not hold up the others; the
-/// accepted sockets get `TCP_NODELAY`, as the gRPC port's do.
-pub struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    accepting: JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener`.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
-        let local_addr = listener.local_addr()?;
-        let (sender, handshaken) = mpsc::channel(64);
-        let accepting = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        tracing::warn!(%error, "HTTP port: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, sender) = (acceptor.clone(), sender.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = sender.send((stream, peer)).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "HTTP port: TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "HTTP port: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { handshaken, local_addr, accepting })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accepting.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.handshaken.recv().await {
-            Some(connection) => connection,
-            // The accepting task never ends on its own (it is aborted only
-            // with this listener), so this is not reached; never resolving
-            // is what a listener without connections does.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
 }
 
 fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ServerError> {

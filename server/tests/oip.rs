@@ -347,3 +347,18 @@ async fn the_three_protocols_share_batches() {
     }
     assert!(scrape.contains(r#"mnist_images_total{protocol="oip-grpc",code="OK"} 3"#), "{scrape}");
 }
+
+/// A client that trickles its request headers is cut off (10 s), instead of
+/// holding its connection for ever.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with_http(&[]).await;
+    let mut stream = tokio::net::TcpStream::connect(server.http_addr.unwrap()).await.unwrap();
+    stream.write_all(b"POST /v2/models/mnist/infer HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection is still open after 20 s");
+    assert!(started.elapsed() >= Duration::from_secs(9), "closed after {:?}", started.elapsed());
+}

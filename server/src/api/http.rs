@@ -395,7 +395,9 @@ fn json_data(name: &str, datatype: &str, data: Value) -> Result<TensorData, Serv
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| invalid(i, "a 32-bit unsigned integer"))
+                    v.as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| invalid(i, "a 32-bit unsigned integer"))
                 })
                 .collect::<Result<_, _>>()?,
         ),
