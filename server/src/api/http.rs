@@ -322,7 +322,7 @@ impl JsonOutput {
 fn request_parameters(request: &InferBody) -> (Option<String>, Option<Instant>, bool) {
     let timeout = request.parameters.get("timeout").and_then(Value::as_u64).map(Duration::from_micros);
     let binary = request.parameters.get("binary_data_output").and_then(Value::as_bool).unwrap_or(false);
-    (request.id.clone(), timeout.map(|t| Instant::now() + t), binary)
+    (request.id.clone(), timeout.and_then(|t| Instant::now().checked_add(t)), binary)
 }
 
 /// Each input with its data: its share of the binary part when it has a
