@@ -19,11 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-5}"
 PLOT="${2:-docs/img/latency-throughput.png}"
-GHZ="${GHZ:-$ROOT/../shared/tools/ghz}"
-if [[ ! -x "$GHZ" ]]; then
-  echo "bench-ghz: ghz not found at $GHZ (set GHZ=/path/to/ghz)" >&2
-  exit 2
-fi
+require_ghz bench-ghz
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling --example latency_plot
 ulimit -n 65536 2>/dev/null || true

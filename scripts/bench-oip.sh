@@ -16,11 +16,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-5}"
 ROUNDS="${2:-3}"
-GHZ="${GHZ:-$ROOT/../shared/tools/ghz}"
-if [[ ! -x "$GHZ" ]]; then
-  echo "bench-oip: ghz not found at $GHZ (set GHZ=/path/to/ghz)" >&2
-  exit 2
-fi
+require_ghz bench-oip
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server
 CALLERS=(1 8 64)

@@ -1,4 +1,4 @@
-# Sourced by the load scripts (bench-server.sh, overload.sh, soak.sh): the
+# Sourced by the load scripts (bench-server.sh, bench-ghz.sh, bench-oip.sh, overload.sh, soak.sh): the
 # ONNX Runtime library, MNIST_DIR, and helpers that start the release server
 # on a free port, stop it, and sample its memory.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,4 +44,13 @@ rss_sampler() {
     [[ -n "$kib" ]] && echo -e "$(date +%s.%N)\t$kib\t$cpu" >>"$2"
     sleep 0.5
   done
+}
+
+# require_ghz SCRIPT: sets GHZ ($GHZ, else ../shared/tools/ghz) or exits saying where it was looked for.
+require_ghz() {
+  GHZ="${GHZ:-$ROOT/../shared/tools/ghz}"
+  if [[ ! -x "$GHZ" ]]; then
+    echo "$1: ghz not found at $GHZ (set GHZ=/path/to/ghz)" >&2
+    exit 2
+  fi
 }

@@ -338,7 +338,6 @@ async fn sigterm_answers_every_request_sent_before_it_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_count_requests_batches_and_the_provider() {
-    use std::io::{Read, Write};
     let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let model = shipped_model();
     let server =
@@ -350,15 +349,7 @@ async fn prometheus_metrics_count_requests_batches_and_the_provider() {
     }
     let _ = client.predict_one(pixels_request("bad", &[0; 5])).await.unwrap_err();
 
-    let scrape = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(metrics_addr).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
-    })
-    .await
-    .unwrap();
+    let scrape = common::scrape_metrics(metrics_addr).await;
     assert!(
         scrape.contains(r#"mnist_requests_total{protocol="mnist.v1",method="PredictOne",code="OK"} 3"#),
         "{scrape}"

@@ -288,7 +288,6 @@ async fn the_http_port_closes_on_shutdown() {
 /// protocol feeds the same queue.
 #[tokio::test]
 async fn the_three_protocols_share_batches() {
-    use std::io::{Read, Write};
     let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let http_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let model = shipped_model();
@@ -329,15 +328,7 @@ async fn the_three_protocols_share_batches() {
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
-    let scrape = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(metrics_addr).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
-    })
-    .await
-    .unwrap();
+    let scrape = common::scrape_metrics(metrics_addr).await;
     // Warm-up ran a batch of 1 and one of 64; then one batch of all 6.
     assert!(scrape.contains("mnist_batch_size_count 3"), "{scrape}");
     assert!(scrape.contains("mnist_batch_size_sum 71"), "{scrape}");

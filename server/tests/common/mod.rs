@@ -193,6 +193,20 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Reads the Prometheus metrics endpoint at `addr` (`--metrics-addr`).
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap()
+}
+
 /// Spawns the server binary with JSON logs on a free port.
 pub fn spawn(args: &[&str]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-server"));
