@@ -5,9 +5,11 @@
 
 #[path = "../common.rs"]
 mod common;
+#[path = "../oip.rs"]
+mod oip;
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    common::check_oip_request(data);
+    oip::check_oip_request(data, &common::LIMITS);
 });

@@ -1,10 +1,12 @@
-//! Replays the request fuzzer's seeds and every input it ever crashed on
-//! (`fuzz/seeds/request`, `fuzz/regressions/request`) through the same
-//! checks as `fuzz/fuzz_targets/request.rs`, so that a fixed crash stays
+//! Replays the request fuzzers' seeds and every input they ever crashed on
+//! (`fuzz/seeds/{request,oip_request}`, `fuzz/regressions/...`) through the same
+//! checks as `fuzz/fuzz_targets/{request,oip_request}.rs`, so that a fixed crash stays
 //! fixed without needing nightly Rust or libFuzzer.
 
 #[path = "../../fuzz/common.rs"]
 mod fuzz;
+#[path = "../../fuzz/oip.rs"]
+mod oip;
 
 use std::path::Path;
 
@@ -36,7 +38,7 @@ fn oip_request_seeds_and_past_crashes_are_handled() {
     let seeds = inputs.iter().filter(|(name, _)| name.contains("/seeds/")).count();
     assert!(seeds >= 5, "the oip_request seeds are missing");
     for (name, data) in inputs {
-        let prepared = fuzz::check_oip_request(&data);
+        let prepared = oip::check_oip_request(&data, &LIMITS);
         // The seeds are valid requests: a seed that stopped parsing would
         // leave the fuzzer starting from nothing.
         assert!(!name.contains("/seeds/") || prepared > 0, "{name} no longer parses");
