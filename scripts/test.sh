@@ -3,7 +3,7 @@
 # then runs formatting and lint checks, every crate's tests (training
 # included) and the interoperability tests with clients written by others:
 # grpcio, grpcurl and ghz (mnist.v1), tritonclient, KServe's SDK and curl
-# (the Open Inference Protocol).
+# (the Open Inference Protocol); and the deployment manifests, offline.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-train skip the libtorch crate (no 4.7 GB download)
@@ -51,6 +51,9 @@ cargo build -q -p mnist-server --bin mnist-server --example dev_certs
 export MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs"
 export GRPCURL="${MNIST_VENV:-$ROOT/.venv}/bin/grpcurl"
 python "$ROOT/tests/interop/test_interop.py"
+
+step "deployment: manifests against the Kubernetes schemas and the server's flags"
+python "$ROOT/tests/deploy/test_manifests.py"
 
 step "interoperability: the Open Inference Protocol (tritonclient, KServe, curl, grpcurl, ghz)"
 # tritonclient and KServe pin other protobuf versions: their own virtualenv.
