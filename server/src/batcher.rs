@@ -30,10 +30,19 @@ pub struct BatcherConfig {
     pub max_queue_delay: Duration,
     /// Most images waiting; more are refused with [`ServerError::QueueFull`].
     pub max_queue_size: usize,
+}
+
+/// A model ready to run: its runtime session, the pixel normalization it
+/// expects, and which model it is.
+pub struct LoadedModel {
+    /// The runtime session.
+    pub backend: Box<dyn Backend>,
     /// Pixel normalization the model expects.
     pub mean: f32,
     /// Pixel normalization the model expects.
     pub std: f32,
+    /// SHA-256 of the model file (hex): every prediction says which model made it.
+    pub sha256: Arc<str>,
 }
 
 /// One image as the model takes it.
@@ -58,13 +67,21 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
     /// The model's raw outputs for the digits 0-9.
     pub logits: Vec<f32>,
+    /// SHA-256 (hex) of the model that made the prediction.
+    pub model: Arc<str>,
 }
 
 impl Prediction {
-    fn from_logits(logits: &[f32]) -> Self {
+    fn from_logits(logits: &[f32], model: &Arc<str>) -> Self {
         let probabilities = softmax(logits);
         let digit = mnist::argmax(&probabilities).unwrap_or(0);
-        Self { digit: digit as u32, confidence: probabilities[digit], probabilities, logits: logits.to_vec() }
+        Self {
+            digit: digit as u32,
+            confidence: probabilities[digit],
+            probabilities,
+            logits: logits.to_vec(),
+            model: Arc::clone(model),
+        }
     }
 }
 
@@ -84,6 +101,8 @@ struct Job {
 struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// A model to run from the next batch on ([`Batcher::replace_model`]).
+    next_model: Option<LoadedModel>,
 }
 
 struct Shared {
@@ -108,14 +127,14 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the inference thread, which owns `backend` until [`Batcher::close`]
-    /// is called and the queue is drained.
-    pub fn start(backend: Box<dyn Backend>, config: BatcherConfig) -> Result<(Self, JoinHandle<()>), ServerError> {
+    /// Starts the inference thread, which owns `model` (and the models that
+    /// replace it) until [`Batcher::close`] is called and the queue is drained.
+    pub fn start(model: LoadedModel, config: BatcherConfig) -> Result<(Self, JoinHandle<()>), ServerError> {
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new() });
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || inference_loop(&thread_shared, backend, config))
+            .spawn(move || inference_loop(&thread_shared, model, config))
             .map_err(|e| ServerError::Runtime(format!("cannot start the inference thread: {e}")))?;
         Ok((Self { shared, max_queue_size: config.max_queue_size }, handle))
     }
@@ -174,6 +193,15 @@ impl Batcher {
         self.shared.lock().jobs.len()
     }
 
+    /// Runs `model` from the next batch on. The batch running now finishes
+    /// on the model that took it; the old model is dropped (its session
+    /// freed) on the inference thread once replaced. A model handed over
+    /// and not yet taken is replaced by this one.
+    pub fn replace_model(&self, model: LoadedModel) {
+        self.shared.lock().next_model = Some(model);
+        self.shared.work.notify_all();
+    }
+
     /// Refuses new images; the thread finishes what is queued, then exits.
     pub fn close(&self) {
         self.shared.lock().closed = true;
@@ -202,25 +230,42 @@ pub fn expired(deadline: Option<Instant>, now: Instant) -> bool {
     deadline.is_some_and(|deadline| now >= deadline)
 }
 
-fn inference_loop(shared: &Shared, mut backend: Box<dyn Backend>, config: BatcherConfig) {
+/// What the inference thread does next.
+enum Work {
+    /// Run these images.
+    Batch(Vec<Job>),
+    /// Switch to this model.
+    Model(LoadedModel),
+}
+
+fn inference_loop(shared: &Shared, mut model: LoadedModel, config: BatcherConfig) {
     let mut input = Vec::with_capacity(config.max_batch_size * IMAGE_PIXELS);
-    while let Some(batch) = next_batch(shared, &config) {
+    while let Some(work) = next_work(shared, &config) {
+        let batch = match work {
+            Work::Model(next) => {
+                let previous = std::mem::replace(&mut model, next);
+                tracing::info!(previous = %previous.sha256, sha256 = %model.sha256, "now running the new model");
+                drop(previous); // frees the old session, here, between two batches
+                continue;
+            }
+            Work::Batch(batch) => batch,
+        };
         let started = Instant::now();
         input.clear();
         for job in &batch {
             match &job.image {
-                ModelImage::Pixels(pixels) => normalize_into(pixels, config.mean, config.std, &mut input),
+                ModelImage::Pixels(pixels) => normalize_into(pixels, model.mean, model.std, &mut input),
                 ModelImage::Normalized(values) => input.extend_from_slice(values),
             }
             metrics::queue_wait(started.saturating_duration_since(job.enqueued));
         }
         metrics::batch_size(batch.len());
-        let result = backend.infer(&input, batch.len());
+        let result = model.backend.infer(&input, batch.len());
         metrics::inference_time(started.elapsed());
         match result {
             Ok(logits) if logits.len() == batch.len() * NUM_CLASSES => {
                 for (job, logits) in batch.into_iter().zip(logits.chunks_exact(NUM_CLASSES)) {
-                    let _ = job.reply.send(Ok(Prediction::from_logits(logits)));
+                    let _ = job.reply.send(Ok(Prediction::from_logits(logits, &model.sha256)));
                 }
             }
             Ok(logits) => {
@@ -239,16 +284,20 @@ fn fail_batch(batch: Vec<Job>, reason: &str) {
     }
 }
 
-/// Blocks until there is work, then takes the next batch. Returns `None`
-/// once the batcher is closed and the queue is empty.
-fn next_batch(shared: &Shared, config: &BatcherConfig) -> Option<Vec<Job>> {
+/// Blocks until there is work: a model to switch to (first), else the
+/// next batch. Returns `None` once the batcher is closed and the queue is empty.
+fn next_work(shared: &Shared, config: &BatcherConfig) -> Option<Work> {
     let mut queue = shared.lock();
     loop {
-        while queue.jobs.is_empty() {
+        if let Some(model) = queue.next_model.take() {
+            return Some(Work::Model(model));
+        }
+        if queue.jobs.is_empty() {
             if queue.closed {
                 return None;
             }
             queue = shared.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+            continue;
         }
         if !config.max_queue_delay.is_zero() {
             let until = queue.jobs.front().map_or_else(Instant::now, |j| j.enqueued) + config.max_queue_delay;
@@ -275,7 +324,7 @@ fn next_batch(shared: &Shared, config: &BatcherConfig) -> Option<Vec<Job>> {
         }
         metrics::queue_depth(queue.jobs.len());
         if !batch.is_empty() {
-            return Some(batch);
+            return Some(Work::Batch(batch));
         }
     }
 }
@@ -326,11 +375,15 @@ mod tests {
             max_batch_size: max_batch,
             max_queue_delay: Duration::from_micros(delay_us),
             max_queue_size: queue,
-            mean: 0.0,
-            std: 1.0 / 255.0,
         };
-        let (batcher, _thread) = Batcher::start(Box::new(backend), config).unwrap();
+        let (batcher, _thread) = Batcher::start(model(backend, "a"), config).unwrap();
         (batcher, batches, calls)
+    }
+
+    /// `backend` as a model whose SHA-256 is `name` (normalization undone:
+    /// mean 0, std 1/255 give the raw pixel values).
+    fn model(backend: impl Backend, name: &str) -> LoadedModel {
+        LoadedModel { backend: Box::new(backend), mean: 0.0, std: 1.0 / 255.0, sha256: name.into() }
     }
 
     fn image(label: u8) -> ModelImage {
@@ -444,5 +497,21 @@ mod tests {
         assert_eq!(prediction.digit, 7);
         assert_eq!(prediction.logits.len(), NUM_CLASSES);
         assert_eq!(prediction.logits[7], 10.0);
+    }
+
+    #[tokio::test]
+    async fn a_new_model_takes_over_between_batches() {
+        let (batcher, _, _) = start(4, 0, 100, 30);
+        let running = batcher.submit(image(1), None).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await; // the model now runs the first batch
+        let waiting = batcher.submit(image(2), None).unwrap();
+        let replacement =
+            FakeBackend { batches: Default::default(), delay: Duration::ZERO, calls: Arc::new(AtomicUsize::new(0)) };
+        batcher.replace_model(model(replacement, "b"));
+        let first = running.await.unwrap().unwrap();
+        let second = waiting.await.unwrap().unwrap();
+        assert_eq!(&*first.model, "a", "a batch finishes on the model that took it");
+        assert_eq!(&*second.model, "b", "the next batch runs on the new model");
+        assert_eq!(second.digit, 2);
     }
 }

@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, env = "MNIST_MAX_IMAGE_PIXELS", default_value_t = 16_777_216)]
     pub max_image_pixels: u64,
 
+    /// Check the model file every this many seconds, and load it again when its modification
+    /// time and content have changed (as on SIGHUP); 0: only on SIGHUP.
+    #[arg(long, env = "MNIST_WATCH_MODEL", default_value_t = 0.0)]
+    pub watch_model: f64,
+
     /// Seconds to let in-flight calls finish after SIGINT/SIGTERM before exiting.
     #[arg(long, env = "MNIST_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     pub shutdown_timeout: f64,
@@ -170,6 +175,11 @@ impl Config {
     }
 
     /// The batch wait as a duration.
+    /// How often to check the model file, when asked to.
+    pub fn watch_model(&self) -> Option<Duration> {
+        Duration::try_from_secs_f64(self.watch_model).ok().filter(|d| !d.is_zero())
+    }
+
     pub fn max_queue_delay(&self) -> Duration {
         Duration::from_micros(self.max_queue_delay_us)
     }

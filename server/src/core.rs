@@ -17,7 +17,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Instant,
@@ -74,7 +74,8 @@ pub struct ServedModel {
 /// The shared core; fronts hold it in an `Arc`.
 pub struct Core {
     batcher: Batcher,
-    model: ServedModel,
+    /// Replaced whole when a new model is swapped in.
+    model: RwLock<Arc<ServedModel>>,
     limits: Limits,
     /// Whether the model has been warmed up and the server is not stopping.
     ready: AtomicBool,
@@ -122,7 +123,7 @@ impl Core {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             batcher,
-            model,
+            model: RwLock::new(Arc::new(model)),
             ready: AtomicBool::new(false),
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             admitted: Arc::new(Semaphore::new(limits.max_admitted)),
@@ -132,8 +133,13 @@ impl Core {
     }
 
     /// The model being served.
-    pub fn model(&self) -> &ServedModel {
-        &self.model
+    pub fn model(&self) -> Arc<ServedModel> {
+        Arc::clone(&self.model.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Describes `model` from now on (the batcher runs it from its next batch).
+    pub fn set_model(&self, model: ServedModel) {
+        *self.model.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(model);
     }
 
     /// The limits in force (after clamping).

@@ -5,7 +5,8 @@
 //! over gRPC, the Open Inference Protocol over HTTP; each only translates)
 //! -> [`core`] (admission, limits, preprocessing: shared by every front) ->
 //! [`batcher`] (one queue for every call, batches for the model) ->
-//! [`backend`] (ONNX Runtime behind one trait). [`config`] holds the
+//! [`backend`] (ONNX Runtime behind one trait). [`model`] loads, describes
+//! and reloads the model. [`config`] holds the
 //! flags, [`error`] maps every failure to a gRPC status and an HTTP code,
 //! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
 //! may connect and call, [`http_server`] carries the HTTP port, [`timing`]
@@ -23,23 +24,22 @@ pub mod error;
 pub mod http_server;
 pub mod message_limit;
 pub mod metrics;
+pub mod model;
 pub mod timing;
 pub mod tls;
 
 use std::{
     future::Future,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use mnist::{
-    IMAGE_PIXELS, NUM_CLASSES,
+    IMAGE_PIXELS,
     preprocess::DecodeLimits,
     proto::{
         CLASSIFIER_SERVICE, FILE_DESCRIPTOR_SET, INFERENCE_SERVICE,
-        inference::grpc_inference_service_server::GrpcInferenceServiceServer,
-        v1::{BatchingConfig, ModelInfo, classifier_server::ClassifierServer},
+        inference::grpc_inference_service_server::GrpcInferenceServiceServer, v1::classifier_server::ClassifierServer,
     },
 };
 use tokio::net::TcpListener;
@@ -49,10 +49,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     api::{classifier::ClassifierService, inference::InferenceService},
     auth::BearerAuth,
-    backend::{ModelDescription, OnnxBackend},
     batcher::{Batcher, BatcherConfig, ModelImage},
     config::Config,
-    core::{Core, ServedModel},
+    core::Core,
     error::ServerError,
     message_limit::MessageLimit,
     timing::CallTiming,
@@ -175,24 +174,21 @@ impl Access {
 }
 
 /// Loads ONNX Runtime and the model, off the async workers.
-async fn load_model(config: &Config) -> Result<(OnnxBackend, ModelDescription), ServerError> {
-    let (model_path, options) = (config.model.clone(), config.runtime_options());
-    let (backend, model) = tokio::task::spawn_blocking(move || OnnxBackend::load(&model_path, &options))
-        .await
-        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))??;
+async fn load_model(config: &Config) -> Result<model::Loaded, ServerError> {
+    let loaded = model::load_off_the_workers(config, model::Card::Lenient).await?;
     tracing::info!(
         model = %config.model.display(),
-        sha256 = %model.sha256,
-        provider = model.provider,
+        sha256 = %loaded.model.sha256,
+        provider = loaded.provider,
         "model loaded"
     );
-    Ok((backend, model))
+    Ok(loaded)
 }
 
 async fn serve(
     config: Config,
     Access { transport, tls: tls_enabled, http_tls, auth }: Access,
-    (backend, model): (OnnxBackend, ModelDescription),
+    loaded: model::Loaded,
     Listeners { grpc: listener, http: http_listener }: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -202,17 +198,16 @@ async fn serve(
     } else {
         None
     };
-    metrics::model_info(model.provider, &model.sha256);
+    let (provider, sha256) = (loaded.provider, loaded.model.sha256.to_string());
+    metrics::model_info(provider, &sha256);
 
     let batcher_config = BatcherConfig {
         max_batch_size: config.max_batch_size as usize,
         max_queue_delay: config.max_queue_delay(),
         max_queue_size: config.max_queue_size as usize,
-        mean: model.mean,
-        std: model.std,
     };
-    let (batcher, inference_thread) = Batcher::start(Box::new(backend), batcher_config)?;
-    let served = served_model(&config, &model);
+    let (batcher, inference_thread) = Batcher::start(loaded.model, batcher_config)?;
+    let served = loaded.served;
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,
         max_pixels: config.max_image_pixels,
@@ -309,7 +304,9 @@ async fn serve(
     }
     core.set_ready(true);
     set_health(&health, ServingStatus::Serving).await;
-    tracing::info!(addr = %local_addr, provider = model.provider, "ready: serving");
+    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone(), (sha256, provider)))
+        .spawn(config.watch_model());
+    tracing::info!(addr = %local_addr, provider, "ready: serving");
 
     shutdown.await;
     tracing::info!(timeout_seconds = config.shutdown_timeout, "shutting down: draining calls in flight");
@@ -380,56 +377,4 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     for service in ["", CLASSIFIER_SERVICE, INFERENCE_SERVICE] {
         health.set_service_status(service, status).await;
     }
-}
-
-/// The model as every front describes it, built once.
-fn served_model(config: &Config, model: &ModelDescription) -> ServedModel {
-    let card = read_card(&config.model, &model.sha256);
-    let version = card
-        .as_ref()
-        .and_then(|card| card.get("version"))
-        .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "1".to_string());
-    let test_accuracy = card.as_ref().and_then(|card| card.get("test_accuracy")).and_then(|a| a.as_f64());
-    ServedModel { info: model_info(config, model, test_accuracy), version }
-}
-
-/// GetModelInfo's answer.
-fn model_info(config: &Config, model: &ModelDescription, test_accuracy: Option<f64>) -> ModelInfo {
-    ModelInfo {
-        input_shape: vec![-1, 1, 28, 28],
-        classes: (0..NUM_CLASSES).map(|d| d.to_string()).collect(),
-        model_sha256: model.sha256.clone(),
-        test_accuracy,
-        execution_provider: model.provider.to_string(),
-        batching: Some(BatchingConfig {
-            max_batch_size: config.max_batch_size,
-            max_queue_delay_us: config.max_queue_delay_us,
-            max_queue_size: config.max_queue_size,
-            max_in_flight_per_stream: config.max_in_flight_per_stream,
-        }),
-        model_file: config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        server_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_metadata: model.metadata.clone().into_iter().collect(),
-    }
-}
-
-/// The model's card (`mnist.json` beside `mnist.onnx`), when it describes
-/// this very file.
-fn read_card(model: &Path, sha256: &str) -> Option<serde_json::Value> {
-    let path = model.with_extension("json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let card: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(card) => card,
-        Err(e) => {
-            tracing::warn!(card = %path.display(), error = %e, "model card is not valid JSON; ignoring it");
-            return None;
-        }
-    };
-    if card.get("sha256").and_then(|s| s.as_str()).is_some_and(|s| !s.eq_ignore_ascii_case(sha256)) {
-        tracing::warn!(card = %path.display(), "model card describes another file (SHA-256 differs); ignoring it");
-        return None;
-    }
-    Some(card)
 }

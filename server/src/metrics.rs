@@ -22,6 +22,7 @@ const MODEL_INFO: &str = "mnist_model_info";
 const UNAUTHENTICATED: &str = "mnist_unauthenticated_total";
 const OPEN_STREAMS: &str = "mnist_open_streams";
 const STAGE_SECONDS: &str = "mnist_stage_duration_seconds";
+const MODEL_RELOADS: &str = "mnist_model_reloads_total";
 
 /// Records metrics from now on, serving `/metrics` in Prometheus text
 /// format on `listen` when given; the handle renders them for other
@@ -77,13 +78,25 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, ServerErr
         "Time in one stage of a call: receive (arrival to handler, PredictOne), preprocess (validate or \
          decode one image), respond (answer to last frame, PredictOne)."
     );
-    describe_gauge!(MODEL_INFO, "Always 1; labels describe the model being served.");
+    describe_gauge!(MODEL_INFO, "1 for the model being served (0 for the ones it replaced); labels describe it.");
+    describe_counter!(MODEL_RELOADS, "Model reloads (SIGHUP, --watch-model), by result: ok, unchanged, failed.");
     Ok(handle)
 }
 
 /// Records the model and the execution provider that runs it.
 pub fn model_info(provider: &'static str, sha256: &str) {
     gauge!(MODEL_INFO, "provider" => provider, "sha256" => sha256.to_string()).set(1.0);
+}
+
+/// Records that the model `old` was replaced by `new`.
+pub fn model_replaced(old_provider: &'static str, old: &str, new_provider: &'static str, new: &str) {
+    gauge!(MODEL_INFO, "provider" => old_provider, "sha256" => old.to_string()).set(0.0);
+    model_info(new_provider, new);
+}
+
+/// Counts a model reload by result (`ok`, `unchanged`, `failed`).
+pub fn model_reload(result: &'static str) {
+    counter!(MODEL_RELOADS, "result" => result).increment(1);
 }
 
 /// Records one request's outcome and latency, by protocol (`mnist.v1`,

@@ -140,7 +140,7 @@ struct ModelPath {
 
 impl ModelPath {
     fn check(&self, core: &Core) -> Result<(), ApiError> {
-        Ok(oip::check_model(core.model(), &self.model, &self.version)?)
+        Ok(oip::check_model(&core.model(), &self.model, &self.version)?)
     }
 }
 
@@ -163,7 +163,7 @@ async fn model_metadata(
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
     path.check(&state.core)?;
-    Ok(axum::Json(metadata_json(&oip::model_metadata(state.core.model()))))
+    Ok(axum::Json(metadata_json(&oip::model_metadata(&state.core.model()))))
 }
 
 async fn model_config(
@@ -171,7 +171,7 @@ async fn model_config(
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
     path.check(&state.core)?;
-    let config = oip::model_config(state.core.model(), state.core.limits().max_images_per_request);
+    let config = oip::model_config(&state.core.model(), state.core.limits().max_images_per_request);
     Ok(axum::Json(config_json(&config)))
 }
 
@@ -202,7 +202,7 @@ async fn infer_body(
     body: Body,
     images: &mut usize,
 ) -> Result<Response, ServerError> {
-    oip::check_model(core.model(), &path.model, &path.version)?;
+    oip::check_model(&core.model(), &path.model, &path.version)?;
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING).filter(|e| e.as_bytes() != b"identity") {
         return Err(ServerError::InvalidTensor(format!(
             "Content-Encoding {} is not supported: send the request uncompressed",

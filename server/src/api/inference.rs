@@ -55,7 +55,7 @@ pub struct Parsed {
 }
 
 fn parse(core: &Core, request: ModelInferRequest) -> Result<Parsed, ServerError> {
-    oip::check_model(core.model(), &request.model_name, &request.model_version)?;
+    oip::check_model(&core.model(), &request.model_name, &request.model_version)?;
     parse_tensors(request)
 }
 
@@ -199,7 +199,7 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(self.core.model(), &request.name, &request.version)?;
+        oip::check_model(&self.core.model(), &request.name, &request.version)?;
         Ok(Response::new(ModelReadyResponse { ready: self.core.is_ready() }))
     }
 
@@ -215,8 +215,8 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(self.core.model(), &request.name, &request.version)?;
-        Ok(Response::new(oip::model_metadata(self.core.model())))
+        oip::check_model(&self.core.model(), &request.name, &request.version)?;
+        Ok(Response::new(oip::model_metadata(&self.core.model())))
     }
 
     async fn model_config(
@@ -224,8 +224,8 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(self.core.model(), &request.name, &request.version)?;
-        let config = oip::model_config(self.core.model(), self.core.limits().max_images_per_request);
+        oip::check_model(&self.core.model(), &request.name, &request.version)?;
+        let config = oip::model_config(&self.core.model(), self.core.limits().max_images_per_request);
         Ok(Response::new(ModelConfigResponse { config: Some(config) }))
     }
 

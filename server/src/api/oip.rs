@@ -567,7 +567,7 @@ mod tests {
             logits[digit as usize] = 5.0;
             logits[(digit as usize + 1) % NUM_CLASSES] = 2.0;
             let probabilities = mnist::softmax(&logits);
-            Prediction { digit, confidence: probabilities[digit as usize], probabilities, logits }
+            Prediction { digit, confidence: probabilities[digit as usize], probabilities, logits, model: "m".into() }
         };
         let predictions = [prediction(3), prediction(9)];
         let specs = select_outputs(&[

@@ -1,0 +1,284 @@
+//! The model being served: loading it (file -> ONNX Runtime session),
+//! describing it (its card `mnist.json`), and replacing it while serving.
+//!
+//! A reload (SIGHUP, or `--watch-model` seeing the file change) loads the
+//! file into a new session beside the old one, reads its card, and warms it
+//! up on the loading thread; only then does the batcher switch to it, between
+//! two batches. Anything wrong (missing or truncated file, not ONNX, wrong
+//! inputs or outputs, a card that describes another file, a failed warm-up)
+//! leaves the old model serving, with an error line in the log and
+//! `mnist_model_reloads_total{result="failed"}`.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use mnist::{
+    IMAGE_PIXELS, NUM_CLASSES,
+    proto::v1::{BatchingConfig, ModelInfo},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    backend::{ModelDescription, OnnxBackend},
+    batcher::{Batcher, LoadedModel},
+    config::Config,
+    core::{Core, ServedModel},
+    error::ServerError,
+    metrics,
+};
+
+/// A model file, loaded: the session for the batcher and its description
+/// for the fronts.
+pub struct Loaded {
+    /// What the batcher runs.
+    pub model: LoadedModel,
+    /// How the fronts describe it.
+    pub served: ServedModel,
+    /// The execution provider running it.
+    pub provider: &'static str,
+}
+
+/// How a model's card is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Card {
+    /// At start-up: a card that is not valid JSON or describes another file
+    /// is ignored, with a warning (the model still serves).
+    Lenient,
+    /// On reload: such a card refuses the new model, so that a file and its
+    /// card are always swapped together.
+    Strict,
+}
+
+/// Loads `config.model` and its card. Blocking (reads the file and builds
+/// the session).
+pub fn load(config: &Config, card: Card) -> Result<Loaded, ServerError> {
+    let (backend, description) = OnnxBackend::load(&config.model, &config.runtime_options())?;
+    let card = read_card(&config.model, &description.sha256, card)?;
+    let served = served_model(config, &description, card.as_ref());
+    let model = LoadedModel {
+        backend: Box::new(backend),
+        mean: description.mean,
+        std: description.std,
+        sha256: description.sha256.as_str().into(),
+    };
+    Ok(Loaded { model, served, provider: description.provider })
+}
+
+/// [`load`], off the async workers.
+pub async fn load_off_the_workers(config: &Config, card: Card) -> Result<Loaded, ServerError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || load(&config, card))
+        .await
+        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))?
+}
+
+/// Runs a model once on one image and once on a full batch, directly (not
+/// through the batcher), so that it has paid for ONNX Runtime's lazy
+/// initialisation before it serves, and is known to produce 10 finite logits.
+fn warm_up(model: &mut LoadedModel, max_batch_size: usize) -> Result<(), ServerError> {
+    for batch in [1, max_batch_size.max(1)] {
+        let logits = model.backend.infer(&vec![0.0; batch * IMAGE_PIXELS], batch)?;
+        if logits.len() != batch * NUM_CLASSES || logits.iter().any(|l| !l.is_finite()) {
+            return Err(ServerError::Inference(format!(
+                "warm-up on a batch of {batch} gave {} values (expected {} finite logits)",
+                logits.len(),
+                batch * NUM_CLASSES
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The model as every front describes it.
+fn served_model(config: &Config, model: &ModelDescription, card: Option<&serde_json::Value>) -> ServedModel {
+    let version = card
+        .and_then(|card| card.get("version"))
+        .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "1".to_string());
+    let test_accuracy = card.and_then(|card| card.get("test_accuracy")).and_then(|a| a.as_f64());
+    ServedModel { info: model_info(config, model, test_accuracy), version }
+}
+
+/// GetModelInfo's answer.
+fn model_info(config: &Config, model: &ModelDescription, test_accuracy: Option<f64>) -> ModelInfo {
+    ModelInfo {
+        input_shape: vec![-1, 1, 28, 28],
+        classes: (0..NUM_CLASSES).map(|d| d.to_string()).collect(),
+        model_sha256: model.sha256.clone(),
+        test_accuracy,
+        execution_provider: model.provider.to_string(),
+        batching: Some(BatchingConfig {
+            max_batch_size: config.max_batch_size,
+            max_queue_delay_us: config.max_queue_delay_us,
+            max_queue_size: config.max_queue_size,
+            max_in_flight_per_stream: config.max_in_flight_per_stream,
+        }),
+        model_file: config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_metadata: model.metadata.clone().into_iter().collect(),
+    }
+}
+
+/// The model's card (`mnist.json` beside `mnist.onnx`), if there is one.
+fn read_card(model: &Path, sha256: &str, mode: Card) -> Result<Option<serde_json::Value>, ServerError> {
+    let path = model.with_extension("json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let problem = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(card) => match card.get("sha256").and_then(|s| s.as_str()) {
+            Some(described) if !described.eq_ignore_ascii_case(sha256) => {
+                format!("describes another file (SHA-256 {described}, the model's is {sha256})")
+            }
+            _ => return Ok(Some(card)),
+        },
+        Err(e) => format!("is not valid JSON: {e}"),
+    };
+    match mode {
+        Card::Lenient => {
+            tracing::warn!(card = %path.display(), "model card {problem}; ignoring it");
+            Ok(None)
+        }
+        Card::Strict => Err(ServerError::Model { path, reason: format!("the model card {problem}") }),
+    }
+}
+
+/// Replaces the served model on request, one reload at a time.
+pub struct Reloader {
+    config: Config,
+    core: Arc<Core>,
+    batcher: Batcher,
+    /// SHA-256 and provider of the model serving now.
+    current: Mutex<(String, &'static str)>,
+    /// Reloads run one after the other.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for the model that `config` names, serving now as `current`.
+    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher, current: (String, &'static str)) -> Self {
+        Self { config, core, batcher, current: Mutex::new(current), busy: tokio::sync::Mutex::new(()) }
+    }
+
+    fn current(&self) -> (String, &'static str) {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Loads the model file again and, if it is a different, working model,
+    /// swaps it in. `Ok(false)` when the file holds the model already serving.
+    pub async fn reload(&self, why: &'static str) -> Result<bool, ServerError> {
+        let _one_at_a_time = self.busy.lock().await;
+        let started = std::time::Instant::now();
+        let max_batch = self.config.max_batch_size.min(self.config.max_queue_size) as usize;
+        let config = self.config.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut loaded = load(&config, Card::Strict)?;
+            warm_up(&mut loaded.model, max_batch)?;
+            Ok::<_, ServerError>(loaded)
+        })
+        .await
+        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))
+        .and_then(|loaded| loaded);
+        let (previous, previous_provider) = self.current();
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                metrics::model_reload("failed");
+                tracing::error!(why, %error, serving = %previous, "model reload failed: the old model keeps serving");
+                return Err(error);
+            }
+        };
+        let sha256 = loaded.model.sha256.to_string();
+        if sha256 == previous {
+            metrics::model_reload("unchanged");
+            tracing::info!(why, %sha256, "model reload: the file holds the model already serving");
+            return Ok(false);
+        }
+        self.batcher.replace_model(loaded.model);
+        self.core.set_model(loaded.served);
+        metrics::model_replaced(previous_provider, &previous, loaded.provider, &sha256);
+        metrics::model_reload("ok");
+        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (sha256.clone(), loaded.provider);
+        tracing::info!(
+            why,
+            %previous,
+            %sha256,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "model reloaded: the next batch runs the new model"
+        );
+        Ok(true)
+    }
+
+    /// Reloads on SIGHUP and, every `watch` when given, when the file's
+    /// modification time and content have changed. Runs until the server stops.
+    pub fn spawn(self: Arc<Self>, watch: Option<Duration>) {
+        #[cfg(unix)]
+        {
+            let reloader = Arc::clone(&self);
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hangups) => {
+                    tokio::spawn(async move {
+                        while hangups.recv().await.is_some() {
+                            let _ = reloader.reload("SIGHUP").await;
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP: the model is reloaded only by --watch-model")
+                }
+            }
+        }
+        if let Some(every) = watch {
+            tokio::spawn(async move {
+                let path = self.config.model.clone();
+                let mut seen = modified(&path);
+                let mut ticks = tokio::time::interval(every);
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    let now = modified(&path);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    // Touched, or rewritten with the same bytes: nothing to do.
+                    if file_sha256(&path).is_some_and(|sha| sha == self.current().0) {
+                        continue;
+                    }
+                    let _ = self.reload("the model file changed").await;
+                }
+            });
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn file_sha256(path: &PathBuf) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_for_another_file_is_ignored_at_start_up_and_refused_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        assert_eq!(read_card(&model, "ab", Card::Strict).unwrap(), None, "no card is fine");
+        std::fs::write(dir.path().join("m.json"), r#"{"sha256": "cd", "test_accuracy": 0.99}"#).unwrap();
+        assert_eq!(read_card(&model, "ab", Card::Lenient).unwrap(), None);
+        let error = read_card(&model, "ab", Card::Strict).unwrap_err().to_string();
+        assert!(error.contains("describes another file") && error.contains("cd"), "{error}");
+        let card = read_card(&model, "CD", Card::Strict).unwrap().unwrap();
+        assert_eq!(card["test_accuracy"], 0.99);
+        std::fs::write(dir.path().join("m.json"), "{not json").unwrap();
+        assert!(read_card(&model, "cd", Card::Strict).unwrap_err().to_string().contains("not valid JSON"));
+    }
+}
