@@ -179,9 +179,9 @@ async fn sighup_swaps_models_under_load_without_errors_and_a_bad_file_keeps_the_
     for task in load {
         task.await.unwrap();
     }
-    let errors = errors.lock().unwrap();
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
     assert!(errors.is_empty(), "{} errors, first: {:?}", errors.len(), errors.first());
-    let answers = answers.lock().unwrap();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
     assert!(answers.len() > 1000, "only {} answers", answers.len());
     let prefix = |which: usize| models.sha(which)[..12].to_string();
     for (sent, model) in answers.iter() {
