@@ -2,7 +2,7 @@
 //!
 //! [`connect`] opens the channel, [`files`] finds the images to send,
 //! [`pipeline`] streams them with a bounded window, [`predict`], [`eval`]
-//! and [`bench`] are the subcommands' logic, and [`output`] renders results
+//! and [`bench`](mod@bench) are the subcommands' logic, and [`output`] renders results
 //! for people (table) and scripts (JSON, CSV).
 
 pub mod bench;

@@ -86,7 +86,7 @@ where
     }
 }
 
-/// A response body whose trailers get [`rewrite_headers`].
+/// A response body whose trailers get the same rewrite (`rewrite_headers`).
 #[derive(Debug)]
 pub struct RewriteTrailers<B> {
     inner: B,

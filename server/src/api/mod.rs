@@ -8,7 +8,7 @@
 //!
 //! [`oip`] holds what the two Open Inference Protocol fronts share (tensor
 //! names, shapes and data types, the model's metadata and configuration),
-//! and [`stream`] the read-admit-answer loop of both gRPC streaming calls.
+//! and `stream` the read-admit-answer loop of both gRPC streaming calls.
 //!
 //! [`core`]: crate::core
 

@@ -433,7 +433,7 @@ pub fn model_metadata(model: &ServedModel) -> ModelMetadataResponse {
 }
 
 /// `ModelConfig` / `GET /v2/models/mnist/config`, in Triton's terms: dims
-/// without the batch dimension, [N] tensors as dims [1] reshaped to [].
+/// without the batch dimension, `[N]` tensors as dims `[1]` reshaped to `[]`.
 pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> ModelConfig {
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {
