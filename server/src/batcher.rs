@@ -72,6 +72,12 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// The first 12 hex digits of the model's SHA-256: enough to tell the
+    /// models of one deployment apart, short enough for every answer.
+    pub fn model_prefix(&self) -> &str {
+        self.model.get(..12).unwrap_or(&self.model)
+    }
+
     fn from_logits(logits: &[f32], model: &Arc<str>) -> Self {
         let probabilities = softmax(logits);
         let digit = mnist::argmax(&probabilities).unwrap_or(0);

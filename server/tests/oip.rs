@@ -83,6 +83,18 @@ async fn model_infer_classifies_every_input_form_alike() {
     assert_eq!(raw.model_version, "1");
     assert_eq!(raw.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["logits", "probabilities", "digit"]);
     assert_eq!(raw.raw_output_contents.len(), 3, "raw inputs are answered with raw outputs");
+    let served = ClassifierClient::new(server.channel().await)
+        .get_model_info(mnist::proto::v1::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .model_sha256;
+    let model = raw.parameters.get("model_sha256").and_then(|p| p.parameter_choice.clone());
+    assert_eq!(
+        model,
+        Some(mnist::proto::inference::infer_parameter::ParameterChoice::StringParam(served[..12].to_string())),
+        "the answer names the model that made it"
+    );
     let expected = digits(&raw);
     assert!(expected.iter().zip(&labels).filter(|(a, b)| a == b).count() >= 15, "{expected:?} vs {labels:?}");
 
@@ -230,6 +242,7 @@ async fn http_infer_json_and_binary() {
     assert_eq!(headers["content-type"], "application/json");
     let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(reply["id"], "json");
+    assert_eq!(reply["parameters"]["model_sha256"].as_str().map(str::len), Some(12));
     assert_eq!(reply["outputs"][0]["data"][0], i64::from(data.labels[0]));
 
     // Binary in (two images), binary out, as tritonclient.http sends them.

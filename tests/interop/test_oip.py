@@ -214,6 +214,7 @@ class OipTest(unittest.TestCase):
                 g = self.grpc.infer("mnist", inputs_for(triton_grpc, kind, images), request_id=f"{kind}-{n}")
                 self.assertEqual(g.get_response().id, f"{kind}-{n}")
                 self.assertTrue(g.get_response().raw_output_contents, "raw inputs get raw outputs, as in Triton")
+                self.assertEqual(len(g.get_response().parameters["model_sha256"].string_param), 12)
                 h = self.http.infer("mnist", inputs_for(triton_http, kind, images))
                 results = [(g, "grpc"), (h, "http binary")]
                 if kind != "image":  # JSON strings cannot carry a PNG's bytes
@@ -222,6 +223,8 @@ class OipTest(unittest.TestCase):
                                                      for o in ["digit", "probabilities"]])
                     results.append((typed, "http json"))
                 digits = [self.check_digits(r, n, f"{kind} x{n} {how}") for r, how in results]
+                self.assertEqual(h.get_response()["parameters"]["model_sha256"],
+                                 g.get_response().parameters["model_sha256"].string_param)
                 for other in digits[1:]:
                     np.testing.assert_array_equal(digits[0], other)
                 np.testing.assert_allclose(g.as_numpy("logits"), h.as_numpy("logits"), rtol=1e-6)

@@ -31,9 +31,6 @@ use crate::{
 /// The protocol's name in metrics.
 const PROTOCOL: &str = "mnist.v1";
 
-/// Hex digits of the model's SHA-256 in each answer: enough to tell models apart.
-const MODEL_PREFIX: usize = 12;
-
 /// The Classifier service; cheap to clone (one per call).
 #[derive(Clone)]
 pub struct ClassifierService {
@@ -71,9 +68,9 @@ fn response(id: String, prediction: Prediction) -> PredictResponse {
         id,
         digit: prediction.digit,
         confidence: prediction.confidence,
+        model: prediction.model_prefix().to_string(),
         probabilities: prediction.probabilities,
         error: None,
-        model: prediction.model.chars().take(MODEL_PREFIX).collect(),
     }
 }
 

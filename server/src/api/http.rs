@@ -32,7 +32,7 @@ use mnist::proto::inference::{DataType, ModelConfig, ModelMetadataResponse, mode
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::oip::{self, InputTensor, OutputData, OutputTensor, RequestedOutput, TensorData};
+use super::oip::{self, InputTensor, OutputData, RequestedOutput, TensorData};
 use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics};
 
 /// The protocol's name in metrics.
@@ -215,8 +215,8 @@ async fn infer_body(
     *images = parsed.request.images.len();
     let admission = core.try_admit(*images)?;
     let binary = parsed.binary_outputs();
-    let tensors = oip::infer(core, parsed.request, parsed.deadline, admission).await?;
-    Ok(response(core, parsed.id, tensors, &binary))
+    let answer = oip::infer(core, parsed.request, parsed.deadline, admission).await?;
+    Ok(response(core, parsed.id, answer, &binary))
 }
 
 /// An inference request's body, parsed.
@@ -412,9 +412,10 @@ fn flatten(value: Value, into: &mut Vec<Value>) {
 }
 
 /// The response: JSON, followed by the binary outputs' bytes when any.
-fn response(core: &Core, id: Option<String>, tensors: Vec<OutputTensor>, binary: &[bool]) -> Response {
+fn response(core: &Core, id: Option<String>, answer: oip::InferAnswer, binary: &[bool]) -> Response {
     let mut tail = Vec::new();
-    let outputs: Vec<Value> = tensors
+    let outputs: Vec<Value> = answer
+        .outputs
         .into_iter()
         .zip(binary.iter().copied().chain(std::iter::repeat(false)))
         .map(|(tensor, binary)| {
@@ -439,6 +440,7 @@ fn response(core: &Core, id: Option<String>, tensors: Vec<OutputTensor>, binary:
         "model_name": oip::MODEL_NAME,
         "model_version": core.model().version,
         "outputs": outputs,
+        "parameters": { oip::MODEL_PARAMETER: answer.models },
     });
     if let Some(id) = id {
         body["id"] = json!(id);

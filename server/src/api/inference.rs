@@ -19,7 +19,7 @@ use mnist::proto::inference::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    oip::{self, InputTensor, OutputData, OutputTensor, RequestedOutput, TensorData},
+    oip::{self, InputTensor, OutputData, RequestedOutput, TensorData},
     stream::{self, ResponseStream},
 };
 use crate::{
@@ -114,9 +114,10 @@ fn integer(parameter: &InferParameter) -> Option<i64> {
     }
 }
 
-fn response(core: &Core, id: String, tensors: Vec<OutputTensor>, raw_outputs: bool) -> ModelInferResponse {
+fn response(core: &Core, id: String, answer: oip::InferAnswer, raw_outputs: bool) -> ModelInferResponse {
     let mut raw_output_contents = Vec::new();
-    let outputs = tensors
+    let outputs = answer
+        .outputs
         .into_iter()
         .map(|tensor| {
             let contents = if raw_outputs {
@@ -142,7 +143,11 @@ fn response(core: &Core, id: String, tensors: Vec<OutputTensor>, raw_outputs: bo
         model_name: oip::MODEL_NAME.to_string(),
         model_version: core.model().version.clone(),
         id,
-        parameters: Default::default(),
+        parameters: [(
+            oip::MODEL_PARAMETER.to_string(),
+            InferParameter { parameter_choice: Some(ParameterChoice::StringParam(answer.models)) },
+        )]
+        .into(),
         outputs,
         raw_output_contents,
     }
@@ -156,8 +161,8 @@ async fn infer(
     admission: Admission,
 ) -> Result<ModelInferResponse, ServerError> {
     let Parsed { id, raw_outputs, request } = parsed;
-    let tensors = oip::infer(core, request, deadline, admission).await?;
-    Ok(response(core, id, tensors, raw_outputs))
+    let answer = oip::infer(core, request, deadline, admission).await?;
+    Ok(response(core, id, answer, raw_outputs))
 }
 
 /// One `ModelStreamInfer` message, admitted for one image: its place grows

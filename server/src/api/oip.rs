@@ -183,16 +183,35 @@ pub fn parse(inputs: Vec<InputTensor>, outputs: &[RequestedOutput]) -> Result<In
     Ok(InferRequest { images: images(input)?, outputs })
 }
 
-/// Runs an admitted request through the core; its output tensors.
+/// An inference request's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferAnswer {
+    /// The output tensors, in the request's order.
+    pub outputs: Vec<OutputTensor>,
+    /// Which model answered: its SHA-256 prefix (the `model_sha256`
+    /// response parameter); two, comma-separated, when a model reload fell
+    /// between the request's batches.
+    pub models: String,
+}
+
+/// Runs an admitted request through the core.
 pub async fn infer(
     core: &Core,
     request: InferRequest,
     deadline: Option<Instant>,
     admission: Admission,
-) -> Result<Vec<OutputTensor>, ServerError> {
+) -> Result<InferAnswer, ServerError> {
     let predictions = core.classify_all(request.images, deadline, admission).await?;
-    Ok(request.outputs.iter().map(|spec| output_tensor(*spec, &predictions)).collect())
+    let mut models: Vec<&str> = predictions.iter().map(Prediction::model_prefix).collect();
+    models.dedup();
+    Ok(InferAnswer {
+        outputs: request.outputs.iter().map(|spec| output_tensor(*spec, &predictions)).collect(),
+        models: models.join(","),
+    })
 }
+
+/// The response parameter naming the model that answered.
+pub const MODEL_PARAMETER: &str = "model_sha256";
 
 /// The images of an input tensor.
 fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
