@@ -92,8 +92,21 @@ pub struct BenchReport {
     pub throughput: f64,
     /// Latency percentiles of successful images, in milliseconds.
     pub latency_ms: Percentiles,
+    /// Answers per replica, so that the spread shows.
+    pub replicas: Vec<ReplicaCount>,
     /// Throughput, errors and latency per interval.
     pub timeline: Vec<Interval>,
+}
+
+/// What one replica answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaCount {
+    /// Its URL.
+    pub server: String,
+    /// Images it answered with a prediction.
+    pub ok: u64,
+    /// Failures it answered.
+    pub errors: u64,
 }
 
 /// One bucket of the timeline.
@@ -140,6 +153,8 @@ impl Percentiles {
 
 /// One finished image.
 struct Sample {
+    /// Which replica answered (an index into the resolved servers).
+    replica: usize,
     /// When it finished, from the start of the run.
     finished: Duration,
     /// Latency in microseconds, or the error code's name.
@@ -150,6 +165,7 @@ struct Sample {
 #[derive(Clone)]
 struct Recorder {
     started: Instant,
+    replica: usize,
     sink: mpsc::UnboundedSender<Sample>,
 }
 
@@ -164,7 +180,7 @@ impl Recorder {
     }
 
     fn record(&self, outcome: Result<u32, String>) {
-        let _ = self.sink.send(Sample { finished: self.started.elapsed(), outcome });
+        let _ = self.sink.send(Sample { replica: self.replica, finished: self.started.elapsed(), outcome });
     }
 }
 
@@ -201,9 +217,14 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
     if data.is_empty() {
         return Err(ClientError::Usage("no images to send".into()));
     }
+    // Connections over every replica, round-robin (at least one each);
+    // workers take them in turn, so each replica gets its share of the load.
+    let target = server.target()?;
+    let urls = target.resolve().await?;
     let mut channels = Vec::new();
-    for _ in 0..options.connections.max(1) {
-        channels.push(server.channel().await?);
+    for i in 0..options.connections.max(urls.len()) {
+        let replica = i % urls.len();
+        channels.push((replica, server.replica(&urls[replica], &target).channel().await?));
     }
     if options.warmup > 0 {
         let warm = BenchOptions { budget: Budget::Requests(options.warmup), warmup: 0, ..options.clone() };
@@ -216,10 +237,18 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
     let timeline = timeline(&samples, options.interval);
     let mut latencies = Vec::with_capacity(samples.len());
     let mut errors = BTreeMap::new();
+    let mut replicas: Vec<ReplicaCount> =
+        urls.iter().map(|server| ReplicaCount { server: server.clone(), ok: 0, errors: 0 }).collect();
     for sample in samples {
         match sample.outcome {
-            Ok(micros) => latencies.push(micros),
-            Err(code) => *errors.entry(code).or_insert(0) += 1,
+            Ok(micros) => {
+                latencies.push(micros);
+                replicas[sample.replica].ok += 1;
+            }
+            Err(code) => {
+                *errors.entry(code).or_insert(0) += 1;
+                replicas[sample.replica].errors += 1;
+            }
         }
     }
     let ok = latencies.len() as u64;
@@ -232,6 +261,7 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
         seconds,
         throughput: ok as f64 / seconds.max(1e-9),
         latency_ms: Percentiles::from_micros(latencies),
+        replicas,
         timeline,
     })
 }
@@ -262,7 +292,7 @@ fn timeline(samples: &[Sample], interval: Duration) -> Vec<Interval> {
 }
 
 /// Runs the workers until the budget is spent; returns every sample.
-async fn drive(channels: &[ServerChannel], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
+async fn drive(channels: &[(usize, ServerChannel)], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
     let started = Instant::now();
     let schedule = Arc::new(Schedule {
         issued: AtomicU64::new(0),
@@ -278,11 +308,13 @@ async fn drive(channels: &[ServerChannel], data: &Arc<Mnist>, options: &BenchOpt
         rate: options.rate.filter(|r| r.is_finite() && *r > 0.0),
     });
     let (sink, mut samples) = mpsc::unbounded_channel();
-    let recorder = Recorder { started, sink };
+    let recorder = Recorder { started, replica: 0, sink };
     let mut workers = Vec::new();
     for worker in 0..options.concurrency.max(1) {
-        let client = ClassifierClient::new(channels[worker % channels.len()].clone());
-        let (data, schedule, recorder) = (Arc::clone(data), Arc::clone(&schedule), recorder.clone());
+        let (replica, channel) = channels[worker % channels.len()].clone();
+        let client = ClassifierClient::new(channel);
+        let recorder = Recorder { replica, ..recorder.clone() };
+        let (data, schedule) = (Arc::clone(data), Arc::clone(&schedule));
         let (mode, window) = (options.mode, options.window.max(1));
         workers.push(tokio::spawn(async move {
             match mode {
@@ -431,6 +463,11 @@ impl BenchReport {
                 let _ = writeln!(s, "  errors:      {code}: {count}");
             }
         }
+        if self.replicas.len() > 1 {
+            for replica in &self.replicas {
+                let _ = writeln!(s, "  replica:     {}  ok {}  errors {}", replica.server, replica.ok, replica.errors);
+            }
+        }
         if self.timeline.len() > 1 {
             let _ = writeln!(s, "  timeline:    start_s  images/s  errors  p50_ms  p99_ms");
             for i in &self.timeline {
@@ -460,7 +497,8 @@ mod tests {
 
     #[test]
     fn timeline_buckets_by_finish_time() {
-        let sample = |ms: u64, outcome: Result<u32, String>| Sample { finished: Duration::from_millis(ms), outcome };
+        let sample =
+            |ms: u64, outcome: Result<u32, String>| Sample { replica: 0, finished: Duration::from_millis(ms), outcome };
         let samples = vec![
             sample(100, Ok(1000)),
             sample(900, Ok(3000)),

@@ -13,7 +13,10 @@ use mnist_client::{bench::Mode, output::Format};
 #[derive(Debug, Parser)]
 #[command(name = "mnist-client", version)]
 pub struct Cli {
-    /// Server URL.
+    /// Server URL; several, comma-separated (`http://a:50051,http://b:50051`); or `dns:///host:port`
+    /// to use every address of a name, resolved again as work goes on (a Kubernetes headless
+    /// Service). predict, eval and bench spread their work over all of them; predict and eval move
+    /// the images of a replica that fails to the others, so none is lost or answered twice.
     #[arg(long, global = true, env = "MNIST_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
 

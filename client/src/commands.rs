@@ -77,7 +77,6 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
     if found.images.is_empty() && found.unreadable.is_empty() {
         bail!("no image files found in {} (skipped {} other files)", display_paths(args), found.skipped);
     }
-    let mut client = server.classifier().await?;
     let bar = progress_bar(found.images.len(), args.quiet);
     if let Some(dir) = &args.debug_preprocess {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -87,7 +86,7 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
     };
-    let mut results = predict::predict_files(&mut client, found.images, &options, bar.clone()).await?;
+    let mut results = predict::predict_files(server, found.images, &options, bar.clone()).await?;
     bar.finish_and_clear();
     results.extend(
         found
@@ -134,9 +133,8 @@ async fn eval_command(server: &ServerAddress, args: &EvalArgs) -> Result<ExitCod
     if let Some(limit) = args.limit {
         data = data.take(limit);
     }
-    let mut client = server.classifier().await?;
     let bar = progress_bar(data.len(), args.quiet);
-    let report = eval::evaluate(&mut client, &data, args.concurrency.max(1), bar.clone()).await?;
+    let report = eval::evaluate(server, &data, args.concurrency.max(1), bar.clone()).await?;
     bar.finish_and_clear();
     match args.format {
         ReportFormat::Text => print!("{}", report.text()),
@@ -181,7 +179,7 @@ async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitC
 }
 
 async fn info_command(server: &ServerAddress, args: &InfoArgs) -> Result<ExitCode> {
-    let mut client = server.classifier().await?;
+    let mut client = server.first_replica().await?.classifier().await?;
     let info = client
         .get_model_info(GetModelInfoRequest {})
         .await
@@ -231,7 +229,7 @@ async fn info_command(server: &ServerAddress, args: &InfoArgs) -> Result<ExitCod
 }
 
 async fn health_command(server: &ServerAddress, args: &HealthArgs) -> Result<ExitCode> {
-    let mut client = HealthClient::new(server.channel().await?);
+    let mut client = HealthClient::new(server.first_replica().await?.channel().await?);
     let response = client
         .check(HealthCheckRequest { service: args.service.clone() })
         .await

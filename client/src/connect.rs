@@ -55,6 +55,19 @@ impl ServerAddress {
         Self { url: url.into(), ..Self::default() }
     }
 
+    /// Whether TLS options were given.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.any()
+    }
+
+    /// The first replica `--server` names, for the commands that ask one
+    /// server (`info`, `health`).
+    pub async fn first_replica(&self) -> Result<ServerAddress, ClientError> {
+        let target = self.target()?;
+        let urls = target.resolve().await?;
+        Ok(self.replica(&urls[0], &target))
+    }
+
     /// Connects, failing fast (5 s) when nothing answers.
     pub async fn channel(&self) -> Result<ServerChannel, ClientError> {
         let invalid = |reason: String| ClientError::InvalidServer { server: self.url.clone(), reason };

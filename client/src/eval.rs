@@ -2,12 +2,12 @@
 
 use std::time::Instant;
 
-use crate::connect::ServerChannel;
+use crate::connect::ServerAddress;
 use futures_util::stream;
 use indicatif::ProgressBar;
 use mnist::{
     dataset::Mnist,
-    proto::v1::{PredictRequest, classifier_client::ClassifierClient, predict_request::Input},
+    proto::v1::{PredictRequest, predict_request::Input},
     scoring::ConfusionMatrix,
 };
 use serde::Serialize;
@@ -39,7 +39,7 @@ pub struct EvalReport {
 
 /// Streams every image of `data` as pixels and scores the answers.
 pub async fn evaluate(
-    client: &mut ClassifierClient<ServerChannel>,
+    server: &ServerAddress,
     data: &Mnist,
     window: usize,
     progress: ProgressBar,
@@ -50,7 +50,7 @@ pub async fn evaluate(
     let mut matrix = ConfusionMatrix::default();
     let (mut answered, mut errors) = (0usize, 0usize);
     let started = Instant::now();
-    stream_predict(client, stream::iter(requests), window, |response| {
+    stream_predict(server, stream::iter(requests), window, |response| {
         progress.inc(1);
         let truth = response.id.parse::<usize>().ok().and_then(|i| data.labels.get(i).copied());
         match (truth, response.error) {

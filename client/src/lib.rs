@@ -1,7 +1,8 @@
 //! `mnist-client`: talks to `mnist-server` over gRPC.
 //!
-//! [`connect`] opens the channel, [`files`] finds the images to send,
-//! [`pipeline`] streams them with a bounded window, [`predict`], [`eval`]
+//! [`connect`] opens a channel, [`replicas`] says which servers `--server`
+//! names, [`files`] finds the images to send, [`pipeline`] streams them over
+//! every replica with a bounded window and failover, [`predict`], [`eval`]
 //! and [`bench`](mod@bench) are the subcommands' logic, and [`output`] renders results
 //! for people (table) and scripts (JSON, CSV).
 
@@ -13,5 +14,6 @@ pub mod files;
 pub mod output;
 pub mod pipeline;
 pub mod predict;
+pub mod replicas;
 
 pub use error::ClientError;

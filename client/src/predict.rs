@@ -9,12 +9,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::connect::ServerChannel;
+use crate::connect::ServerAddress;
 use futures_util::{StreamExt, stream};
 use indicatif::ProgressBar;
 use mnist::{
     preprocess::{DecodeLimits, preprocess},
-    proto::v1::{PredictRequest, classifier_client::ClassifierClient, predict_request::Input},
+    proto::v1::{PredictRequest, predict_request::Input},
 };
 use serde::Serialize;
 
@@ -72,7 +72,7 @@ pub enum Outcome {
 
 /// Classifies `paths` (in that order); `progress` advances once per file.
 pub async fn predict_files(
-    client: &mut ClassifierClient<ServerChannel>,
+    server: &ServerAddress,
     paths: Vec<PathBuf>,
     options: &PredictOptions,
     progress: ProgressBar,
@@ -112,7 +112,7 @@ pub async fn predict_files(
         });
 
     let response_results = Arc::clone(&results);
-    stream_predict(client, requests, options.window, move |response| {
+    stream_predict(server, requests, options.window, move |response| {
         progress.inc(1);
         let Some(index) = response.id.parse::<usize>().ok() else { return };
         let outcome = match response.error {
