@@ -252,6 +252,7 @@ fn inference_loop(shared: &Shared, mut model: LoadedModel, config: BatcherConfig
                 let previous = std::mem::replace(&mut model, next);
                 tracing::info!(previous = %previous.sha256, sha256 = %model.sha256, "now running the new model");
                 drop(previous); // frees the old session, here, between two batches
+                return_freed_memory();
                 continue;
             }
             Work::Batch(batch) => batch,
@@ -280,6 +281,19 @@ fn inference_loop(shared: &Shared, mut model: LoadedModel, config: BatcherConfig
             }
             Err(error) => fail_batch(batch, &error.to_string()),
         }
+    }
+}
+
+/// Hands the memory freed with an old model back to the system. glibc keeps
+/// freed memory in its arenas (the session was built on another thread, in
+/// another arena), so without this the RSS would stay about 70 MiB above
+/// where it was after the first reloads, although nothing leaks.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the top of, and
+    // between, the heaps' chunks; it takes no pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
