@@ -153,6 +153,18 @@ fn work_is_spread_and_a_killed_or_drained_server_loses_nothing() {
     assert_eq!(shares.iter().sum::<u64>(), FILES as u64, "{shares:?}");
     assert!(shares.iter().all(|&n| n >= FILES as u64 / 10), "every server takes a share: {shares:?}");
 
+    // bench spreads its connections and says what each server answered.
+    let bench = Command::new(env!("CARGO_BIN_EXE_mnist-client"))
+        .args(["--server", &list, "bench", "--mode", "unary", "--concurrency", "6", "--requests", "600"])
+        .args(["--warmup", "0", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(bench.status.success(), "{}", String::from_utf8_lossy(&bench.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    let counts: Vec<u64> = report["replicas"].as_array().unwrap().iter().map(|r| r["ok"].as_u64().unwrap()).collect();
+    assert_eq!(counts.len(), 3, "{report}");
+    assert!(counts.iter().all(|&n| n > 0) && counts.iter().sum::<u64>() == 600, "{counts:?}");
+
     // One killed, one drained, mid-run.
     let started = Instant::now();
     let run = predict(&list, folder.path());
