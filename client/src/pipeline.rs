@@ -77,7 +77,8 @@ where
                 None => break,
             },
             _ = resolve.tick(), if target.is_dynamic() => {
-                // New replicas join; the ones gone fail and stop by themselves.
+                // New replicas join. One whose record is gone keeps its place:
+                // if it is really gone it fails to connect and takes no work.
                 if let Ok(urls) = target.resolve().await {
                     for url in urls {
                         if replicas.insert(url.clone()) {
