@@ -304,8 +304,7 @@ async fn serve(
     }
     core.set_ready(true);
     set_health(&health, ServingStatus::Serving).await;
-    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone(), (sha256, provider)))
-        .spawn(config.watch_model());
+    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone())).spawn(config.watch_model());
     tracing::info!(addr = %local_addr, provider, "ready: serving");
 
     shutdown.await;

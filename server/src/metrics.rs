@@ -89,8 +89,8 @@ pub fn model_info(provider: &'static str, sha256: &str) {
 }
 
 /// Records that the model `old` was replaced by `new`.
-pub fn model_replaced(old_provider: &'static str, old: &str, new_provider: &'static str, new: &str) {
-    gauge!(MODEL_INFO, "provider" => old_provider, "sha256" => old.to_string()).set(0.0);
+pub fn model_replaced(old_provider: &str, old: &str, new_provider: &'static str, new: &str) {
+    gauge!(MODEL_INFO, "provider" => old_provider.to_string(), "sha256" => old.to_string()).set(0.0);
     model_info(new_provider, new);
 }
 

@@ -10,16 +10,16 @@
 //! `mnist_model_reloads_total{result="failed"}`.
 
 use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    path::Path,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use mnist::{
     IMAGE_PIXELS, NUM_CLASSES,
+    dataset::sha256_hex,
     proto::v1::{BatchingConfig, ModelInfo},
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
     backend::{ModelDescription, OnnxBackend},
@@ -150,20 +150,15 @@ pub struct Reloader {
     config: Config,
     core: Arc<Core>,
     batcher: Batcher,
-    /// SHA-256 and provider of the model serving now.
-    current: Mutex<(String, &'static str)>,
     /// Reloads run one after the other.
     busy: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader for the model that `config` names, serving now as `current`.
-    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher, current: (String, &'static str)) -> Self {
-        Self { config, core, batcher, current: Mutex::new(current), busy: tokio::sync::Mutex::new(()) }
-    }
-
-    fn current(&self) -> (String, &'static str) {
-        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    /// A reloader for the model that `config` names; the model serving now
+    /// is the one `core` describes.
+    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher) -> Self {
+        Self { config, core, batcher, busy: tokio::sync::Mutex::new(()) }
     }
 
     /// Loads the model file again and, if it is a different, working model,
@@ -181,7 +176,8 @@ impl Reloader {
         .await
         .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))
         .and_then(|loaded| loaded);
-        let (previous, previous_provider) = self.current();
+        let serving = self.core.model();
+        let (previous, previous_provider) = (&serving.info.model_sha256, &serving.info.execution_provider);
         let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -191,16 +187,15 @@ impl Reloader {
             }
         };
         let sha256 = loaded.model.sha256.to_string();
-        if sha256 == previous {
+        if sha256 == *previous {
             metrics::model_reload("unchanged");
             tracing::info!(why, %sha256, "model reload: the file holds the model already serving");
             return Ok(false);
         }
         self.batcher.replace_model(loaded.model);
         self.core.set_model(loaded.served);
-        metrics::model_replaced(previous_provider, &previous, loaded.provider, &sha256);
+        metrics::model_replaced(previous_provider, previous, loaded.provider, &sha256);
         metrics::model_reload("ok");
-        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (sha256.clone(), loaded.provider);
         tracing::info!(
             why,
             %previous,
@@ -244,7 +239,7 @@ impl Reloader {
                     }
                     seen = now;
                     // Touched, or rewritten with the same bytes: nothing to do.
-                    if file_sha256(&path).is_some_and(|sha| sha == self.current().0) {
+                    if file_sha256(&path).is_some_and(|sha| sha == self.core.model().info.model_sha256) {
                         continue;
                     }
                     let _ = self.reload("the model file changed").await;
@@ -258,9 +253,8 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn file_sha256(path: &PathBuf) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+fn file_sha256(path: &Path) -> Option<String> {
+    Some(sha256_hex(&std::fs::read(path).ok()?))
 }
 
 #[cfg(test)]
