@@ -65,8 +65,9 @@ pub struct Prediction {
     pub confidence: f32,
     /// Softmax probabilities of the digits 0-9.
     pub probabilities: Vec<f32>,
-    /// The model's raw outputs for the digits 0-9.
-    pub logits: Vec<f32>,
+    /// The model's raw outputs for the digits 0-9 (an array: no allocation
+    /// per image for what only the Open Inference Protocol reads).
+    pub logits: [f32; NUM_CLASSES],
     /// SHA-256 (hex) of the model that made the prediction.
     pub model: Arc<str>,
 }
@@ -78,14 +79,17 @@ impl Prediction {
         self.model.get(..12).unwrap_or(&self.model)
     }
 
+    /// `logits` is one image's chunk of the model's output: `NUM_CLASSES` values.
     fn from_logits(logits: &[f32], model: &Arc<str>) -> Self {
         let probabilities = softmax(logits);
+        let mut raw = [0.0; NUM_CLASSES];
+        raw.iter_mut().zip(logits).for_each(|(to, from)| *to = *from);
         let digit = mnist::argmax(&probabilities).unwrap_or(0);
         Self {
             digit: digit as u32,
             confidence: probabilities[digit],
             probabilities,
-            logits: logits.to_vec(),
+            logits: raw,
             model: Arc::clone(model),
         }
     }

@@ -390,7 +390,7 @@ fn output_tensor(spec: OutputSpec, predictions: &[Prediction]) -> OutputTensor {
                 data: OutputData::Int64(predictions.iter().map(|p| i64::from(p.digit)).collect()),
             };
         }
-        Output::Logits => (LOGITS, |p| &p.logits),
+        Output::Logits => (LOGITS, |p| &p.logits[..]),
         Output::Probabilities => (PROBABILITIES, |p| &p.probabilities),
     };
     match spec.classes {
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn outputs_follow_the_request() {
         let prediction = |digit: u32| {
-            let mut logits = vec![0.0; NUM_CLASSES];
+            let mut logits = [0.0; NUM_CLASSES];
             logits[digit as usize] = 5.0;
             logits[(digit as usize + 1) % NUM_CLASSES] = 2.0;
             let probabilities = mnist::softmax(&logits);
