@@ -97,8 +97,8 @@ import json, re, sys, pathlib
 out, stream_images, callers = pathlib.Path(sys.argv[1]), int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
 load = lambda name: json.load(open(out / f"{name}.json"))
 ceiling_text = open(out / "ceiling.md").read()
-ceiling = float(re.search(r"ceiling: (\d+)", ceiling_text).group(1))
-batch1_ms = float(re.search(r"^\| 1 \| \d+ \| ([\d.]+) \|", ceiling_text, re.M).group(1))
+ceiling = float(re.search(r"^ceiling of [^:]+: (\d+)", ceiling_text, re.M).group(1))
+batch1_ms = float(re.search(r"^\| [^|]+ \| 1 \| \d+ \| ([\d.]+) \|", ceiling_text, re.M).group(1))
 
 def ghz(name, images_per_call=1):
     """images/s, p50 ms, p99 ms, calls, errors of a ghz report."""

@@ -41,8 +41,8 @@ import json, sys, re, pathlib
 out = pathlib.Path(sys.argv[1])
 r = lambda n: json.load(open(out / f"{n}.json"))
 ceiling_text = open(out / "ceiling.md").read()
-ceiling = float(re.search(r"ceiling: (\d+)", ceiling_text).group(1))
-batch1_ms = float(re.search(r"^\| 1 \| \d+ \| ([\d.]+) \|", ceiling_text, re.M).group(1))
+ceiling = float(re.search(r"^ceiling of [^:]+: (\d+)", ceiling_text, re.M).group(1))
+batch1_ms = float(re.search(r"^\| [^|]+ \| 1 \| \d+ \| ([\d.]+) \|", ceiling_text, re.M).group(1))
 print("\n| load | batching | images/s | p50 ms | p99 ms | errors | % of ceiling |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for name, label in [("stream-1", "1 stream"), ("stream-8", "8 streams"), ("stream-64", "64 streams"),

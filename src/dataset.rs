@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result};
 
+/// Images in the training files.
+pub const TRAIN_IMAGES: usize = 60_000;
+
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
@@ -120,6 +123,13 @@ impl Mnist {
     /// When `index >= self.len()`.
     pub fn image(&self, index: usize) -> &[u8] {
         &self.images[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
+    }
+
+    /// Removes the last `n` images (all of them when `n` is larger) and
+    /// returns them: how a validation split is held out of the training files.
+    pub fn split_off_last(&mut self, n: usize) -> Self {
+        let keep = self.len().saturating_sub(n);
+        Self { images: self.images.split_off(keep * IMAGE_PIXELS), labels: self.labels.split_off(keep) }
     }
 
     /// The first `n` images (all of them when `n` is larger).
@@ -261,6 +271,19 @@ pub fn default_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_out_split_is_the_tail_and_leaves_the_head() {
+        let mut all = Mnist {
+            images: (0..5 * IMAGE_PIXELS).map(|i| (i / IMAGE_PIXELS) as u8).collect(),
+            labels: vec![0, 1, 2, 3, 4],
+        };
+        let held_out = all.split_off_last(2);
+        assert_eq!((all.labels.as_slice(), held_out.labels.as_slice()), (&[0, 1, 2][..], &[3, 4][..]));
+        assert_eq!((all.image(2)[0], held_out.image(0)[0]), (2, 3));
+        assert_eq!(all.split_off_last(10).len(), 3);
+        assert!(all.is_empty());
+    }
 
     fn idx_images(count: u32, rows: u32, cols: u32, data_len: usize) -> Vec<u8> {
         let mut v = Vec::new();

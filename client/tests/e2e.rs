@@ -40,7 +40,11 @@ async fn start_server() -> Server {
 /// Starts a server with extra flags; `scheme` and `client_flags` are what a
 /// client needs to reach it (health checks use them while waiting).
 async fn start_server_with(flags: &[&str], scheme: &str, client_flags: &[&str]) -> Server {
-    let model = repo().join("models/mnist.onnx");
+    start_server_on_model(&repo().join("models/mnist.onnx"), flags, scheme, client_flags).await
+}
+
+/// Starts a server on `model` (see [`start_server_with`]).
+async fn start_server_on_model(model: &std::path::Path, flags: &[&str], scheme: &str, client_flags: &[&str]) -> Server {
     let mut args = vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
     args.extend_from_slice(flags);
     let config = mnist_server::config::Config::try_parse_from(args).unwrap();
@@ -182,6 +186,34 @@ fn no_server_gives_one_clear_line_and_exit_code_2() {
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("cannot reach the server") && err.contains(&port.to_string()), "{err}");
+}
+
+/// `mnist-server --model models/mnist-int8.onnx` works unchanged, says
+/// which model it serves, and scores through gRPC what its card says: within
+/// a tenth of a point of the float model's card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_int8_model_serves_unchanged_and_scores_its_card() {
+    let model = repo().join("models/mnist-int8.onnx");
+    let server = start_server_on_model(&model, &[], "http", &[]).await;
+    let read_card = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(repo().join("models").join(name)).unwrap()).unwrap()
+    };
+    let (card, float_card) = (read_card("mnist-int8.json"), read_card("mnist.json"));
+
+    let out = client(&server.url, &["info", "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["model_sha256"], card["sha256"], "{info}");
+    assert!(info["model_file"].as_str().is_some_and(|p| p.ends_with("mnist-int8.onnx")), "{info}");
+    assert_eq!(info["test_accuracy"], card["test_accuracy"], "{info}");
+
+    let out = client(&server.url, &["eval", "--format", "json", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((report["images"].as_u64(), report["errors"].as_u64()), (Some(10000), Some(0)));
+    let served = report["accuracy"].as_f64().unwrap();
+    assert_eq!(Some(served), card["test_accuracy"].as_f64());
+    let float = float_card["test_accuracy"].as_f64().unwrap();
+    assert!((served - float).abs() <= 0.001, "int8 served {served}, float card {float}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

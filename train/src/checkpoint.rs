@@ -13,30 +13,12 @@ use std::{
 };
 
 use safetensors::{Dtype, SafeTensors, View};
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
-use crate::{Error, Result, error::io_error, optim::Optimizer, recipe::Recipe, train::EpochRecord};
+use crate::{Error, Result, error::io_error, optim::Optimizer, recipe::Recipe, record::Progress};
 
 const PROGRESS_KEY: &str = "mnist_train_progress";
 const RECIPE_KEY: &str = "mnist_train_recipe";
-
-/// Where a run stands, saved with its checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
-    /// The run's recipe.
-    pub recipe: Recipe,
-    /// Epochs completed.
-    pub completed_epochs: usize,
-    /// Optimizer updates applied.
-    pub steps: i64,
-    /// Seconds spent training so far (evaluation excluded).
-    pub training_seconds: f64,
-    /// The device it ran on.
-    pub device: String,
-    /// One record per completed epoch.
-    pub history: Vec<EpochRecord>,
-}
 
 /// The checkpoint file of a run directory.
 pub fn checkpoint_path(run_dir: &Path) -> PathBuf {

@@ -1,7 +1,6 @@
 //! What each subcommand does, in terms of the library.
 
 use std::{
-    collections::BTreeMap,
     fs,
     path::Path,
     process::ExitCode,
@@ -12,21 +11,22 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use mnist::dataset::{Mnist, sha256_hex};
+use mnist::dataset::Mnist;
 use mnist_train::{
-    Error,
-    card::ModelCard,
-    checkpoint::{self, Progress},
+    Error, checkpoint,
     data::{self, TensorSet},
     device,
     eval::{Evaluation, evaluate},
+    export::{self, HeldOut, Splits},
     model::Net,
-    onnx, plot,
+    plot,
+    recipe::Recipe,
+    record::{EvalSplit, Progress},
     train::{TrainConfig, train},
 };
 use tch::{Device, nn::VarStore};
 
-use crate::cli::{Cli, Command, ComputeArgs, DataArgs, EvalArgs, ExportArgs, TrainArgs};
+use crate::cli::{Cli, Command, ComputeArgs, DataArgs, EvalArgs, ExportArgs, ShipArgs, TrainArgs};
 
 /// Runs the command; the exit code is 130 when training was interrupted.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -64,6 +64,7 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
     let recipe = args.recipe();
     recipe.validate()?;
     let (train_data, test_data) = load_data(&args.data, args.quiet)?;
+    let (train_data, validation_data) = split_validation(train_data, &recipe);
     let train_data = match recipe.train_images {
         Some(n) => train_data.take(n),
         None => train_data,
@@ -73,7 +74,12 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
         None => test_data,
     };
     let train_set = TensorSet::new(&train_data, device);
-    let test_set = TensorSet::new(&test_data, device);
+    let test = HeldOut::new(test_data, device);
+    let validation = validation_data.map(|v| HeldOut::new(v, device));
+    let (eval_split, eval_set) = match &validation {
+        Some(v) => (EvalSplit::Validation, &v.set),
+        None => (EvalSplit::Test, &test.set),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let handler_flag = Arc::clone(&stop);
@@ -87,16 +93,18 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
 
     if !args.quiet {
         eprintln!(
-            "training {} on {} images ({}), evaluating on {}, into {}",
+            "training {} on {} images ({}), evaluating on {} {} images, into {}",
             recipe.summary(),
             train_set.len(),
             device::name(device),
-            test_set.len(),
+            eval_set.len(),
+            eval_split.name(),
             args.out.display()
         );
     }
-    let config = TrainConfig { recipe, device, run_dir: args.out.clone(), resume: args.resume, quiet: args.quiet };
-    let trained = match train(&config, &train_set, &test_set, &stop) {
+    let config =
+        TrainConfig { recipe, device, run_dir: args.out.clone(), resume: args.resume, eval_split, quiet: args.quiet };
+    let trained = match train(&config, &train_set, eval_set, &stop) {
         Err(Error::Interrupted { completed_epochs }) => {
             eprintln!(
                 "interrupted: {completed_epochs} epoch(s) are checkpointed in {}; run the same command with --resume to continue",
@@ -108,11 +116,23 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
     };
     let weights = args.out.join("weights.safetensors");
     checkpoint::save_weights(&weights, &trained.vs, &trained.progress.recipe)?;
-    let eval = report(&trained.net, &test_set, &args.out, Some(&trained.progress))?;
+    report(&trained.net, &test.set, &args.out, Some(&trained.progress))?;
     if !args.no_export {
-        publish(&trained.vs, &eval, &trained.progress, &args.out)?;
+        let splits = Splits { train: &train_set, validation: validation.as_ref(), test: &test };
+        publish(&trained.net, &trained.vs, &trained.progress, &splits, &args.out, &args.ship)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Holds the recipe's validation images out of the training files: the
+/// training images that remain, and the held-out ones (`None` when the
+/// recipe holds out none).
+fn split_validation(mut train_data: Mnist, recipe: &Recipe) -> (Mnist, Option<Mnist>) {
+    if recipe.validation_images == 0 {
+        return (train_data, None);
+    }
+    let validation = train_data.split_off_last(recipe.validation_images);
+    (train_data, Some(validation))
 }
 
 /// Loads a run's weights onto `device`.
@@ -152,7 +172,12 @@ fn report(net: &Net, test_set: &TensorSet, dir: &Path, progress: Option<&Progres
     fs::write(&path, serde_json::to_string_pretty(&eval)?).with_context(|| format!("writing {}", path.display()))?;
     plot::confusion_matrix(&eval, &dir.join("confusion.png"))?;
     if let Some(progress) = progress.filter(|p| !p.history.is_empty()) {
-        plot::training_curves(&progress.history, &progress.recipe.summary(), &dir.join("curves.png"))?;
+        plot::training_curves(
+            &progress.history,
+            progress.eval_split.name(),
+            &progress.recipe.summary(),
+            &dir.join("curves.png"),
+        )?;
     }
     eprintln!(
         "wrote eval.json, confusion.png{} in {}",
@@ -167,31 +192,40 @@ fn export_command(args: &ExportArgs) -> Result<()> {
     let (vs, net) = load_run(&args.run, device)?;
     let progress = read_progress(&args.run)?
         .with_context(|| format!("{} has no run.json: export needs the run's record", args.run.display()))?;
-    let (_, test_data) = load_data(&args.data, false)?;
-    let eval = evaluate(&net, &TensorSet::new(&test_data, device))?;
-    publish(&vs, &eval, &progress, args.out_dir.as_deref().unwrap_or(&args.run))
+    let (train_data, test_data) = load_data(&args.data, false)?;
+    // The same held-out images the run validated on: its recipe says how many.
+    let (train_data, validation_data) = split_validation(train_data, &progress.recipe);
+    let train_set = TensorSet::new(&train_data, device);
+    let test = HeldOut::new(test_data, device);
+    let validation = validation_data.map(|v| HeldOut::new(v, device));
+    let splits = Splits { train: &train_set, validation: validation.as_ref(), test: &test };
+    publish(&net, &vs, &progress, &splits, args.out_dir.as_deref().unwrap_or(&args.run), &args.ship)
 }
 
-/// Writes `mnist.onnx` and its card `mnist.json` to `dir`.
-fn publish(vs: &VarStore, eval: &Evaluation, progress: &Progress, dir: &Path) -> Result<()> {
-    let metadata = BTreeMap::from([
-        ("test_accuracy".to_string(), format!("{:.4}", eval.accuracy)),
-        ("recipe".to_string(), serde_json::to_string(&progress.recipe)?),
-        ("epochs".to_string(), progress.completed_epochs.to_string()),
-    ]);
-    let model = onnx::build_model(vs, &metadata)?;
-    let onnx_path = dir.join("mnist.onnx");
-    onnx::write(&model, &onnx_path)?;
-    let bytes = fs::read(&onnx_path).with_context(|| format!("reading back {}", onnx_path.display()))?;
-    let card = ModelCard::new("mnist.onnx".into(), sha256_hex(&bytes), eval, progress);
-    let card_path = dir.join("mnist.json");
-    fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")
-        .with_context(|| format!("writing {}", card_path.display()))?;
-    eprintln!(
-        "exported {} ({:.2}% test accuracy) and {}",
-        onnx_path.display(),
-        eval.accuracy * 100.0,
-        card_path.display()
-    );
+/// Exports the models and cards to `dir` and says what was written.
+fn publish(net: &Net, vs: &VarStore, progress: &Progress, splits: &Splits, dir: &Path, ship: &ShipArgs) -> Result<()> {
+    let exported = export::export(net, vs, progress, splits, dir, ship.options())?;
+    let card = &exported.float;
+    eprintln!("exported {} ({:.2}% test accuracy)", dir.join(&card.model_file).display(), card.test_accuracy * 100.0);
+    if let Some(calibration) = &card.calibration {
+        eprintln!(
+            "  temperature {:.4} fitted on {} validation images: test ECE {:.2}% -> {:.2}%, test NLL {:.4} -> {:.4}",
+            calibration.temperature,
+            calibration.validation_images,
+            calibration.test.before.ece * 100.0,
+            calibration.test.after.ece * 100.0,
+            calibration.test.before.nll,
+            calibration.test.after.nll,
+        );
+    }
+    if let Some(int8) = &exported.int8 {
+        let agreement = int8.quantization.as_ref().map_or(0.0, |q| q.test_argmax_agreement);
+        eprintln!(
+            "exported {} ({:.2}% test accuracy in ONNX Runtime, same digit as the float model on {:.2}% of test images)",
+            dir.join(&int8.model_file).display(),
+            int8.test_accuracy * 100.0,
+            agreement * 100.0
+        );
+    }
     Ok(())
 }

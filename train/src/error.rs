@@ -42,6 +42,10 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     Config(String),
 
+    /// ONNX Runtime could not load or run an exported model.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
     /// Drawing a chart failed.
     #[error("plot {}: {reason}", path.display())]
     Plot {

@@ -49,6 +49,19 @@ fn linear_config(fan_in: i64) -> nn::LinearConfig {
     nn::LinearConfig { ws_init: pytorch_uniform(fan_in), bs_init: Some(pytorch_uniform(fan_in)), bias: true }
 }
 
+impl Net {
+    /// What each weighted layer (conv1, conv2, fc1, fc2) receives in
+    /// inference mode, for a batch of normalized images: the ranges int8
+    /// calibration measures. conv1's input is the image itself; fc1's is the
+    /// max-pooled, flattened conv2 activation.
+    pub fn layer_inputs(&self, xs: &Tensor) -> [Tensor; 4] {
+        let conv2_in = xs.apply(&self.conv1).relu();
+        let fc1_in = conv2_in.apply(&self.conv2).relu().max_pool2d_default(2).flatten(1, -1);
+        let fc2_in = fc1_in.apply(&self.fc1).relu();
+        [xs.shallow_clone(), conv2_in, fc1_in, fc2_in]
+    }
+}
+
 impl nn::ModuleT for Net {
     /// `xs`: `[N, 1, 28, 28]` normalized pixels. Returns `[N, 10]` logits.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -94,6 +107,17 @@ mod tests {
         // PyTorch's initialisation bound for fc1: 1/sqrt(9216).
         let max = vars["fc1.weight"].abs().max().double_value(&[]);
         assert!(max <= 1.0 / 96.0 && max > 0.9 / 96.0, "fc1 init bound {max}");
+    }
+
+    #[test]
+    fn layer_inputs_lead_to_the_same_logits() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root());
+        let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let [image, conv2_in, fc1_in, fc2_in] = net.layer_inputs(&x);
+        assert!(image.equal(&x));
+        assert_eq!((conv2_in.size(), fc1_in.size(), fc2_in.size()), (vec![2, 32, 26, 26], vec![2, 9216], vec![2, 128]));
+        assert!(fc2_in.apply(&net.fc2).allclose(&net.forward_t(&x, false), 1e-6, 1e-6, false));
     }
 
     #[test]

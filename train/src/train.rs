@@ -9,13 +9,12 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use tch::{Device, Reduction, Tensor, nn::ModuleT, nn::VarStore};
 
 use crate::{
     Error, Result,
     augment::Augment,
-    checkpoint::{self, Progress},
+    checkpoint,
     data::{TensorSet, normalize},
     device,
     error::io_error,
@@ -23,26 +22,8 @@ use crate::{
     model::Net,
     optim::{Optimizer, learning_rate},
     recipe::Recipe,
+    record::{EpochRecord, EvalSplit, Progress},
 };
-
-/// What one epoch did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochRecord {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches.
-    pub train_loss: f64,
-    /// Mean loss on the test split after the epoch.
-    pub test_loss: f64,
-    /// Accuracy on the test split after the epoch.
-    pub test_accuracy: f64,
-    /// Seconds of training (evaluation excluded).
-    pub seconds: f64,
-    /// Training images per second.
-    pub images_per_second: f64,
-    /// Learning rate of the epoch's last step.
-    pub lr: f64,
-}
 
 /// How to run training.
 #[derive(Debug, Clone)]
@@ -55,6 +36,8 @@ pub struct TrainConfig {
     pub run_dir: PathBuf,
     /// Continue from the run directory's checkpoint.
     pub resume: bool,
+    /// What `eval_set` holds, for the record and the logs.
+    pub eval_split: EvalSplit,
     /// No progress bar or per-epoch lines.
     pub quiet: bool,
 }
@@ -70,14 +53,15 @@ pub struct Trained {
     pub progress: Progress,
 }
 
-/// Trains per `config`. `stop` is polled between steps: when it is set, the
+/// Trains per `config` on `train_set`, evaluating on `eval_set` after every
+/// epoch (the validation split when the recipe holds one out). `stop` is polled between steps: when it is set, the
 /// run ends with [`Error::Interrupted`] and the last completed epoch's
 /// checkpoint stays on disk for `--resume`.
 ///
 /// Runs with the same seed and thread count are identical on the CPU, as
 /// long as only one run at a time uses libtorch's (process-global) random
 /// generator.
-pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, stop: &AtomicBool) -> Result<Trained> {
+pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, stop: &AtomicBool) -> Result<Trained> {
     let recipe = &config.recipe;
     recipe.validate()?;
     fs::create_dir_all(&config.run_dir).map_err(io_error(&config.run_dir))?;
@@ -109,6 +93,7 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, 
         }
         Progress {
             recipe: recipe.clone(),
+            eval_split: config.eval_split,
             completed_epochs: 0,
             steps: 0,
             training_seconds: 0.0,
@@ -159,26 +144,27 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, test_set: &TensorSet, 
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let test = evaluate(&net, test_set)?;
+        let evaluation = evaluate(&net, eval_set)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / batches.max(1) as f64,
-            test_loss: test.loss,
-            test_accuracy: test.accuracy,
+            eval_loss: evaluation.loss(),
+            eval_accuracy: evaluation.accuracy(),
             seconds,
             images_per_second: train_set.len() as f64 / seconds,
             lr,
         };
         if !config.quiet {
             eprintln!(
-                "epoch {:>2}/{}  train loss {:.4}  test loss {:.4}  test accuracy {:.2}%  {:.1}s ({:.0} img/s)",
+                "epoch {:>2}/{}  train loss {:.4}  {split} loss {:.4}  {split} accuracy {:.2}%  {:.1}s ({:.0} img/s)",
                 record.epoch,
                 recipe.epochs,
                 record.train_loss,
-                record.test_loss,
-                record.test_accuracy * 100.0,
+                record.eval_loss,
+                record.eval_accuracy * 100.0,
                 record.seconds,
-                record.images_per_second
+                record.images_per_second,
+                split = progress.eval_split.name(),
             );
         }
         progress.history.push(record);

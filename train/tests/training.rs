@@ -13,8 +13,10 @@ use mnist_train::{
     Error,
     data::TensorSet,
     eval::{evaluate, logits_f32},
+    export::{ExportOptions, HeldOut, Splits, export},
     onnx,
     recipe::Recipe,
+    record::EvalSplit,
     train::{TrainConfig, train},
 };
 use tch::Device;
@@ -34,7 +36,14 @@ fn subsets(train_images: usize, test_images: usize) -> (TensorSet, TensorSet, Mn
 }
 
 fn config(recipe: Recipe, dir: &std::path::Path, resume: bool) -> TrainConfig {
-    TrainConfig { recipe, device: Device::Cpu, run_dir: dir.to_path_buf(), resume, quiet: true }
+    TrainConfig {
+        recipe,
+        device: Device::Cpu,
+        run_dir: dir.to_path_buf(),
+        resume,
+        eval_split: EvalSplit::Test,
+        quiet: true,
+    }
 }
 
 #[test]
@@ -45,7 +54,7 @@ fn one_epoch_on_a_subset_learns_to_read_digits() {
     let recipe = Recipe { epochs: 1, ..Recipe::default() };
     let trained = train(&config(recipe, dir.path(), false), &train_set, &test_set, &AtomicBool::new(false)).unwrap();
     let eval = evaluate(&trained.net, &test_set).unwrap();
-    assert!(eval.accuracy >= 0.90, "held-out accuracy {}", eval.accuracy);
+    assert!(eval.accuracy() >= 0.90, "held-out accuracy {}", eval.accuracy());
     assert_eq!(trained.progress.history.len(), 1);
     assert!(dir.path().join("metrics.jsonl").is_file() && dir.path().join("checkpoint.safetensors").is_file());
 }
@@ -71,7 +80,7 @@ fn resuming_from_a_checkpoint_gives_the_same_weights_as_an_uninterrupted_run() {
     for (name, tensor) in &a {
         assert!(tensor.equal(&b[name]), "{name} differs between the straight and the resumed run");
     }
-    assert_eq!(straight.progress.history[1].test_accuracy, resumed.progress.history[1].test_accuracy);
+    assert_eq!(straight.progress.history[1].eval_accuracy, resumed.progress.history[1].eval_accuracy);
 }
 
 #[test]
@@ -93,10 +102,16 @@ fn an_interrupted_run_keeps_its_last_checkpoint_and_a_mismatched_resume_is_refus
     assert!(err.to_string().contains("another recipe"), "{err}");
 }
 
-/// The exported graph must compute what libtorch computes. CI checks 1,000
-/// test images; `PARITY_IMAGES=10000` checks the whole set.
+/// Logits of `data` from the ONNX file at `path`, through ONNX Runtime.
+fn onnx_logits(path: &std::path::Path, data: &Mnist) -> Vec<f32> {
+    mnist_train::runtime::logits(path, data).expect("ONNX Runtime (source scripts/env.sh)")
+}
+
+/// The exported graph must compute what libtorch computes, with the
+/// temperature folded in: its logits are libtorch's divided by `T`. CI
+/// checks 1,000 test images; `PARITY_IMAGES=10000` checks the whole set.
 #[test]
-fn onnx_export_matches_libtorch_in_onnx_runtime() {
+fn onnx_export_matches_libtorch_in_onnx_runtime_with_the_temperature_folded_in() {
     let _serial = one_at_a_time();
     let images: usize = std::env::var("PARITY_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let (train_set, test_set, test_data) = subsets(3000, images);
@@ -105,26 +120,74 @@ fn onnx_export_matches_libtorch_in_onnx_runtime() {
     let trained = train(&config(recipe, dir.path(), false), &train_set, &test_set, &AtomicBool::new(false)).unwrap();
     let torch_logits = logits_f32(&trained.net, &test_set).unwrap();
 
-    let path = dir.path().join("mnist.onnx");
-    onnx::write(&onnx::build_model(&trained.vs, &BTreeMap::new()).unwrap(), &path).unwrap();
+    for temperature in [1.0f32, 0.7] {
+        let path = dir.path().join(format!("mnist-{temperature}.onnx"));
+        let weights = onnx::Weights::from_var_store(&trained.vs, f64::from(temperature)).unwrap();
+        onnx::write(&onnx::build_model(&weights, &BTreeMap::new()).unwrap(), &path).unwrap();
+        let ort_logits = onnx_logits(&path, &test_data);
+        assert_eq!(ort_logits.len(), test_data.len() * 10);
 
-    let library = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (source scripts/env.sh)");
-    let environment = ort::init_from(&library).unwrap().build().unwrap();
-    let mut session = ort::session::Session::builder(&environment).unwrap().commit_from_file(&path).unwrap();
-    let mut input = Vec::with_capacity(test_data.len() * 784);
-    mnist::normalize_into(&test_data.images, mnist::PIXEL_MEAN, mnist::PIXEL_STD, &mut input);
-    let tensor = ort::value::TensorRef::from_array_view(([test_data.len(), 1, 28, 28], input.as_slice())).unwrap();
-    let outputs = session.run(ort::inputs!["input" => tensor]).unwrap();
-    let (shape, ort_logits) = outputs["logits"].try_extract_tensor::<f32>().unwrap();
-    assert_eq!(shape[..], [test_data.len() as i64, 10]);
-
-    let mut max_diff = 0f32;
-    for (i, (a, b)) in torch_logits.chunks(10).zip(ort_logits.chunks(10)).enumerate() {
-        assert_eq!(mnist::argmax(a), mnist::argmax(b), "image {i}: argmax differs");
-        for (x, y) in a.iter().zip(b) {
-            max_diff = max_diff.max((x - y).abs());
+        let mut max_diff = 0f32;
+        for (i, (a, b)) in torch_logits.chunks(10).zip(ort_logits.chunks(10)).enumerate() {
+            assert_eq!(mnist::argmax(a), mnist::argmax(b), "image {i}: argmax differs");
+            for (x, y) in a.iter().zip(b) {
+                max_diff = max_diff.max((x / temperature - y).abs());
+            }
         }
+        println!("T = {temperature}: parity on {} images: max |logit / T difference| = {max_diff:e}", test_data.len());
+        assert!(max_diff <= 1e-4, "T = {temperature}: max |logit / T difference| {max_diff}");
     }
-    println!("parity on {} images: max |logit difference| = {max_diff:e}", test_data.len());
-    assert!(max_diff <= 1e-4, "max |logit difference| {max_diff}");
+}
+
+/// The whole export on a briefly trained network: the temperature comes
+/// from the validation split, the int8 file runs in ONNX Runtime and
+/// predicts (nearly) what the float file does, and the cards say so.
+#[test]
+fn export_writes_a_calibrated_float_model_and_an_int8_model_that_agree() {
+    let _serial = one_at_a_time();
+    let dir = default_dir();
+    let mut all = Mnist::load(&dir, Split::Train).expect("MNIST (set MNIST_DIR)");
+    let validation = HeldOut::new(all.split_off_last(2000), Device::Cpu);
+    let train_set = TensorSet::new(&all.take(6000), Device::Cpu);
+    let test = HeldOut::new(Mnist::load(&dir, Split::Test).unwrap().take(2000), Device::Cpu);
+    let out = tempfile::tempdir().unwrap();
+    let recipe = Recipe { epochs: 1, validation_images: 2000, ..Recipe::default() };
+    let trained =
+        train(&config(recipe, out.path(), false), &train_set, &validation.set, &AtomicBool::new(false)).unwrap();
+
+    let splits = Splits { train: &train_set, validation: Some(&validation), test: &test };
+    let options = ExportOptions { int8: true, calibration_images: 1000 };
+    let exported = export(&trained.net, &trained.vs, &trained.progress, &splits, out.path(), options).unwrap();
+
+    let float = &exported.float;
+    let calibration = float.calibration.expect("a validation split gives a temperature");
+    assert!(calibration.temperature > 0.05 && calibration.temperature < 20.0, "{calibration:?}");
+    assert!(calibration.validation.after.nll <= calibration.validation.before.nll + 1e-12, "{calibration:?}");
+    assert!(float.validation_accuracy.is_some());
+    assert!(out.path().join("reliability.png").is_file());
+
+    let int8 = exported.int8.as_ref().expect("--int8 was asked for");
+    let quantization = int8.quantization.as_ref().unwrap();
+    assert_eq!(quantization.calibration_images, 1000);
+    assert!(quantization.test_argmax_agreement >= 0.99, "{quantization:?}");
+    assert!(
+        (int8.test_accuracy - float.test_accuracy).abs() <= 0.01,
+        "{} vs {}",
+        int8.test_accuracy,
+        float.test_accuracy
+    );
+
+    // The files are what the cards describe, and the int8 file is int8.
+    for card in [float, int8] {
+        let bytes = std::fs::read(out.path().join(&card.model_file)).unwrap();
+        assert_eq!(mnist::dataset::sha256_hex(&bytes), card.sha256, "{}", card.model_file);
+        let written: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join(&card.model_file).with_extension("json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written["test_accuracy"].as_f64(), Some(card.test_accuracy));
+    }
+    let float_size = std::fs::metadata(out.path().join(&float.model_file)).unwrap().len();
+    let int8_size = std::fs::metadata(out.path().join(&int8.model_file)).unwrap().len();
+    assert!(int8_size * 3 < float_size, "int8 {int8_size} bytes, float {float_size}");
 }

@@ -99,6 +99,12 @@ pub struct AttributeProto {
 
 /// `onnx.TensorProto.DataType::FLOAT`.
 pub const DATA_TYPE_FLOAT: i32 = 1;
+/// `onnx.TensorProto.DataType::UINT8`.
+pub const DATA_TYPE_UINT8: i32 = 2;
+/// `onnx.TensorProto.DataType::INT8`.
+pub const DATA_TYPE_INT8: i32 = 3;
+/// `onnx.TensorProto.DataType::INT32`.
+pub const DATA_TYPE_INT32: i32 = 6;
 
 /// `onnx.TensorProto` (dense, raw little-endian data).
 #[derive(Clone, PartialEq, prost::Message)]

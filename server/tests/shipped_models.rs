@@ -1,0 +1,74 @@
+//! The two shipped models, checked against each other and against their
+//! cards on all 10,000 test images, through the server's own backend:
+//! the int8 model stays within a tenth of a point of the float model and
+//! predicts the same digit on at least 99.8 % of images, each scores exactly
+//! what its card says, and the temperature the float card reports is the one
+//! folded into both graphs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use mnist::{IMAGE_PIXELS, PIXEL_MEAN, PIXEL_STD};
+use mnist_server::{
+    backend::{Backend, ModelDescription, OnnxBackend, RuntimeOptions},
+    config::Device,
+};
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn card(model: &Path) -> serde_json::Value {
+    let path = model.with_extension("json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Predicted digits of every test image, with the model's description.
+fn predictions(model: &Path, input: &[f32]) -> (Vec<usize>, ModelDescription) {
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 1, spinning: false };
+    let (mut backend, description) = OnnxBackend::load(model, &options).unwrap();
+    let mut digits = Vec::with_capacity(input.len() / IMAGE_PIXELS);
+    for chunk in input.chunks(500 * IMAGE_PIXELS) {
+        let logits = backend.infer(chunk, chunk.len() / IMAGE_PIXELS).unwrap();
+        digits.extend(logits.chunks(10).map(|l| mnist::argmax(l).unwrap()));
+    }
+    (digits, description)
+}
+
+#[test]
+fn int8_and_float_models_agree_and_score_what_their_cards_say() {
+    let test = common::test_set();
+    let mut input = Vec::new();
+    mnist::normalize_into(&test.images, PIXEL_MEAN, PIXEL_STD, &mut input);
+    let accuracy = |digits: &[usize]| {
+        digits.iter().zip(&test.labels).filter(|(d, l)| **d == usize::from(**l)).count() as f64 / digits.len() as f64
+    };
+
+    let float_path = models_dir().join("mnist.onnx");
+    let int8_path = models_dir().join("mnist-int8.onnx");
+    let (float_digits, float_model) = predictions(&float_path, &input);
+    let (int8_digits, int8_model) = predictions(&int8_path, &input);
+    let (float_card, int8_card) = (card(&float_path), card(&int8_path));
+
+    let (float_accuracy, int8_accuracy) = (accuracy(&float_digits), accuracy(&int8_digits));
+    assert_eq!(Some(int8_accuracy), int8_card["test_accuracy"].as_f64(), "int8 card");
+    assert_eq!(Some(float_accuracy), float_card["test_accuracy"].as_f64(), "float card");
+    assert!(
+        (float_accuracy - int8_accuracy).abs() <= 0.001,
+        "int8 {int8_accuracy} against float {float_accuracy}: more than 0.1 points apart"
+    );
+    let agreement =
+        float_digits.iter().zip(&int8_digits).filter(|(a, b)| a == b).count() as f64 / float_digits.len() as f64;
+    assert!(agreement >= 0.998, "same digit on {:.2}% of test images", agreement * 100.0);
+    assert_eq!(int8_card["quantization"]["test_argmax_agreement"].as_f64(), Some(agreement));
+
+    for (model, card) in [(&float_model, &float_card), (&int8_model, &int8_card)] {
+        assert_eq!(Some(model.sha256.as_str()), card["sha256"].as_str());
+        let temperature: f64 = model.metadata["temperature"].parse().unwrap();
+        assert_eq!(Some(temperature), float_card["calibration"]["temperature"].as_f64());
+    }
+    let test_ece = float_card["calibration"]["test"]["after"]["ece"].as_f64().unwrap();
+    assert!(test_ece <= 0.01, "test ECE after temperature scaling {test_ece}");
+}

@@ -1,0 +1,185 @@
+//! From trained weights to the files that ship: the temperature fitted on
+//! the validation split and folded into the float graph (`mnist.onnx`), the
+//! int8 graph calibrated on training images (`mnist-int8.onnx`), a card
+//! beside each, and the reliability diagram.
+//!
+//! Every figure on a card is measured, never copied: the float model's on
+//! libtorch (the exported graph computes the same logits, which CI checks),
+//! the int8 model's in ONNX Runtime, the engine the server runs it on.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use mnist::dataset::{Mnist, sha256_hex};
+use tch::{Device, Kind, Tensor, nn::VarStore};
+
+use crate::{
+    Error, Result,
+    calibrate::{self, Calibration},
+    card::{ModelCard, Quantization},
+    data::TensorSet,
+    error::io_error,
+    eval::{self, Evaluation},
+    model::Net,
+    onnx::{self, Weights, int8::build_int8_model},
+    plot, quantize,
+    record::Progress,
+    runtime,
+};
+
+/// File name of the float model.
+pub const FLOAT_MODEL: &str = "mnist.onnx";
+/// File name of the int8 model.
+pub const INT8_MODEL: &str = "mnist-int8.onnx";
+
+/// A held-out split (validation or test), as bytes (for ONNX Runtime) and
+/// as tensors (for libtorch).
+#[derive(Debug)]
+pub struct HeldOut {
+    /// The images and labels as loaded.
+    pub data: Mnist,
+    /// The same on the training device.
+    pub set: TensorSet,
+}
+
+impl HeldOut {
+    /// Copies `data` to `device` as well.
+    pub fn new(data: Mnist, device: Device) -> Self {
+        let set = TensorSet::new(&data, device);
+        Self { data, set }
+    }
+
+    fn labels(&self) -> Tensor {
+        self.set.labels.to_device(Device::Cpu)
+    }
+}
+
+/// What exporting reads.
+#[derive(Debug)]
+pub struct Splits<'a> {
+    /// Training images: the int8 calibration draws from their start.
+    pub train: &'a TensorSet,
+    /// The held-out validation images, which the temperature is fitted on
+    /// (`None`: no temperature, `T = 1`).
+    pub validation: Option<&'a HeldOut>,
+    /// The test images, scored once for the cards.
+    pub test: &'a HeldOut,
+}
+
+/// How to export.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportOptions {
+    /// Also write the int8 model.
+    pub int8: bool,
+    /// Training images the int8 activation ranges are measured on.
+    pub calibration_images: usize,
+}
+
+/// The cards written.
+#[derive(Debug)]
+pub struct Exported {
+    /// `mnist.json`.
+    pub float: ModelCard,
+    /// `mnist-int8.json`, when asked for.
+    pub int8: Option<ModelCard>,
+}
+
+/// Fits the temperature, writes `mnist.onnx` and `mnist.json` (and, with
+/// `options.int8`, `mnist-int8.onnx` and `mnist-int8.json`) to `dir`, and
+/// draws `reliability.png` there when there is a validation split.
+pub fn export(
+    net: &Net,
+    vs: &VarStore,
+    progress: &Progress,
+    splits: &Splits,
+    dir: &Path,
+    options: ExportOptions,
+) -> Result<Exported> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let test_logits = eval::logits(net, &splits.test.set).to_kind(Kind::Double);
+    let test_labels = splits.test.labels();
+    let test_eval = Evaluation::from_logits(&test_logits, &test_labels)?;
+
+    let (calibration, validation_eval) = match splits.validation {
+        Some(validation) => {
+            let logits = eval::logits(net, &validation.set).to_kind(Kind::Double);
+            let labels = validation.labels();
+            let calibration = Calibration::fit((&logits, &labels), (&test_logits, &test_labels))?;
+            draw_reliability(&test_logits, &test_labels, calibration.temperature, dir)?;
+            (Some(calibration), Some(Evaluation::from_logits(&logits, &labels)?))
+        }
+        None => (None, None),
+    };
+    let temperature = calibration.map_or(1.0, |c| c.temperature);
+    let weights = Weights::from_var_store(vs, temperature)?;
+
+    let metadata = |eval: &Evaluation| -> Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::from([
+            ("test_accuracy".to_string(), format!("{:.4}", eval.accuracy())),
+            ("recipe".to_string(), serde_json::to_string(&progress.recipe).map_err(|e| Error::Config(e.to_string()))?),
+            ("epochs".to_string(), progress.completed_epochs.to_string()),
+        ]))
+    };
+    let float_path = dir.join(FLOAT_MODEL);
+    onnx::write(&onnx::build_model(&weights, &metadata(&test_eval)?)?, &float_path)?;
+    let mut float_card = ModelCard::new(FLOAT_MODEL.into(), file_sha256(&float_path)?, &test_eval, progress);
+    float_card.validation_accuracy = validation_eval.as_ref().map(|e| e.accuracy());
+    float_card.calibration = calibration;
+    write_card(&float_card, &float_path)?;
+
+    let int8_card = if options.int8 {
+        let ranges = quantize::activation_ranges(net, splits.train, options.calibration_images)?;
+        let int8_path = dir.join(INT8_MODEL);
+        // The metadata's accuracy is the float model's until the int8 file
+        // has been scored; the card, written after, has its own.
+        let model = build_int8_model(&weights, &ranges, &metadata(&test_eval)?)?;
+        onnx::write(&model, &int8_path)?;
+
+        let unfolded =
+            |logits: Vec<f32>| Tensor::from_slice(&logits).view([-1, 10]).to_kind(Kind::Double) * temperature;
+        let int8_test = unfolded(runtime::logits(&int8_path, &splits.test.data)?);
+        let int8_eval = Evaluation::from_logits(&int8_test, &test_labels)?;
+        let agreement = int8_test.argmax(1, false).eq_tensor(&test_logits.argmax(1, false)).to_kind(Kind::Double);
+        let mut card = ModelCard::new(INT8_MODEL.into(), file_sha256(&int8_path)?, &int8_eval, progress);
+        if let (Some(validation), Some(float_calibration)) = (splits.validation, calibration) {
+            let int8_validation = unfolded(runtime::logits(&int8_path, &validation.data)?);
+            card.validation_accuracy =
+                Some(Evaluation::from_logits(&int8_validation, &validation.labels())?.accuracy());
+            card.calibration = Some(Calibration::with_temperature(
+                float_calibration.temperature,
+                (&int8_validation, &validation.labels()),
+                (&int8_test, &test_labels),
+            )?);
+        }
+        card.quantization = Some(Quantization {
+            format: "QDQ: per-channel symmetric int8 weights, int32 biases, uint8 activations (MinMax)".into(),
+            calibration_images: options.calibration_images.min(splits.train.len()),
+            ranges,
+            float_model: FLOAT_MODEL.into(),
+            float_test_accuracy: test_eval.accuracy(),
+            test_argmax_agreement: agreement.mean(Kind::Double).double_value(&[]),
+        });
+        write_card(&card, &int8_path)?;
+        Some(card)
+    } else {
+        None
+    };
+    Ok(Exported { float: float_card, int8: int8_card })
+}
+
+fn draw_reliability(logits: &Tensor, labels: &Tensor, temperature: f64, dir: &Path) -> Result<()> {
+    let before = calibrate::reliability(logits, labels, 1.0)?;
+    let after = calibrate::reliability(logits, labels, temperature)?;
+    let title = format!("reliability on the {} test images (T fitted on the validation split)", labels.size()[0]);
+    plot::reliability_diagram(&before, &after, temperature, &title, &dir.join("reliability.png"))
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    Ok(sha256_hex(&fs::read(path).map_err(io_error(path))?))
+}
+
+/// Writes `card` beside `model` (same name, `.json`).
+fn write_card(card: &ModelCard, model: &Path) -> Result<()> {
+    let path = model.with_extension("json");
+    let json = serde_json::to_string_pretty(card).map_err(|e| Error::Config(e.to_string()))? + "\n";
+    fs::write(&path, json).map_err(io_error(&path))
+}
