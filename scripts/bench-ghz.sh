@@ -12,6 +12,7 @@
 #
 #   scripts/bench-ghz.sh [SECONDS_PER_POINT] [PLOT.png]   default 5, docs/img/latency-throughput.png
 #   GHZ=/path/to/ghz scripts/bench-ghz.sh                   default ../shared/tools/ghz
+#   MODEL=models/mnist-int8.onnx scripts/bench-ghz.sh       the int8 model (ceiling and server alike)
 #
 # Server, ghz and mnist-client share this machine's cores; compare within
 # one run, as ratios.
@@ -19,6 +20,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-5}"
 PLOT="${2:-docs/img/latency-throughput.png}"
+MODEL="${MODEL:-models/mnist.onnx}"
 require_ghz bench-ghz
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling --example latency_plot
@@ -58,11 +60,12 @@ scrape() { curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$OUT/$1.prom"; }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
 echo "== ceiling" >&2
-target/release/examples/ceiling --seconds 3 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2
+echo "== model: $MODEL" >&2
+target/release/examples/ceiling --model "$MODEL" --seconds 3 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2
 
 for batching in on off; do
   METRICS_PORT=$(free_port)
-  flags=(--metrics-addr "127.0.0.1:$METRICS_PORT")
+  flags=(--model "$MODEL" --metrics-addr "127.0.0.1:$METRICS_PORT")
   [[ $batching == off ]] && flags+=(--max-batch-size 1)
   start_server "$OUT" "${flags[@]}"
   trap stop_server EXIT

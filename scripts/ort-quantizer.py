@@ -13,7 +13,6 @@ A benchmark aid, not part of the pipeline: mnist-train writes the shipped
 int8 model without Python.
 """
 
-import gzip
 import os
 import sys
 import tempfile
@@ -23,28 +22,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-MEAN, STD = 0.1307, 0.3081
-
-
-def idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def find(directory, name):
-    for candidate in (name + ".gz", name):
-        if os.path.exists(os.path.join(directory, candidate)):
-            return os.path.join(directory, candidate)
-    raise SystemExit(f"{name} not found in {directory}")
-
-
-def normalize(images):
-    return ((images.astype(np.float32) / 255.0 - MEAN) / STD)[:, None, :, :]
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_idx import find, idx, normalize  # noqa: E402
 
 class Reader(CalibrationDataReader):
     def __init__(self, images, batch=256):
