@@ -4,7 +4,8 @@
 #   1. the in-process ceiling of both (server/examples/ceiling.rs, every
 #      batch size measured on both models in turn) and the CPU features
 #      ONNX Runtime's kernels had to work with;
-#   2. which integer kernels ONNX Runtime ran (perf, when installed);
+#   2. which integer instructions ONNX Runtime ran (perf and objdump, when
+#      installed);
 #   3. the server on each model: accuracy through gRPC (mnist-client eval),
 #      a lone unary caller, saturation (64 streams x 8 in flight), and ghz
 #      PredictOne at 64 callers when ghz is there.
@@ -21,16 +22,47 @@ GHZ="${GHZ:-$ROOT/../shared/tools/ghz}"
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling
 
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E -x 'avx2|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_int8' | xargs)
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E -x 'avx2|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_tile|amx_int8' | xargs)
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
 echo "== CPU features for int8 kernels: ${flags:-none of avx2/avx512/vnni}" | tee "$OUT/features.txt" >&2
 echo "== ceiling: $FLOAT and $INT8, batch by batch" >&2
 target/release/examples/ceiling --seconds 3 --model "$FLOAT" --model "$INT8" 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2
 
-if command -v perf >/dev/null; then
+if command -v perf >/dev/null && command -v objdump >/dev/null; then
+  # libonnxruntime.so is stripped, so kernels have no names: read the
+  # instructions at the hottest sampled addresses instead (tdpbusd: AMX-INT8;
+  # vpdpbusd on zmm: AVX-512 VNNI, on ymm: AVX-VNNI; vpmaddubsw: AVX2 or
+  # AVX-512BW without VNNI).
   echo "== kernels: perf on the int8 ceiling at batch 64" >&2
   perf record -q -o "$OUT/perf.data" -- target/release/examples/ceiling --seconds 2 --model "$INT8" 64 >/dev/null 2>&1 || true
-  perf report -i "$OUT/perf.data" --stdio --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -6 >"$OUT/kernels.txt" || true
+  perf report -i "$OUT/perf.data" --stdio --sort dso,symbol 2>/dev/null >"$OUT/perf.txt" || true
+  python3 - "$OUT/perf.txt" "$ORT_DYLIB_PATH" >"$OUT/kernels.txt" <<'PY' || true
+import collections, re, subprocess, sys
+report, library = sys.argv[1], sys.argv[2]
+families = collections.Counter()
+total = 0.0
+for line in open(report):
+    m = re.match(r"\s+([\d.]+)%\s+libonnxruntime\S*\s+\[\.\]\s+0x([0-9a-f]+)", line)
+    if not m:
+        continue
+    share, address = float(m.group(1)), int(m.group(2), 16)
+    total += share
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={address - 12}",
+                           f"--stop-address={address + 12}", library], capture_output=True, text=True).stdout
+    if "tdpbusd" in text:
+        families["AMX-INT8 (tdpbusd)"] += share
+    elif re.search(r"vpdpbusds?\s+%zmm", text):
+        families["AVX-512 VNNI (vpdpbusd zmm)"] += share
+    elif re.search(r"vpdpbusds?\s+%ymm", text):
+        families["AVX-VNNI (vpdpbusd ymm)"] += share
+    elif "vpmaddubsw" in text:
+        families["AVX2 / AVX-512BW (vpmaddubsw)"] += share
+    else:
+        families["other ONNX Runtime code"] += share
+print(f"ONNX Runtime's share of the int8 ceiling's CPU samples: {total:.1f}%, by the instructions at the sampled addresses:")
+for family, share in families.most_common():
+    print(f"- {family}: {share:.1f}% of all samples")
+PY
   cat "$OUT/kernels.txt" >&2
 fi
 
@@ -71,7 +103,7 @@ print(f"\nceiling: float {best('mnist.onnx'):,}, int8 {best('mnist-int8.onnx'):,
       f"**{best('mnist-int8.onnx') / best('mnist.onnx'):.2f}x**")
 kernels = out / "kernels.txt"
 if kernels.exists() and kernels.read_text().strip():
-    print("\nhottest symbols of the int8 ceiling (perf):\n```\n" + kernels.read_text().rstrip() + "\n```")
+    print("\n" + kernels.read_text().rstrip())
 print("\n| model | accuracy via gRPC | 1 unary caller p50 / p99 ms | saturation images/s | ghz PredictOne 64 callers calls/s, p99 ms |")
 print("|---|---:|---:|---:|---:|")
 for name in ["mnist", "mnist-int8"]:
