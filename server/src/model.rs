@@ -228,16 +228,19 @@ impl Reloader {
         if let Some(every) = watch {
             tokio::spawn(async move {
                 let path = self.config.model.clone();
-                let mut seen = modified(&path);
+                // Nothing seen yet, so the first tick compares the file with
+                // the serving model: a file replaced between the model's
+                // load and this task's start is not missed.
+                let mut seen = None;
                 let mut ticks = tokio::time::interval(every);
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
                     let now = modified(&path);
-                    if now == seen {
+                    if seen == Some(now) {
                         continue;
                     }
-                    seen = now;
+                    seen = Some(now);
                     // Touched, or rewritten with the same bytes: nothing to do.
                     if file_sha256(&path).is_some_and(|sha| sha == self.core.model().info.model_sha256) {
                         continue;
