@@ -94,6 +94,9 @@ pub fn export(
     dir: &Path,
     options: ExportOptions,
 ) -> Result<Exported> {
+    if options.int8 {
+        runtime::ensure_loaded()?;
+    }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let test_logits = eval::logits(net, &splits.test.set).to_kind(Kind::Double);
     let test_labels = splits.test.labels();

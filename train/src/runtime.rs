@@ -31,6 +31,12 @@ fn environment() -> Result<&'static Environment> {
         .map_err(|e| Error::Runtime(e.clone()))
 }
 
+/// Loads ONNX Runtime now, so that a missing library is reported before
+/// anything is written rather than after.
+pub fn ensure_loaded() -> Result<()> {
+    environment().map(|_| ())
+}
+
 /// Logits of every image of `data` (`len * 10` values, in order) from the
 /// ONNX model at `path`.
 pub fn logits(path: &Path, data: &Mnist) -> Result<Vec<f32>> {
