@@ -124,9 +124,22 @@ pub fn scores(logits: &Tensor, labels: &Tensor, temperature: f64) -> Result<Cali
     let logits = logits.to_kind(Kind::Double);
     let bins = reliability(&logits, labels, temperature)?;
     let images: usize = bins.iter().map(|b| b.images).sum();
-    let ece = bins.iter().map(|b| b.images as f64 * (b.accuracy - b.confidence).abs()).sum::<f64>() / images as f64;
     let mean_confidence = bins.iter().map(|b| b.images as f64 * b.confidence).sum::<f64>() / images as f64;
-    Ok(CalibrationScores { nll: nll(&logits, labels, temperature)?, ece, mean_confidence })
+    Ok(CalibrationScores {
+        nll: nll(&logits, labels, temperature)?,
+        ece: expected_calibration_error(&bins),
+        mean_confidence,
+    })
+}
+
+/// The expected calibration error of `bins`: the images-weighted mean gap
+/// between each bin's accuracy and its confidence (0 when there are none).
+pub fn expected_calibration_error(bins: &[Bin]) -> f64 {
+    let images: usize = bins.iter().map(|b| b.images).sum();
+    if images == 0 {
+        return 0.0;
+    }
+    bins.iter().map(|b| b.images as f64 * (b.accuracy - b.confidence).abs()).sum::<f64>() / images as f64
 }
 
 /// One confidence bin of a reliability diagram.

@@ -102,13 +102,14 @@ pub fn export(
     let test_labels = splits.test.labels();
     let test_eval = Evaluation::from_logits(&test_logits, &test_labels)?;
 
-    let (calibration, validation_eval) = match splits.validation {
-        Some(validation) => {
+    // Validation labels once, on the CPU: the float and int8 figures both read them.
+    let validation = splits.validation.map(|v| (v, v.labels()));
+    let (calibration, validation_eval) = match &validation {
+        Some((validation, labels)) => {
             let logits = eval::logits(net, &validation.set).to_kind(Kind::Double);
-            let labels = validation.labels();
-            let calibration = Calibration::fit((&logits, &labels), (&test_logits, &test_labels))?;
+            let calibration = Calibration::fit((&logits, labels), (&test_logits, &test_labels))?;
             draw_reliability(&test_logits, &test_labels, calibration.temperature, dir)?;
-            (Some(calibration), Some(Evaluation::from_logits(&logits, &labels)?))
+            (Some(calibration), Some(Evaluation::from_logits(&logits, labels)?))
         }
         None => (None, None),
     };
@@ -143,13 +144,12 @@ pub fn export(
         let int8_eval = Evaluation::from_logits(&int8_test, &test_labels)?;
         let agreement = int8_test.argmax(1, false).eq_tensor(&test_logits.argmax(1, false)).to_kind(Kind::Double);
         let mut card = ModelCard::new(INT8_MODEL.into(), file_sha256(&int8_path)?, &int8_eval, progress);
-        if let (Some(validation), Some(float_calibration)) = (splits.validation, calibration) {
+        if let (Some((validation, labels)), Some(float_calibration)) = (&validation, calibration) {
             let int8_validation = unfolded(runtime::logits(&int8_path, &validation.data)?);
-            card.validation_accuracy =
-                Some(Evaluation::from_logits(&int8_validation, &validation.labels())?.accuracy());
+            card.validation_accuracy = Some(Evaluation::from_logits(&int8_validation, labels)?.accuracy());
             card.calibration = Some(Calibration::with_temperature(
                 float_calibration.temperature,
-                (&int8_validation, &validation.labels()),
+                (&int8_validation, labels),
                 (&int8_test, &test_labels),
             )?);
         }

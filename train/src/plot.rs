@@ -8,7 +8,12 @@ use std::{path::Path, sync::Once};
 
 use plotters::prelude::*;
 
-use crate::{Error, Result, calibrate::Bin, eval::Evaluation, record::EpochRecord};
+use crate::{
+    Error, Result,
+    calibrate::{Bin, expected_calibration_error},
+    eval::Evaluation,
+    record::EpochRecord,
+};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -172,7 +177,7 @@ pub fn reliability_diagram(before: &[Bin], after: &[Bin], temperature: f64, titl
         (&right, after, format!("temperature-scaled (T = {temperature:.3})")),
     ] {
         let images: usize = bins.iter().map(|b| b.images).sum::<usize>().max(1);
-        let ece = bins.iter().map(|b| b.images as f64 * (b.accuracy - b.confidence).abs()).sum::<f64>() / images as f64;
+        let ece = expected_calibration_error(bins);
         let mut chart = ChartBuilder::on(area)
             .margin(15)
             .caption(format!("{caption}, ECE {:.2}%", ece * 100.0), ("sans-serif", 18))

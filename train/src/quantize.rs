@@ -40,9 +40,9 @@ pub fn activation_ranges(net: &Net, set: &TensorSet, images: usize) -> Result<Ac
             let measured = inputs.each_ref().map(range_of);
             ranges = Some(match ranges {
                 None => measured,
-                Some(seen) => std::array::from_fn(|i| Range {
-                    min: seen[i].min.min(measured[i].min),
-                    max: seen[i].max.max(measured[i].max),
+                Some(so_far) => std::array::from_fn(|i| Range {
+                    min: so_far[i].min.min(measured[i].min),
+                    max: so_far[i].max.max(measured[i].max),
                 }),
             });
         }
