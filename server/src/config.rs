@@ -25,7 +25,9 @@ Examples:
 /// Serves the MNIST digit classifier over gRPC, micro-batching images from
 /// all concurrent calls into one ONNX Runtime inference.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mnist-server", version, after_help = EXAMPLES)]
+// A flag given twice takes its last value, so that wrappers (scripts, tests) can set
+// defaults that a later flag overrides.
+#[command(name = "mnist-server", version, after_help = EXAMPLES, args_override_self = true)]
 pub struct Config {
     /// Address to listen on. Use 0.0.0.0:50051 to accept connections from other hosts (containers).
     #[arg(long, env = "MNIST_ADDR", default_value = "127.0.0.1:50051")]
@@ -48,6 +50,12 @@ pub struct Config {
     /// dedicated cores, worse when the cores are shared with the network threads).
     #[arg(long, env = "MNIST_INTRA_OP_SPINNING")]
     pub intra_op_spinning: bool,
+
+    /// How many nice steps the network threads (HTTP/2, TLS, protobuf, refusals) run below
+    /// inference, so that under overload the cores answer admitted images before reading
+    /// more requests (Linux only; 0: same priority).
+    #[arg(long, env = "MNIST_NETWORK_NICE", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub network_nice: u8,
 
     /// Most images in one inference.
     #[arg(long, env = "MNIST_MAX_BATCH_SIZE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]

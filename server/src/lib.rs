@@ -10,8 +10,8 @@
 //! flags, [`error`] maps every failure to a gRPC status and an HTTP code,
 //! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
 //! may connect and call, [`http_server`] carries the HTTP port, [`timing`]
-//! records where a call's time goes, and
-//! [`run`] wires them together with health checks, reflection and graceful
+//! records where a call's time goes, [`threads`] keeps the network threads
+//! below inference's priority, and [`run`] wires them together with health checks, reflection and graceful
 //! shutdown.
 
 pub mod api;
@@ -25,6 +25,7 @@ pub mod http_server;
 pub mod message_limit;
 pub mod metrics;
 pub mod model;
+pub mod threads;
 pub mod timing;
 pub mod tls;
 
@@ -54,6 +55,7 @@ use crate::{
     core::Core,
     error::ServerError,
     message_limit::MessageLimit,
+    threads::ModelLoader,
     timing::CallTiming,
 };
 
@@ -73,13 +75,14 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// succeeded.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let access = Access::load(&config)?;
-    let model = load_model(&config).await?;
+    let loader = ModelLoader::start()?;
+    let model = load_model(&loader, &config).await?;
     let listener = bind(config.addr).await?;
     let http = match config.http_addr {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    serve(config, access, model, Listeners { grpc: listener, http }, shutdown).await
+    serve(config, access, loader, model, Listeners { grpc: listener, http }, shutdown).await
 }
 
 /// Like [`run`], on a gRPC listener the caller opened (tests bind port 0
@@ -119,8 +122,9 @@ pub async fn run_on_listeners(
         None => None,
     };
     let access = Access::load(&config)?;
-    let model = load_model(&config).await?;
-    serve(config, access, model, listeners, shutdown).await
+    let loader = ModelLoader::start()?;
+    let model = load_model(&loader, &config).await?;
+    serve(config, access, loader, model, listeners, shutdown).await
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
@@ -173,9 +177,9 @@ impl Access {
     }
 }
 
-/// Loads ONNX Runtime and the model, off the async workers.
-async fn load_model(config: &Config) -> Result<model::Loaded, ServerError> {
-    let loaded = model::load_off_the_workers(config, model::Card::Lenient).await?;
+/// Loads ONNX Runtime and the model on the loader thread.
+async fn load_model(loader: &ModelLoader, config: &Config) -> Result<model::Loaded, ServerError> {
+    let loaded = model::load_on(loader, config, model::Card::Lenient).await?;
     tracing::info!(
         model = %config.model.display(),
         sha256 = %loaded.model.sha256,
@@ -188,6 +192,7 @@ async fn load_model(config: &Config) -> Result<model::Loaded, ServerError> {
 async fn serve(
     config: Config,
     Access { transport, tls: tls_enabled, http_tls, auth }: Access,
+    loader: ModelLoader,
     loaded: model::Loaded,
     Listeners { grpc: listener, http: http_listener }: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -206,7 +211,9 @@ async fn serve(
         max_queue_delay: config.max_queue_delay(),
         max_queue_size: config.max_queue_size as usize,
     };
-    let (batcher, inference_thread) = Batcher::start(loaded.model, batcher_config)?;
+    // Born on the loader, the inference thread keeps the process's priority.
+    let model = loaded.model;
+    let (batcher, inference_thread) = loader.run(move || Batcher::start(model, batcher_config)).await??;
     let served = loaded.served;
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,
@@ -304,7 +311,8 @@ async fn serve(
     }
     core.set_ready(true);
     set_health(&health, ServingStatus::Serving).await;
-    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone())).spawn(config.watch_model());
+    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone(), loader))
+        .spawn(config.watch_model());
     tracing::info!(addr = %local_addr, provider, "ready: serving");
 
     shutdown.await;

@@ -3,11 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mnist_server::config::{Config, LogFormat};
+use mnist_server::{
+    config::{Config, LogFormat},
+    threads,
+};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -15,7 +17,16 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    match mnist_server::run(config, shutdown_signal()).await {
+    let runtime = match threads::network_runtime(config.network_nice) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    // `run` is polled here, on the main thread, which keeps the process's
+    // priority: the model loader it starts must not inherit a network one.
+    match runtime.block_on(mnist_server::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

@@ -28,6 +28,7 @@ use crate::{
     core::{Core, ServedModel},
     error::ServerError,
     metrics,
+    threads::ModelLoader,
 };
 
 /// A model file, loaded: the session for the batcher and its description
@@ -67,12 +68,11 @@ pub fn load(config: &Config, card: Card) -> Result<Loaded, ServerError> {
     Ok(Loaded { model, served, provider: description.provider })
 }
 
-/// [`load`], off the async workers.
-pub async fn load_off_the_workers(config: &Config, card: Card) -> Result<Loaded, ServerError> {
+/// [`load`], on the loader thread (off the async workers, and at the
+/// priority ONNX Runtime's threads must inherit: see [`crate::threads`]).
+pub async fn load_on(loader: &ModelLoader, config: &Config, card: Card) -> Result<Loaded, ServerError> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || load(&config, card))
-        .await
-        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))?
+    loader.run(move || load(&config, card)).await?
 }
 
 /// Runs a model once on one image and once on a full batch, directly (not
@@ -150,6 +150,7 @@ pub struct Reloader {
     config: Config,
     core: Arc<Core>,
     batcher: Batcher,
+    loader: ModelLoader,
     /// Reloads run one after the other.
     busy: tokio::sync::Mutex<()>,
 }
@@ -157,8 +158,8 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for the model that `config` names; the model serving now
     /// is the one `core` describes.
-    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher) -> Self {
-        Self { config, core, batcher, busy: tokio::sync::Mutex::new(()) }
+    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher, loader: ModelLoader) -> Self {
+        Self { config, core, batcher, loader, busy: tokio::sync::Mutex::new(()) }
     }
 
     /// Loads the model file again and, if it is a different, working model,
@@ -168,14 +169,15 @@ impl Reloader {
         let started = std::time::Instant::now();
         let max_batch = self.config.max_batch_size.min(self.config.max_queue_size) as usize;
         let config = self.config.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let mut loaded = load(&config, Card::Strict)?;
-            warm_up(&mut loaded.model, max_batch)?;
-            Ok::<_, ServerError>(loaded)
-        })
-        .await
-        .map_err(|e| ServerError::Runtime(format!("model loading task failed: {e}")))
-        .and_then(|loaded| loaded);
+        let loaded = self
+            .loader
+            .run(move || {
+                let mut loaded = load(&config, Card::Strict)?;
+                warm_up(&mut loaded.model, max_batch)?;
+                Ok::<_, ServerError>(loaded)
+            })
+            .await
+            .and_then(|loaded| loaded);
         let serving = self.core.model();
         let (previous, previous_provider) = (&serving.info.model_sha256, &serving.info.execution_provider);
         let loaded = match loaded {

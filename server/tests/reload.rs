@@ -222,3 +222,47 @@ async fn watch_model_loads_a_changed_file_and_ignores_a_touched_one() {
     assert_eq!(logs.iter().filter(|l| l.contains("model reloaded")).count(), 1, "{logs:#?}");
     assert!(!logs.iter().any(|l| l.contains("reload failed")), "{logs:#?}");
 }
+
+/// `--network-nice` lowers tokio's threads only: the inference thread and
+/// ONNX Runtime's threads keep the process's priority, also those of a
+/// session built by a reload (built on a network thread, they would inherit
+/// its lower priority for good).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn network_threads_run_below_inference_also_after_a_reload() {
+    let models = Models::new();
+    let path = models.path();
+    let server =
+        ServerProcess::start(&["--model", path.to_str().unwrap(), "--network-nice", "7", "--intra-threads", "2"]);
+    let mut control = ClassifierClient::new(Channel::from_shared(server.url()).unwrap().connect().await.unwrap());
+    models.install(1);
+    server.signal("HUP");
+    wait_for_model(&mut control, models.sha(1)).await;
+    let data = test_set().take(1);
+    let request = PredictRequest { id: "0".into(), input: Some(Input::Pixels(data.image(0).to_vec())) };
+    control.predict_one(request).await.unwrap();
+
+    let base = nice_of(Path::new("/proc/thread-self/stat"));
+    let mut threads: Vec<(String, i32)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_string();
+        threads.push((name, nice_of(&task.join("stat"))));
+    }
+    let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, nice)| *nice).collect::<Vec<_>>();
+    assert!(!of("tokio-rt-worker").is_empty(), "{threads:?}");
+    assert!(of("tokio-rt-worker").iter().all(|&nice| nice == (base + 7).min(19)), "{threads:?}");
+    assert_eq!(of("inference"), vec![base], "{threads:?}");
+    // The reloaded session's intra-op thread (and the old one's, if not yet dropped).
+    assert!(!of("ort-intra-op").is_empty(), "{threads:?}");
+    assert!(of("ort-intra-op").iter().all(|&nice| nice == base), "{threads:?}");
+}
+
+/// The nice value in a `/proc/.../stat` line (field 19, counted after the
+/// parenthesized command name, which may hold spaces).
+#[cfg(target_os = "linux")]
+fn nice_of(stat: &Path) -> i32 {
+    let line = std::fs::read_to_string(stat).unwrap();
+    let after_name = &line[line.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}

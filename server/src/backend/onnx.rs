@@ -9,7 +9,7 @@ use std::{
 
 use mnist::{IMAGE_SIDE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD, dataset::sha256_hex};
 use ort::{
-    environment::Environment,
+    environment::{Environment, ThreadManager},
     ep::{self, ExecutionProvider, ExecutionProviderDispatch},
     session::{Session, builder::GraphOptimizationLevel},
     value::{TensorElementType, TensorRef, ValueType},
@@ -17,6 +17,9 @@ use ort::{
 
 use super::{Backend, ModelDescription};
 use crate::{config::Device, error::ServerError};
+
+/// Name of ONNX Runtime's intra-op threads (the inference thread is the first of them).
+const INTRA_OP_THREAD_NAME: &str = "ort-intra-op";
 
 /// The ONNX Runtime version `ort` is built against (api-22: 1.22 or newer).
 const MIN_RUNTIME: &str = "1.22";
@@ -168,6 +171,7 @@ fn build_session(
     let mut builder = Session::builder(environment)
         .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
         .and_then(|b| Ok(b.with_intra_op_spinning(options.spinning)?))
+        .and_then(|b| Ok(b.with_thread_manager(NamedThreads)?))
         .map_err(|e| e.to_string())?;
     if options.intra_threads > 0 {
         builder = builder.with_intra_threads(options.intra_threads).map_err(|e| e.to_string())?;
@@ -176,6 +180,29 @@ fn build_session(
         builder = builder.with_execution_providers([provider]).map_err(|e| e.to_string())?;
     }
     builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+/// Starts ONNX Runtime's intra-op threads under their own name.
+///
+/// Without it they inherit the name of whichever thread built the session
+/// (a tokio blocking thread, on reloads), so `top -H`, `perf` and the
+/// per-thread CPU figures in docs/benchmarks.md would count inference as
+/// network work.
+struct NamedThreads;
+
+impl ThreadManager for NamedThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        std::thread::Builder::new()
+            .name(INTRA_OP_THREAD_NAME.into())
+            .spawn(work)
+            .map_err(|e| ort::Error::new(format!("cannot start an ONNX Runtime thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread.join().map_err(|_| ort::Error::new("an ONNX Runtime thread panicked"))
+    }
 }
 
 /// Checks the model's one input and one output; returns their names.
