@@ -13,14 +13,33 @@
 #   scripts/bench-ghz.sh [SECONDS_PER_POINT] [PLOT.png]   default 5, docs/img/latency-throughput.png
 #   GHZ=/path/to/ghz scripts/bench-ghz.sh                   default ../shared/tools/ghz
 #   MODEL=models/mnist-int8.onnx scripts/bench-ghz.sh       the int8 model (ceiling and server alike)
+#   CORES=split scripts/bench-ghz.sh                        server on core 0, load generators on core 1
+#   SERVER_FLAGS="--network-nice 0" scripts/bench-ghz.sh    extra mnist-server flags
 #
-# Server, ghz and mnist-client share this machine's cores; compare within
-# one run, as ratios.
+# CORES=shared (the default): server, ghz and mnist-client share all the
+# machine's cores, as the issue's targets are defined. CORES=split: the
+# ceiling and the server (one ONNX Runtime thread) on core 0, ghz and
+# mnist-client on core 1, as when callers run on other hosts: the load
+# generator's CPU is then not taken from the server. Compare within one
+# run, as ratios.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-5}"
-PLOT="${2:-docs/img/latency-throughput.png}"
+CORES="${CORES:-shared}"
 MODEL="${MODEL:-models/mnist.onnx}"
+read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
+case "$CORES" in
+  shared)
+    PLOT="${2:-docs/img/latency-throughput.png}"
+    LOAD=(); ONNX_THREADS=(); GHZ_CPUS=() ;;
+  split)
+    (( $(nproc) >= 2 )) || { echo "bench-ghz: CORES=split needs 2 cores" >&2; exit 2; }
+    PLOT="${2:-docs/img/latency-throughput-split.png}"
+    # ONNX Runtime sets its own threads' affinity (taskset does not hold
+    # them), so the server and the ceiling get exactly one thread.
+    SERVER_LAUNCHER=(taskset -c 0); LOAD=(taskset -c 1); ONNX_THREADS=(--intra-threads 1); GHZ_CPUS=(--cpus 1) ;;
+  *) echo "bench-ghz: CORES is shared or split, not $CORES" >&2; exit 2 ;;
+esac
 require_ghz bench-ghz
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling --example latency_plot
@@ -43,41 +62,69 @@ ghz_run() {  # name, callers, then ghz flags
   local name="$1" callers="$2"; shift 2
   local connections=$(( callers < 4 ? callers : 4 ))
   echo "== ghz $name: $callers callers on $connections connection(s)" >&2
-  "$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto \
+  ${LOAD[@]+"${LOAD[@]}"} "$GHZ" ${GHZ_CPUS[@]+"${GHZ_CPUS[@]}"} --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto \
     -c "$callers" --connections "$connections" -z "${SECONDS_PER_POINT}s" --duration-stop wait \
     -O json -o "$OUT/$name.json" "$@" "$ADDR"
 }
 ghz_unary() { ghz_run "$1" "$2" --call mnist.v1.Classifier.PredictOne -D examples/requests/pixels.json; }
+
+# thread_cpu FILE: CPU seconds so far of each of the server's threads, summed by thread name.
+thread_cpu() {
+  local ticks; ticks=$(getconf CLK_TCK)
+  for task in /proc/"$SERVER_PID"/task/*; do
+    echo "$(tr ' ' _ <"$task/comm") $(sed 's/.*) //' "$task/stat" | awk -v t="$ticks" '{print ($12 + $13) / t}')"
+  done | awk '{cpu[$1] += $2} END {for (name in cpu) print name, cpu[name]}' | sort >"$1"
+}
+
+# with_cpu FILE COMMAND...: runs COMMAND, then writes its CPU seconds (user + system) to FILE.
+with_cpu() {
+  local file="$1"; shift
+  python3 -c 'import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{r.ru_utime + r.ru_stime}\n")
+sys.exit(code)' "$file" "$@"
+}
 ghz_stream() { ghz_run "$1" "$2" --call mnist.v1.Classifier.Predict -D "$OUT/stream.json"; }
 
 client_bench() {  # name, then mnist-client bench flags
   local name="$1"; shift
   echo "== mnist-client bench $name" >&2
-  target/release/mnist-client --server "http://$ADDR" bench --format json "$@" >"$OUT/$name.json"
+  ${LOAD[@]+"${LOAD[@]}"} target/release/mnist-client --server "http://$ADDR" bench --format json "$@" >"$OUT/$name.json"
 }
 
 scrape() { curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$OUT/$1.prom"; }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+echo "== cores: $CORES; model: $MODEL; server flags: ${SERVER_FLAGS:-none}" >&2
 echo "== ceiling" >&2
-echo "== model: $MODEL" >&2
-target/release/examples/ceiling --model "$MODEL" --seconds 3 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2
+${SERVER_LAUNCHER[@]+"${SERVER_LAUNCHER[@]}"} target/release/examples/ceiling --model "$MODEL" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"} --seconds 3 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2
 
 for batching in on off; do
   METRICS_PORT=$(free_port)
-  flags=(--model "$MODEL" --metrics-addr "127.0.0.1:$METRICS_PORT")
+  flags=(--model "$MODEL" --metrics-addr "127.0.0.1:$METRICS_PORT" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"}
+    ${EXTRA_SERVER_FLAGS[@]+"${EXTRA_SERVER_FLAGS[@]}"})
   [[ $batching == off ]] && flags+=(--max-batch-size 1)
   start_server "$OUT" "${flags[@]}"
   trap stop_server EXIT
   # Warm both sides up (connections, ONNX Runtime's shapes).
-  "$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto --call mnist.v1.Classifier.PredictOne \
+  ${LOAD[@]+"${LOAD[@]}"} "$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto --call mnist.v1.Classifier.PredictOne \
     -D examples/requests/pixels.json -c 8 -n 2000 "$ADDR" >/dev/null
   if [[ $batching == on ]]; then
     scrape before-lone
     ghz_unary lone 1
     scrape after-lone
   fi
-  for c in "${CALLERS[@]}"; do ghz_unary "unary-$c-$batching" "$c"; done
+  for c in "${CALLERS[@]}"; do
+    if [[ $batching == on && $c == 64 ]]; then
+      # Where the cores go at this load: the server's threads and ghz.
+      thread_cpu "$OUT/threads-before"
+      with_cpu "$OUT/ghz-cpu" bash -c "$(declare -f ghz_run ghz_unary); $(declare -p LOAD GHZ_CPUS GHZ SECONDS_PER_POINT OUT ADDR); ghz_unary unary-$c-$batching $c"
+      thread_cpu "$OUT/threads-after"
+    else
+      ghz_unary "unary-$c-$batching" "$c"
+    fi
+  done
   for c in "${CALLERS[@]}"; do ghz_stream "stream-$c-$batching" "$c"; done
   if [[ $batching == on ]]; then
     for c in 1 8 64; do
@@ -95,8 +142,8 @@ for batching in on off; do
   trap - EXIT
 done
 
-python3 - "$OUT" "$STREAM_IMAGES" "${CALLERS[@]}" <<'PY'
-import json, re, sys, pathlib
+CORES="$CORES" python3 - "$OUT" "$STREAM_IMAGES" "${CALLERS[@]}" <<'PY'
+import json, os, re, sys, pathlib
 out, stream_images, callers = pathlib.Path(sys.argv[1]), int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
 load = lambda name: json.load(open(out / f"{name}.json"))
 ceiling_text = open(out / "ceiling.md").read()
@@ -114,6 +161,8 @@ def ghz(name, images_per_call=1):
     return {"rate": ok * images_per_call / seconds, "p50": pct.get(50, float("nan")),
             "p99": pct.get(99, float("nan")), "calls": ok, "errors": errors}
 
+cores = os.environ.get("CORES", "shared")
+print(f"cores: {cores} ({'server and load generators on all cores' if cores == 'shared' else 'server on core 0 with one ONNX Runtime thread, ghz and mnist-client on core 1'})\n")
 print(f"ceiling: {ceiling:.0f} images/s (best batch); in-process batch 1: {batch1_ms:.3f} ms\n")
 points = []
 for rpc, unit, per_call in [("unary", "PredictOne", 1), ("stream", f"Predict, streams of {stream_images}", stream_images)]:
@@ -187,6 +236,24 @@ print(f"### PredictOne offered at 10x its saturation (mnist-client bench, 8,192 
 print(f"saturation {sat['throughput']:,.0f} images/s (256 callers); at 10x offered: {over['throughput']:,.0f} answered "
       f"= {over['throughput'] / sat['throughput']:.2f} of saturation; p50 {over['latency_ms']['p50']:.1f} ms, "
       f"p99 {over['latency_ms']['p99']:.1f} ms; refusals: {over_errors}\n")
+
+# Where the cores went during ghz PredictOne at 64 callers.
+def thread_seconds(name):
+    return {n: float(v) for n, v in (line.split() for line in open(out / name))}
+before, after = thread_seconds("threads-before"), thread_seconds("threads-after")
+wall = load("unary-64-on")["total"] / 1e9
+roles = {"tokio-rt-worker": "network: tokio's threads (HTTP/2, protobuf, admission)",
+         "inference": "inference thread (batching, ONNX Runtime's first thread)",
+         "ort-intra-op": "ONNX Runtime's other intra-op threads"}
+print(f"### Where the cores go: ghz PredictOne, 64 callers, {wall:.1f} s\n")
+print("| who | cores |")
+print("|---|---:|")
+for name in sorted(after, key=lambda n: -(after[n] - before.get(n, 0))):
+    used = (after[name] - before.get(name, 0)) / wall
+    if used >= 0.005:
+        print(f"| mnist-server: {roles.get(name, name)} | {used:.2f} |")
+print(f"| ghz | {float(open(out / 'ghz-cpu').read()) / wall:.2f} |")
+print(f"| (machine) | {os.cpu_count()} |\n")
 
 u64, s8, l1 = ghz("unary-64-on"), ghz("stream-8-on", stream_images), ghz("unary-1-on")
 worst = max((ghz(f"{rpc}-{c}-on", n)["p99"] / ghz(f"{rpc}-{c}-on", n)["p50"], f"{rpc} {c}")

@@ -8,10 +8,11 @@ source scripts/env.sh
 export MNIST_DIR="${MNIST_DIR:-$ROOT/../shared/data/mnist}"
 
 # start_server LOG_DIR [mnist-server flags...]: sets SERVER_PID and ADDR once
-# the server is ready (health SERVING).
+# the server is ready (health SERVING). SERVER_LAUNCHER (an array, e.g.
+# (taskset -c 0)) is put before the command when set.
 start_server() {
   local dir="$1"; shift
-  target/release/mnist-server --addr 127.0.0.1:0 --log-format json "$@" 2>"$dir/server.log" &
+  ${SERVER_LAUNCHER[@]+"${SERVER_LAUNCHER[@]}"} target/release/mnist-server --addr 127.0.0.1:0 --log-format json "$@" 2>"$dir/server.log" &
   SERVER_PID=$!
   for _ in $(seq 300); do
     if grep -q '"message":"ready' "$dir/server.log" 2>/dev/null; then break; fi
