@@ -11,8 +11,8 @@
 //! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
 //! may connect and call, [`http_server`] carries the HTTP port, [`timing`]
 //! records where a call's time goes, [`threads`] keeps the network threads
-//! below inference's priority, and [`run`] wires them together with health checks, reflection and graceful
-//! shutdown.
+//! below inference's priority, and [`run`] wires them together with health
+//! checks, reflection and graceful shutdown.
 
 pub mod api;
 pub mod auth;

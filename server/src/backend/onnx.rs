@@ -185,9 +185,8 @@ fn build_session(
 /// Starts ONNX Runtime's intra-op threads under their own name.
 ///
 /// Without it they inherit the name of whichever thread built the session
-/// (a tokio blocking thread, on reloads), so `top -H`, `perf` and the
-/// per-thread CPU figures in docs/benchmarks.md would count inference as
-/// network work.
+/// (once a tokio thread, so that `top -H`, `perf` and per-thread CPU
+/// figures counted inference as network work).
 struct NamedThreads;
 
 impl ThreadManager for NamedThreads {
