@@ -35,8 +35,8 @@ case "$CORES" in
   split)
     (( $(nproc) >= 2 )) || { echo "bench-ghz: CORES=split needs 2 cores" >&2; exit 2; }
     PLOT="${2:-docs/img/latency-throughput-split.png}"
-    # ONNX Runtime sets its own threads' affinity (taskset does not hold
-    # them), so the server and the ceiling get exactly one thread.
+    # One ONNX Runtime thread for the server and the ceiling (what
+    # --intra-threads 0 finds under taskset -c 0), said explicitly.
     SERVER_LAUNCHER=(taskset -c 0); LOAD=(taskset -c 1); ONNX_THREADS=(--intra-threads 1); GHZ_CPUS=(--cpus 1) ;;
   *) echo "bench-ghz: CORES is shared or split, not $CORES" >&2; exit 2 ;;
 esac

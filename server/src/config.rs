@@ -42,7 +42,8 @@ pub struct Config {
     #[arg(long, env = "MNIST_DEVICE", value_enum, default_value_t = Device::Auto)]
     pub device: Device,
 
-    /// Threads ONNX Runtime uses inside one inference (0: one per core).
+    /// Threads ONNX Runtime uses inside one inference (0: one per core; fewer when the process may
+    /// use fewer CPUs: its CPU affinity, a container's CPU limit).
     #[arg(long, env = "MNIST_INTRA_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
 

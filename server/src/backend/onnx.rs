@@ -29,11 +29,46 @@ const MIN_RUNTIME: &str = "1.22";
 pub struct RuntimeOptions {
     /// Execution provider.
     pub device: Device,
-    /// Threads inside one inference (0: one per core).
+    /// Threads inside one inference (0: one per core this process may use,
+    /// see [`RuntimeOptions::intra_op_threads`]).
     pub intra_threads: usize,
     /// Let idle intra-op threads spin waiting for work. Off by default: the
     /// spinning threads take the cores the server's network threads need.
     pub spinning: bool,
+}
+
+impl RuntimeOptions {
+    /// The intra-op thread count to ask ONNX Runtime for; `None` leaves the
+    /// choice to it.
+    ///
+    /// Left to itself, ONNX Runtime starts one thread per physical core of
+    /// the machine and pins each to a core, which measured best here when
+    /// the process may use every CPU (docs/benchmarks.md). When it may use
+    /// fewer (a CPU affinity such as `taskset`'s, a container's CPU quota),
+    /// that would start threads for CPUs it cannot have, so 0 then means
+    /// as many threads as Rust's `available_parallelism` counts.
+    pub fn intra_op_threads(&self) -> Option<usize> {
+        match self.intra_threads {
+            0 => {
+                let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (usable < online_cpus().unwrap_or(usable)).then_some(usable)
+            }
+            n => Some(n),
+        }
+    }
+}
+
+/// The CPUs online on this machine, whether or not this process may use them.
+#[cfg(unix)]
+fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(online).ok().filter(|&n| n > 0)
+}
+
+#[cfg(not(unix))]
+fn online_cpus() -> Option<usize> {
+    None
 }
 
 /// A model session owned by the inference thread.
@@ -173,8 +208,8 @@ fn build_session(
         .and_then(|b| Ok(b.with_intra_op_spinning(options.spinning)?))
         .and_then(|b| Ok(b.with_thread_manager(NamedThreads)?))
         .map_err(|e| e.to_string())?;
-    if options.intra_threads > 0 {
-        builder = builder.with_intra_threads(options.intra_threads).map_err(|e| e.to_string())?;
+    if let Some(threads) = options.intra_op_threads() {
+        builder = builder.with_intra_threads(threads).map_err(|e| e.to_string())?;
     }
     if let Some(provider) = provider {
         builder = builder.with_execution_providers([provider]).map_err(|e| e.to_string())?;
