@@ -30,9 +30,13 @@ pub fn network_runtime(network_nice: u8) -> std::io::Result<tokio::runtime::Runt
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if network_nice > 0 && cfg!(target_os = "linux") {
+        // An absolute target, not a step from the new thread's own value: a
+        // blocking thread started by a worker inherits the worker's lowered
+        // value, and stepping again would lower it twice.
+        let target = (current_thread_nice()? + i32::from(network_nice)).min(MAX_NICE);
         builder.on_thread_start(move || {
-            if let Err(error) = lower_current_thread_priority(network_nice) {
-                tracing::warn!(%error, network_nice, "cannot lower a network thread's priority");
+            if let Err(error) = set_current_thread_nice(target) {
+                tracing::warn!(%error, nice = target, "cannot lower a network thread's priority");
             }
         });
     } else if network_nice > 0 {
@@ -41,17 +45,18 @@ pub fn network_runtime(network_nice: u8) -> std::io::Result<tokio::runtime::Runt
     builder.build()
 }
 
-/// Adds `steps` to the calling thread's nice value (at most 19), leaving the
-/// process's other threads as they are.
+/// The lowest priority Linux has (the highest nice value).
+const MAX_NICE: i32 = 19;
+
+/// Sets the calling thread's nice value, leaving the process's other
+/// threads as they are. Only raising it (lowering the priority) needs no
+/// privilege.
 #[cfg(target_os = "linux")]
-pub fn lower_current_thread_priority(steps: u8) -> std::io::Result<()> {
+pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
     // On Linux the nice value is per thread, and PRIO_PROCESS with a thread
     // id addresses that thread alone (setpriority(2), "BUGS").
-    let tid = current_thread_id();
-    let current = current_thread_nice()?;
-    let target = (current + i32::from(steps)).min(19);
     // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, current_thread_id(), nice) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -60,7 +65,7 @@ pub fn lower_current_thread_priority(steps: u8) -> std::io::Result<()> {
 /// Elsewhere priorities are per process (macOS) or not nice values
 /// (Windows): changing them would slow inference too, so nothing changes.
 #[cfg(not(target_os = "linux"))]
-pub fn lower_current_thread_priority(_steps: u8) -> std::io::Result<()> {
+pub fn set_current_thread_nice(_nice: i32) -> std::io::Result<()> {
     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "per-thread priorities are only set on Linux"))
 }
 
@@ -79,6 +84,12 @@ pub fn current_thread_nice() -> std::io::Result<i32> {
         }
         Ok(nice)
     }
+}
+
+/// Elsewhere there is no per-thread nice value to read.
+#[cfg(not(target_os = "linux"))]
+pub fn current_thread_nice() -> std::io::Result<i32> {
+    Ok(0)
 }
 
 #[cfg(target_os = "linux")]
@@ -142,6 +153,12 @@ mod tests {
         let (worker, blocking, loader_thread, born_on_loader) = runtime.block_on(async {
             let worker = tokio::spawn(async { current_thread_nice().unwrap() }).await.unwrap();
             let blocking = tokio::task::spawn_blocking(|| current_thread_nice().unwrap()).await.unwrap();
+            // Started by a worker, whose lowered value it inherits: lowered once, not twice.
+            let blocking_from_worker =
+                tokio::spawn(async { tokio::task::spawn_blocking(|| current_thread_nice().unwrap()).await.unwrap() })
+                    .await
+                    .unwrap();
+            assert_eq!(blocking_from_worker, (base + 5).min(19));
             let loader_thread = loader.run(|| current_thread_nice().unwrap()).await.unwrap();
             // What ONNX Runtime does when a session is built on the loader.
             let born_on_loader =
