@@ -25,21 +25,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 SECONDS_PER_POINT="${1:-5}"
-CORES="${CORES:-shared}"
 MODEL="${MODEL:-models/mnist.onnx}"
 read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
-case "$CORES" in
-  shared)
-    PLOT="${2:-docs/img/latency-throughput.png}"
-    LOAD=(); ONNX_THREADS=(); GHZ_CPUS=() ;;
-  split)
-    (( $(nproc) >= 2 )) || { echo "bench-ghz: CORES=split needs 2 cores" >&2; exit 2; }
-    PLOT="${2:-docs/img/latency-throughput-split.png}"
-    # One ONNX Runtime thread for the server and the ceiling (what
-    # --intra-threads 0 finds under taskset -c 0), said explicitly.
-    SERVER_LAUNCHER=(taskset -c 0); LOAD=(taskset -c 1); ONNX_THREADS=(--intra-threads 1); GHZ_CPUS=(--cpus 1) ;;
-  *) echo "bench-ghz: CORES is shared or split, not $CORES" >&2; exit 2 ;;
-esac
+cores_layout bench-ghz
+if [[ $CORES == split ]]; then PLOT="${2:-docs/img/latency-throughput-split.png}"; else PLOT="${2:-docs/img/latency-throughput.png}"; fi
 require_ghz bench-ghz
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling --example latency_plot
@@ -47,22 +36,28 @@ ulimit -n 65536 2>/dev/null || true
 CALLERS=(1 8 64 256)
 STREAM_IMAGES=100
 
-# Request bodies: one digit for PredictOne; 100 digits (the 10 of the
-# README's stream example, ten times) for one Predict call.
-python3 - "$OUT" "$STREAM_IMAGES" <<'PY'
-import json, sys
-out, n = sys.argv[1], int(sys.argv[2])
-ten = json.load(open("examples/requests/stream-ghz.json"))
-json.dump([dict(m, id=str(i)) for i, m in enumerate((ten * (n // len(ten) + 1))[:n])], open(f"{out}/stream.json", "w"))
-PY
+# Request bodies: one digit for PredictOne (examples/requests/pixels.json);
+# STREAM_IMAGES digits for one Predict call.
+write_stream_requests "$OUT/stream.json" "$STREAM_IMAGES"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+GHZ_BASE=(${LOAD[@]+"${LOAD[@]}"} "$GHZ" ${GHZ_CPUS[@]+"${GHZ_CPUS[@]}"} --insecure
+  --proto proto/mnist/v1/classifier.proto --import-paths proto)
+# MEASURE=(python3 -c "$RUSAGE_PY" FILE): ghz_run then writes ghz's CPU
+# seconds (user + system) to FILE.
+RUSAGE_PY='import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{r.ru_utime + r.ru_stime}\n")
+sys.exit(code)'
+MEASURE=()
 
 ghz_run() {  # name, callers, then ghz flags
   local name="$1" callers="$2"; shift 2
   local connections=$(( callers < 4 ? callers : 4 ))
   echo "== ghz $name: $callers callers on $connections connection(s)" >&2
-  ${LOAD[@]+"${LOAD[@]}"} "$GHZ" ${GHZ_CPUS[@]+"${GHZ_CPUS[@]}"} --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto \
+  ${MEASURE[@]+"${MEASURE[@]}"} "${GHZ_BASE[@]}" \
     -c "$callers" --connections "$connections" -z "${SECONDS_PER_POINT}s" --duration-stop wait \
     -O json -o "$OUT/$name.json" "$@" "$ADDR"
 }
@@ -76,15 +71,6 @@ thread_cpu() {
   done | awk '{cpu[$1] += $2} END {for (name in cpu) print name, cpu[name]}' | sort >"$1"
 }
 
-# with_cpu FILE COMMAND...: runs COMMAND, then writes its CPU seconds (user + system) to FILE.
-with_cpu() {
-  local file="$1"; shift
-  python3 -c 'import resource, subprocess, sys
-code = subprocess.call(sys.argv[2:])
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-open(sys.argv[1], "w").write(f"{r.ru_utime + r.ru_stime}\n")
-sys.exit(code)' "$file" "$@"
-}
 ghz_stream() { ghz_run "$1" "$2" --call mnist.v1.Classifier.Predict -D "$OUT/stream.json"; }
 
 client_bench() {  # name, then mnist-client bench flags
@@ -108,8 +94,7 @@ for batching in on off; do
   start_server "$OUT" "${flags[@]}"
   trap stop_server EXIT
   # Warm both sides up (connections, ONNX Runtime's shapes).
-  ${LOAD[@]+"${LOAD[@]}"} "$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto --call mnist.v1.Classifier.PredictOne \
-    -D examples/requests/pixels.json -c 8 -n 2000 "$ADDR" >/dev/null
+  "${GHZ_BASE[@]}" --call mnist.v1.Classifier.PredictOne -D examples/requests/pixels.json -c 8 -n 2000 "$ADDR" >/dev/null
   if [[ $batching == on ]]; then
     scrape before-lone
     ghz_unary lone 1
@@ -119,7 +104,9 @@ for batching in on off; do
     if [[ $batching == on && $c == 64 ]]; then
       # Where the cores go at this load: the server's threads and ghz.
       thread_cpu "$OUT/threads-before"
-      with_cpu "$OUT/ghz-cpu" bash -c "$(declare -f ghz_run ghz_unary); $(declare -p LOAD GHZ_CPUS GHZ SECONDS_PER_POINT OUT ADDR); ghz_unary unary-$c-$batching $c"
+      MEASURE=(python3 -c "$RUSAGE_PY" "$OUT/ghz-cpu")
+      ghz_unary "unary-$c-$batching" "$c"
+      MEASURE=()
       thread_cpu "$OUT/threads-after"
     else
       ghz_unary "unary-$c-$batching" "$c"

@@ -17,24 +17,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 ROUNDS="${1:-3}"
 SECONDS_PER_POINT="${2:-4}"
 SETTINGS=("${3:-0}" "${4:-6}")
-CORES="${CORES:-shared}"
-case "$CORES" in
-  shared) LOAD=(); ONNX_THREADS=(); GHZ_CPUS=() ;;
-  split) SERVER_LAUNCHER=(taskset -c 0); LOAD=(taskset -c 1); ONNX_THREADS=(--intra-threads 1); GHZ_CPUS=(--cpus 1) ;;
-  *) echo "bench-network-nice: CORES is shared or split, not $CORES" >&2; exit 2 ;;
-esac
+cores_layout bench-network-nice
 require_ghz bench-network-nice
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client
 ulimit -n 65536 2>/dev/null || true
 GHZ_BASE=(${LOAD[@]+"${LOAD[@]}"} "$GHZ" ${GHZ_CPUS[@]+"${GHZ_CPUS[@]}"} --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto)
 GHZ_CALL=("${GHZ_BASE[@]}" --call mnist.v1.Classifier.PredictOne -D examples/requests/pixels.json)
-# One Predict call = one stream of 100 digits (the README's ten, ten times), as in bench-ghz.sh.
-python3 - "$OUT/stream.json" <<'PY'
-import json, sys
-ten = json.load(open("examples/requests/stream-ghz.json"))
-json.dump([dict(m, id=str(i)) for i, m in enumerate((ten * 10)[:100])], open(sys.argv[1], "w"))
-PY
+# One Predict call = one stream of 100 digits, as in bench-ghz.sh.
+write_stream_requests "$OUT/stream.json" 100
 
 echo "== cores: $CORES; machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
 for round in $(seq "$ROUNDS"); do

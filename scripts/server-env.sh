@@ -55,3 +55,32 @@ require_ghz() {
     exit 2
   fi
 }
+
+# cores_layout SCRIPT: where the server and the load generators run, from
+# CORES. shared (default): all of them on every core. split (2 cores or
+# more): the server and the ceiling on core 0 with one ONNX Runtime thread
+# (said explicitly), ghz (--cpus 1) and mnist-client on core 1, as when
+# callers run on other hosts. Sets SERVER_LAUNCHER (read by start_server),
+# LOAD (put before ghz and mnist-client), ONNX_THREADS (server and ceiling
+# flags) and GHZ_CPUS (ghz flags).
+cores_layout() {
+  CORES="${CORES:-shared}"
+  case "$CORES" in
+    shared) SERVER_LAUNCHER=(); LOAD=(); ONNX_THREADS=(); GHZ_CPUS=() ;;
+    split)
+      (( $(nproc) >= 2 )) || { echo "$1: CORES=split needs 2 cores" >&2; exit 2; }
+      SERVER_LAUNCHER=(taskset -c 0); LOAD=(taskset -c 1); ONNX_THREADS=(--intra-threads 1); GHZ_CPUS=(--cpus 1) ;;
+    *) echo "$1: CORES is shared or split, not $CORES" >&2; exit 2 ;;
+  esac
+}
+
+# write_stream_requests FILE IMAGES: the body of one ghz Predict call, a
+# stream of IMAGES digits (the README's ten, repeated), each with its own id.
+write_stream_requests() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, n = sys.argv[1], int(sys.argv[2])
+ten = json.load(open("examples/requests/stream-ghz.json"))
+json.dump([dict(m, id=str(i)) for i, m in enumerate((ten * (n // len(ten) + 1))[:n])], open(path, "w"))
+PY
+}
