@@ -75,8 +75,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// succeeded.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let access = Access::load(&config)?;
-    let loader = ModelLoader::start()?;
-    let model = load_model(&loader, &config).await?;
+    let (loader, model) = load_model(&config).await?;
     let listener = bind(config.addr).await?;
     let http = match config.http_addr {
         Some(addr) => Some(bind(addr).await?),
@@ -122,8 +121,7 @@ pub async fn run_on_listeners(
         None => None,
     };
     let access = Access::load(&config)?;
-    let loader = ModelLoader::start()?;
-    let model = load_model(&loader, &config).await?;
+    let (loader, model) = load_model(&config).await?;
     serve(config, access, loader, model, listeners, shutdown).await
 }
 
@@ -177,16 +175,18 @@ impl Access {
     }
 }
 
-/// Loads ONNX Runtime and the model on the loader thread.
-async fn load_model(loader: &ModelLoader, config: &Config) -> Result<model::Loaded, ServerError> {
-    let loaded = model::load_on(loader, config, model::Card::Lenient).await?;
+/// Starts the model loader (from the caller's thread, so at its priority:
+/// see [`threads`]) and loads ONNX Runtime and the model on it.
+async fn load_model(config: &Config) -> Result<(ModelLoader, model::Loaded), ServerError> {
+    let loader = ModelLoader::start()?;
+    let loaded = model::load_on(&loader, config, model::Card::Lenient).await?;
     tracing::info!(
         model = %config.model.display(),
         sha256 = %loaded.model.sha256,
         provider = loaded.provider,
         "model loaded"
     );
-    Ok(loaded)
+    Ok((loader, loaded))
 }
 
 async fn serve(
