@@ -129,7 +129,7 @@ for batching in on off; do
   trap - EXIT
 done
 
-CORES="$CORES" python3 - "$OUT" "$STREAM_IMAGES" "${CALLERS[@]}" <<'PY'
+CORES="$CORES" MODEL="$MODEL" python3 - "$OUT" "$STREAM_IMAGES" "${CALLERS[@]}" <<'PY'
 import json, os, re, sys, pathlib
 out, stream_images, callers = pathlib.Path(sys.argv[1]), int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
 load = lambda name: json.load(open(out / f"{name}.json"))
@@ -181,6 +181,7 @@ print()
 
 # Where a lone request's time goes: means over the lone-caller run, from
 # the server's histograms (sum and count differences).
+MODEL_NAME = pathlib.Path(os.environ["MODEL"]).stem
 def histograms(name):
     sums, counts = {}, {}
     for line in open(out / f"{name}.prom"):
@@ -197,8 +198,9 @@ lone_report = load("lone")
 stages = [
     ("receive: HTTP/2 frames to the handler (protobuf decode, auth)", 'mnist_stage_duration_seconds{stage="receive"}'),
     ("preprocess: validate the 784 pixels", 'mnist_stage_duration_seconds{stage="preprocess"}'),
-    ("queue wait: queued to batch start", "mnist_queue_wait_seconds"),
-    ("inference: ONNX Runtime, batch of 1", "mnist_inference_duration_seconds"),
+    # The batcher's figures carry the served model's name (the file's stem).
+    ("queue wait: queued to batch start", f'mnist_queue_wait_seconds{{model="{MODEL_NAME}"}}'),
+    ("inference: ONNX Runtime, batch of 1", f'mnist_inference_duration_seconds{{model="{MODEL_NAME}"}}'),
     ("respond: answer to last frame (protobuf encode, to HTTP/2)", 'mnist_stage_duration_seconds{stage="respond"}'),
 ]
 server_total = mean_us('mnist_request_duration_seconds{protocol="mnist.v1",method="PredictOne"}')

@@ -71,6 +71,14 @@ pub struct BenchOptions {
     pub rate: Option<f64>,
     /// Width of the timeline's buckets.
     pub interval: Duration,
+    /// The served model to load (empty: the server's default model).
+    pub model: String,
+}
+
+/// What the workers send: the images, cycled through, to one model.
+struct Workload {
+    data: Arc<Mnist>,
+    model: String,
 }
 
 /// What a load test measured.
@@ -226,12 +234,13 @@ pub async fn run(server: &ServerAddress, data: Arc<Mnist>, options: &BenchOption
         let replica = i % urls.len();
         channels.push((replica, server.replica(&urls[replica], &target).channel().await?));
     }
+    let work = Arc::new(Workload { data, model: options.model.clone() });
     if options.warmup > 0 {
         let warm = BenchOptions { budget: Budget::Requests(options.warmup), warmup: 0, ..options.clone() };
-        drive(&channels, &data, &warm).await;
+        drive(&channels, &work, &warm).await;
     }
     let started = Instant::now();
-    let samples = drive(&channels, &data, options).await;
+    let samples = drive(&channels, &work, options).await;
     let seconds = started.elapsed().as_secs_f64();
 
     let timeline = timeline(&samples, options.interval);
@@ -292,7 +301,7 @@ fn timeline(samples: &[Sample], interval: Duration) -> Vec<Interval> {
 }
 
 /// Runs the workers until the budget is spent; returns every sample.
-async fn drive(channels: &[(usize, ServerChannel)], data: &Arc<Mnist>, options: &BenchOptions) -> Vec<Sample> {
+async fn drive(channels: &[(usize, ServerChannel)], data: &Arc<Workload>, options: &BenchOptions) -> Vec<Sample> {
     let started = Instant::now();
     let schedule = Arc::new(Schedule {
         issued: AtomicU64::new(0),
@@ -334,9 +343,13 @@ async fn drive(channels: &[(usize, ServerChannel)], data: &Arc<Mnist>, options: 
     all
 }
 
-fn request(data: &Mnist, n: u64) -> PredictRequest {
-    let index = (n % data.len() as u64) as usize;
-    PredictRequest { id: n.to_string(), input: Some(Input::Pixels(data.image(index).to_vec())) }
+fn request(work: &Workload, n: u64) -> PredictRequest {
+    let index = (n % work.data.len() as u64) as usize;
+    PredictRequest {
+        id: n.to_string(),
+        input: Some(Input::Pixels(work.data.image(index).to_vec())),
+        model: work.model.clone(),
+    }
 }
 
 /// Waits until an image is due (no wait without a rate).
@@ -348,7 +361,7 @@ async fn wait_until(due: Option<Instant>) {
 
 async fn unary_worker(
     mut client: ClassifierClient<ServerChannel>,
-    data: &Mnist,
+    data: &Workload,
     schedule: &Schedule,
     recorder: &Recorder,
 ) {
@@ -368,7 +381,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 async fn stream_worker(
     mut client: ClassifierClient<ServerChannel>,
-    data: Arc<Mnist>,
+    data: Arc<Workload>,
     schedule: Arc<Schedule>,
     window: usize,
     recorder: Recorder,
@@ -391,7 +404,7 @@ async fn stream_worker(
 /// returns how many images were answered.
 async fn run_stream(
     client: &mut ClassifierClient<ServerChannel>,
-    data: &Arc<Mnist>,
+    data: &Arc<Workload>,
     schedule: &Arc<Schedule>,
     window: usize,
     recorder: &Recorder,

@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "MNIST_TOKEN", hide_env_values = true, help_heading = "Security")]
     pub token: Option<String>,
 
+    /// The served model to use, by name (`mnist-client info` lists them); default: the server's
+    /// default model.
+    #[arg(long, global = true, env = "MNIST_MODEL_NAME", default_value = "")]
+    pub model: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,8 +84,8 @@ Examples:
   mnist-client bench --concurrency 16 --window 8 --rate 8000 --duration 600 --interval 60   # soak")]
     Bench(BenchArgs),
 
-    /// Show the served model (GetModelInfo).
-    #[command(after_help = "Example:\n  mnist-client info --format json")]
+    /// Show the served models (ListModels; GetModelInfo of one with --model).
+    #[command(after_help = "Examples:\n  mnist-client info\n  mnist-client info --model mnist-int8 --format json")]
     Info(InfoArgs),
 
     /// Check the server's health; exit code 0 only when SERVING (for probes and scripts).

@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mnist::{
     dataset::{Mnist, Split},
-    proto::v1::GetModelInfoRequest,
+    proto::v1::{GetModelInfoRequest, ListModelsRequest, ModelInfo},
 };
 use mnist_client::{
     bench::{self, BenchOptions, Budget},
@@ -45,17 +45,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         },
         token,
     };
+    let model = cli.model.as_str();
+    if !model.is_empty() && matches!(cli.command, Command::Predict(_) | Command::Eval(_) | Command::Bench(_)) {
+        check_model(&server, model).await?;
+    }
     match cli.command {
-        Command::Predict(args) => predict_command(&server, &args).await,
-        Command::Eval(args) => eval_command(&server, &args).await,
-        Command::Bench(args) => bench_command(&server, &args).await,
-        Command::Info(args) => info_command(&server, &args).await,
+        Command::Predict(args) => predict_command(&server, model, &args).await,
+        Command::Eval(args) => eval_command(&server, model, &args).await,
+        Command::Bench(args) => bench_command(&server, model, &args).await,
+        Command::Info(args) => info_command(&server, model, &args).await,
         Command::Health(args) => health_command(&server, &args).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mnist-client", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Stops a command that names a model the server does not serve before it
+/// reads a file or sends an image: NOT_FOUND names the served ones.
+async fn check_model(server: &ServerAddress, model: &str) -> Result<()> {
+    let mut client = server.first_replica().await?.classifier().await?;
+    client
+        .get_model_info(GetModelInfoRequest { model: model.to_string() })
+        .await
+        .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?;
+    Ok(())
 }
 
 fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
@@ -69,7 +84,7 @@ fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<ExitCode> {
+async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs) -> Result<ExitCode> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -85,6 +100,7 @@ async fn predict_command(server: &ServerAddress, args: &PredictArgs) -> Result<E
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
+        model: model.to_string(),
     };
     let mut results = predict::predict_files(server, found.images, &options, bar.clone()).await?;
     bar.finish_and_clear();
@@ -128,13 +144,13 @@ fn load_test_set(data: &DataArgs) -> Result<Mnist> {
     Mnist::load(&data.data_dir, Split::Test).with_context(|| format!("MNIST test set in {}", data.data_dir.display()))
 }
 
-async fn eval_command(server: &ServerAddress, args: &EvalArgs) -> Result<ExitCode> {
+async fn eval_command(server: &ServerAddress, model: &str, args: &EvalArgs) -> Result<ExitCode> {
     let mut data = load_test_set(&args.data)?;
     if let Some(limit) = args.limit {
         data = data.take(limit);
     }
     let bar = progress_bar(data.len(), args.quiet);
-    let report = eval::evaluate(server, &data, args.concurrency.max(1), bar.clone()).await?;
+    let report = eval::evaluate(server, model, &data, args.concurrency.max(1), bar.clone()).await?;
     bar.finish_and_clear();
     match args.format {
         ReportFormat::Text => print!("{}", report.text()),
@@ -143,7 +159,7 @@ async fn eval_command(server: &ServerAddress, args: &EvalArgs) -> Result<ExitCod
     Ok(if report.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitCode> {
+async fn bench_command(server: &ServerAddress, model: &str, args: &BenchArgs) -> Result<ExitCode> {
     if args.concurrency == 0 || args.connections == 0 || args.window == 0 {
         bail!("--concurrency, --connections and --window must be at least 1");
     }
@@ -169,6 +185,7 @@ async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitC
         warmup: args.warmup,
         rate: args.rate,
         interval: Duration::from_secs_f64(args.interval),
+        model: model.to_string(),
     };
     let report = bench::run(server, data, &options).await?;
     match args.format {
@@ -178,54 +195,97 @@ async fn bench_command(server: &ServerAddress, args: &BenchArgs) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn info_command(server: &ServerAddress, args: &InfoArgs) -> Result<ExitCode> {
+/// Every served model (ListModels), or the one `--model` names (GetModelInfo).
+async fn info_command(server: &ServerAddress, model: &str, args: &InfoArgs) -> Result<ExitCode> {
     let mut client = server.first_replica().await?.classifier().await?;
-    let info = client
-        .get_model_info(GetModelInfoRequest {})
-        .await
-        .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
-        .into_inner();
+    let models = if model.is_empty() {
+        client
+            .list_models(ListModelsRequest {})
+            .await
+            .map_err(|s| mnist_client::ClientError::call("ListModels", s))?
+            .into_inner()
+            .models
+    } else {
+        let request = GetModelInfoRequest { model: model.to_string() };
+        vec![
+            client
+                .get_model_info(request)
+                .await
+                .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
+                .into_inner(),
+        ]
+    };
     match args.format {
         ReportFormat::Json => {
-            let batching = info.batching.unwrap_or_default();
-            let json = serde_json::json!({
-                "input_shape": info.input_shape,
-                "classes": info.classes,
-                "model_file": info.model_file,
-                "model_sha256": info.model_sha256,
-                "test_accuracy": info.test_accuracy,
-                "execution_provider": info.execution_provider,
-                "server_version": info.server_version,
-                "batching": {
-                    "max_batch_size": batching.max_batch_size,
-                    "max_queue_delay_us": batching.max_queue_delay_us,
-                    "max_queue_size": batching.max_queue_size,
-                    "max_in_flight_per_stream": batching.max_in_flight_per_stream,
-                },
-                "model_metadata": info.model_metadata,
-            });
+            let json: Vec<_> = models.iter().map(info_json).collect();
+            // One model asked for: its object; all of them: a list.
+            let json = if model.is_empty() {
+                serde_json::Value::Array(json)
+            } else {
+                json.into_iter().next().unwrap_or_default()
+            };
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         ReportFormat::Text => {
-            let batching = info.batching.unwrap_or_default();
-            println!("model:              {} (sha256 {})", info.model_file, info.model_sha256);
-            match info.test_accuracy {
-                Some(a) => println!("test accuracy:      {:.2}%", a * 100.0),
-                None => println!("test accuracy:      unknown (no model card)"),
+            for (i, info) in models.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", info_text(info));
             }
-            println!("input shape:        {:?}", info.input_shape);
-            println!("execution provider: {}", info.execution_provider);
-            println!(
-                "batching:           up to {} images, wait {} us, queue {}, {} in flight per stream",
-                batching.max_batch_size,
-                batching.max_queue_delay_us,
-                batching.max_queue_size,
-                batching.max_in_flight_per_stream
-            );
-            println!("server version:     {}", info.server_version);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn info_json(info: &ModelInfo) -> serde_json::Value {
+    let batching = info.batching.unwrap_or_default();
+    serde_json::json!({
+        "name": info.name,
+        "default": info.is_default,
+        "input_shape": info.input_shape,
+        "classes": info.classes,
+        "model_file": info.model_file,
+        "model_sha256": info.model_sha256,
+        "test_accuracy": info.test_accuracy,
+        "execution_provider": info.execution_provider,
+        "server_version": info.server_version,
+        "batching": {
+            "max_batch_size": batching.max_batch_size,
+            "max_queue_delay_us": batching.max_queue_delay_us,
+            "max_queue_size": batching.max_queue_size,
+            "max_in_flight_per_stream": batching.max_in_flight_per_stream,
+        },
+        "model_metadata": info.model_metadata,
+    })
+}
+
+fn info_text(info: &ModelInfo) -> String {
+    let batching = info.batching.unwrap_or_default();
+    let accuracy = match info.test_accuracy {
+        Some(a) => format!("{:.2}%", a * 100.0),
+        None => "unknown (no model card)".to_string(),
+    };
+    let default = if info.is_default { " (default)" } else { "" };
+    format!(
+        "name:               {}{default}\n\
+         model:              {} (sha256 {})\n\
+         test accuracy:      {accuracy}\n\
+         input shape:        {:?}\n\
+         execution provider: {}\n\
+         batching:           up to {} images, wait {} us, queue {}, {} in flight per stream\n\
+         server version:     {}\n",
+        info.name,
+        info.model_file,
+        info.model_sha256,
+        info.input_shape,
+        info.execution_provider,
+        batching.max_batch_size,
+        batching.max_queue_delay_us,
+        batching.max_queue_size,
+        batching.max_in_flight_per_stream,
+        info.server_version
+    )
 }
 
 async fn health_command(server: &ServerAddress, args: &HealthArgs) -> Result<ExitCode> {

@@ -72,15 +72,21 @@ impl Serialize for EvalReport {
     }
 }
 
-/// Streams every image of `data` as pixels and scores the answers.
+/// Streams every image of `data` as pixels to the served model `model`
+/// (empty: the server's default model) and scores the answers.
 pub async fn evaluate(
     server: &ServerAddress,
+    model: &str,
     data: &Mnist,
     window: usize,
     progress: ProgressBar,
 ) -> Result<EvalReport, ClientError> {
     let requests: Vec<PredictRequest> = (0..data.len())
-        .map(|i| PredictRequest { id: i.to_string(), input: Some(Input::Pixels(data.image(i).to_vec())) })
+        .map(|i| PredictRequest {
+            id: i.to_string(),
+            input: Some(Input::Pixels(data.image(i).to_vec())),
+            model: model.to_string(),
+        })
         .collect();
     let mut matrix = ConfusionMatrix::default();
     let (mut answered, mut errors) = (0usize, 0usize);

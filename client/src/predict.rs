@@ -31,6 +31,8 @@ pub struct PredictOptions {
     /// same preprocessing the server runs on encoded files), to see why a
     /// digit was misread.
     pub debug_dir: Option<PathBuf>,
+    /// The served model to ask (empty: the server's default model).
+    pub model: String,
 }
 
 /// The name of the 28x28 image written for the `index`th file (in output
@@ -81,6 +83,7 @@ pub async fn predict_files(
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let send_encoded = options.send_encoded;
     let debug_dir = options.debug_dir.clone();
+    let model = options.model.clone();
     let local_results = Arc::clone(&results);
     let local_progress = progress.clone();
     let requests = stream::iter(paths.clone().into_iter().enumerate())
@@ -97,9 +100,12 @@ pub async fn predict_files(
         .filter_map(move |(index, input)| {
             let results = Arc::clone(&local_results);
             let progress = local_progress.clone();
+            let model = model.clone();
             async move {
                 match input {
-                    Ok(input) => Some(PredictRequest { id: index.to_string(), input: Some(input) }),
+                    Ok(input) => {
+                        Some(PredictRequest { id: index.to_string(), input: Some(input), model: model.clone() })
+                    }
                     Err(error) => {
                         if let Ok(mut r) = results.lock() {
                             r[index] = Some(Outcome::Failed { error });

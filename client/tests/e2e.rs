@@ -201,7 +201,9 @@ async fn the_int8_model_serves_unchanged_and_scores_its_card() {
     let (card, float_card) = (read_card("mnist-int8.json"), read_card("mnist.json"));
 
     let out = client(&server.url, &["info", "--format", "json"]);
-    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let models: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let info = &models[0];
+    assert_eq!((info["name"].as_str(), info["default"].as_bool()), (Some("mnist-int8"), Some(true)), "{info}");
     assert_eq!(info["model_sha256"], card["sha256"], "{info}");
     assert!(info["model_file"].as_str().is_some_and(|p| p.ends_with("mnist-int8.onnx")), "{info}");
     assert_eq!(info["test_accuracy"], card["test_accuracy"], "{info}");
@@ -216,6 +218,47 @@ async fn the_int8_model_serves_unchanged_and_scores_its_card() {
     assert!((served - float).abs() <= 0.001, "int8 served {served}, float card {float}");
 }
 
+/// `--model` picks a served model on every subcommand; `info` lists them
+/// all; an unknown name stops the command before any work, naming the
+/// served models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_picks_one_of_several_served_models() {
+    let int8 = repo().join("models/mnist-int8.onnx");
+    let flags = ["--model", int8.to_str().unwrap()];
+    let server = start_server_with(&flags, "http", &[]).await;
+    let out = client(&server.url, &["info"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("name:               mnist (default)") && text.contains("name:               mnist-int8\n"),
+        "{text}"
+    );
+    let out = client(&server.url, &["--model", "mnist-int8", "info", "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["name"], "mnist-int8", "one model asked for: its object");
+
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("models/mnist-int8.json")).unwrap()).unwrap();
+    let out = client(&server.url, &["--model", "mnist-int8", "eval", "--format", "json", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["accuracy"], card["test_accuracy"]);
+
+    let digits = repo().join("examples/digits");
+    let digits = digits.to_str().unwrap();
+    let out = client(&server.url, &["--model", "mnist-int8", "predict", "--format", "json", digits]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = client(&server.url, &["--model", "mnist-int8", "bench", "--requests", "200", "--warmup", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for command in [&["predict", digits][..], &["eval", "--limit", "10"], &["bench", "--requests", "10"], &["info"]] {
+        let args: Vec<&str> = ["--model", "resnet"].iter().chain(command).copied().collect();
+        let out = client(&server.url, &args);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        let error = stderr(&out);
+        assert!(error.contains("'resnet'") && error.contains("'mnist-int8'"), "{command:?}: {error}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_health_eval_and_bench() {
     let server = start_server().await;
@@ -224,8 +267,9 @@ async fn info_health_eval_and_bench() {
     assert_eq!(stdout(&out).trim(), "SERVING");
 
     let out = client(&server.url, &["info", "--format", "json"]);
-    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(info["execution_provider"], "cpu");
+    let models: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(models.as_array().map(Vec::len), Some(1), "{models}");
+    assert_eq!(models[0]["execution_provider"], "cpu");
 
     // The whole test set through the server must score exactly what the
     // model card says (evaluated independently with libtorch).
@@ -287,11 +331,18 @@ async fn real_world_variants_agree_with_the_original_digit() {
     let mut requests = Vec::new();
     let mut kinds = Vec::new();
     for i in 0..data.len() {
-        requests
-            .push(PredictRequest { id: format!("{i}/original"), input: Some(Input::Pixels(data.image(i).to_vec())) });
+        requests.push(PredictRequest {
+            id: format!("{i}/original"),
+            input: Some(Input::Pixels(data.image(i).to_vec())),
+            ..Default::default()
+        });
         for (kind, bytes) in variants(data.image(i)) {
             let pixels = preprocess(&bytes, &DecodeLimits::default()).unwrap();
-            requests.push(PredictRequest { id: format!("{i}/{kind}"), input: Some(Input::Pixels(pixels)) });
+            requests.push(PredictRequest {
+                id: format!("{i}/{kind}"),
+                input: Some(Input::Pixels(pixels)),
+                ..Default::default()
+            });
             kinds.push(kind);
         }
     }

@@ -118,6 +118,8 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
+    /// The served model's name, for the metrics' `model` label.
+    name: Arc<str>,
 }
 
 impl Shared {
@@ -137,10 +139,12 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the inference thread, which owns `model` (and the models that
-    /// replace it) until [`Batcher::close`] is called and the queue is drained.
-    pub fn start(model: LoadedModel, config: BatcherConfig) -> Result<(Self, JoinHandle<()>), ServerError> {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new() });
+    /// Starts the inference thread of the served model `name`, which owns
+    /// `model` (and the files that replace it) until [`Batcher::close`] is
+    /// called and the queue is drained.
+    pub fn start(name: &str, model: LoadedModel, config: BatcherConfig) -> Result<(Self, JoinHandle<()>), ServerError> {
+        let shared =
+            Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new(), name: Arc::from(name) });
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("inference".into())
@@ -167,7 +171,7 @@ impl Batcher {
     ) -> Result<Vec<PredictionReceiver>, ServerError> {
         debug_assert!(images.iter().all(|image| image.len() == IMAGE_PIXELS));
         if expired(deadline, Instant::now()) {
-            metrics::dropped("deadline");
+            metrics::dropped(&self.shared.name, "deadline");
             return Err(ServerError::DeadlineExceeded);
         }
         let enqueued = Instant::now();
@@ -186,7 +190,7 @@ impl Batcher {
                 receiver
             })
             .collect();
-        metrics::queue_depth(queue.jobs.len());
+        metrics::queue_depth(&self.shared.name, queue.jobs.len());
         drop(queue);
         self.shared.work.notify_one();
         Ok(receivers)
@@ -254,7 +258,7 @@ fn inference_loop(shared: &Shared, mut model: LoadedModel, config: BatcherConfig
         let batch = match work {
             Work::Model(next) => {
                 let previous = std::mem::replace(&mut model, next);
-                tracing::info!(previous = %previous.sha256, sha256 = %model.sha256, "now running the new model");
+                tracing::info!(model = %shared.name, previous = %previous.sha256, sha256 = %model.sha256, "now running the new model");
                 drop(previous); // frees the old session, here, between two batches
                 return_freed_memory();
                 continue;
@@ -268,11 +272,11 @@ fn inference_loop(shared: &Shared, mut model: LoadedModel, config: BatcherConfig
                 ModelImage::Pixels(pixels) => normalize_into(pixels, model.mean, model.std, &mut input),
                 ModelImage::Normalized(values) => input.extend_from_slice(values),
             }
-            metrics::queue_wait(started.saturating_duration_since(job.enqueued));
+            metrics::queue_wait(&shared.name, started.saturating_duration_since(job.enqueued));
         }
-        metrics::batch_size(batch.len());
+        metrics::batch_size(&shared.name, batch.len());
         let result = model.backend.infer(&input, batch.len());
-        metrics::inference_time(started.elapsed());
+        metrics::inference_time(&shared.name, started.elapsed());
         match result {
             Ok(logits) if logits.len() == batch.len() * NUM_CLASSES => {
                 for (job, logits) in batch.into_iter().zip(logits.chunks_exact(NUM_CLASSES)) {
@@ -338,15 +342,15 @@ fn next_work(shared: &Shared, config: &BatcherConfig) -> Option<Work> {
         while batch.len() < config.max_batch_size {
             let Some(job) = queue.jobs.pop_front() else { break };
             if job.reply.is_closed() {
-                metrics::dropped("cancelled");
+                metrics::dropped(&shared.name, "cancelled");
             } else if expired(job.deadline, now) {
-                metrics::dropped("deadline");
+                metrics::dropped(&shared.name, "deadline");
                 let _ = job.reply.send(Err(ServerError::DeadlineExceeded));
             } else {
                 batch.push(job);
             }
         }
-        metrics::queue_depth(queue.jobs.len());
+        metrics::queue_depth(&shared.name, queue.jobs.len());
         if !batch.is_empty() {
             return Some(Work::Batch(batch));
         }
@@ -400,7 +404,7 @@ mod tests {
             max_queue_delay: Duration::from_micros(delay_us),
             max_queue_size: queue,
         };
-        let (batcher, _thread) = Batcher::start(model(backend, "a"), config).unwrap();
+        let (batcher, _thread) = Batcher::start("test", model(backend, "a"), config).unwrap();
         (batcher, batches, calls)
     }
 

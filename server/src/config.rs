@@ -4,10 +4,19 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+/// The model served when no `--model` or `--model-repository` is given.
+pub const DEFAULT_MODEL: &str = "models/mnist.onnx";
+
 const EXAMPLES: &str = "\
 Examples:
   # Serve the shipped model on localhost:50051:
   mnist-server
+
+  # Serve three models; requests name one (`model`), or get the first:
+  mnist-server --model models/mnist-three-block.onnx --model models/mnist.onnx --model models/mnist-int8.onnx
+
+  # Serve every model of a folder, `mnist` answering requests that name none:
+  mnist-server --model-repository models --default-model mnist
 
   # In a container, with Prometheus metrics and JSON logs:
   mnist-server --addr 0.0.0.0:50051 --metrics-addr 0.0.0.0:9464 --log-format json
@@ -33,9 +42,21 @@ pub struct Config {
     #[arg(long, env = "MNIST_ADDR", default_value = "127.0.0.1:50051")]
     pub addr: SocketAddr,
 
-    /// The ONNX model. Its card (same name, .json) is read when present.
-    #[arg(long, env = "MNIST_MODEL", default_value = "models/mnist.onnx")]
-    pub model: PathBuf,
+    /// A model to serve: PATH (named after the file: models/mnist-int8.onnx is `mnist-int8`) or
+    /// NAME=PATH. Give it several times (or a comma-separated list in the variable) to serve
+    /// several models; the first is the default for requests that name none. Its card (same
+    /// name, .json) is read when present. Default: models/mnist.onnx, unless --model-repository.
+    #[arg(long, env = "MNIST_MODEL", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub model: Vec<String>,
+
+    /// Also serve every *.onnx file of this folder (with its card), named after the files, after
+    /// the --model ones, in file name order.
+    #[arg(long, env = "MNIST_MODEL_REPOSITORY")]
+    pub model_repository: Option<PathBuf>,
+
+    /// The model that answers requests naming none (default: the first one given).
+    #[arg(long, env = "MNIST_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
 
     /// Execution provider: auto tries CUDA (Linux, Windows) or CoreML (macOS) and falls back to the CPU;
     /// naming one that cannot be used is an error.
@@ -150,6 +171,7 @@ pub struct Config {
 impl Config {
     /// Checks the settings that depend on each other.
     pub fn validate(&self) -> Result<(), crate::error::ServerError> {
+        self.models()?;
         if self.max_streams >= self.max_queue_size {
             return Err(crate::error::ServerError::Config(format!(
                 "--max-streams ({}) must be smaller than --max-queue-size ({}): an open stream may hold one place \
@@ -158,6 +180,20 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The models to serve, the default one first: the `--model`s, then
+    /// the repository's files; the shipped model when neither is given.
+    pub fn models(&self) -> Result<Vec<crate::models::ModelSpec>, crate::error::ServerError> {
+        use crate::models::{self, ModelSpec};
+        let mut specs = self.model.iter().map(|text| ModelSpec::parse(text)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(dir) = &self.model_repository {
+            specs.extend(models::repository(dir)?);
+        }
+        if specs.is_empty() {
+            specs.push(ModelSpec::from_path(std::path::Path::new(DEFAULT_MODEL))?);
+        }
+        models::order(specs, self.default_model.as_deref())
     }
 
     /// The ONNX Runtime settings.
@@ -214,4 +250,38 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(args: &[&str]) -> Result<Vec<String>, String> {
+        let config = Config::try_parse_from(std::iter::once("mnist-server").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(config.models().map_err(|e| e.to_string())?.into_iter().map(|spec| spec.name).collect())
+    }
+
+    #[test]
+    fn models_are_given_several_times_named_or_by_file() {
+        assert_eq!(names(&[]).unwrap(), ["mnist"], "the shipped model by default");
+        assert_eq!(
+            names(&["--model", "models/mnist.onnx", "--model", "fast=models/mnist-int8.onnx"]).unwrap(),
+            ["mnist", "fast"]
+        );
+        assert_eq!(names(&["--model", "a=x.onnx", "--model", "b=y.onnx", "--default-model", "b"]).unwrap(), ["b", "a"]);
+        assert!(names(&["--model", "x.onnx", "--model", "dir/x.onnx"]).unwrap_err().contains("two models"));
+        assert!(names(&["--default-model", "nope"]).unwrap_err().contains("'mnist'"));
+    }
+
+    #[test]
+    fn a_repository_adds_its_files_after_the_named_models() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["b.onnx", "a.onnx"] {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        let repository = dir.path().to_str().unwrap();
+        assert_eq!(names(&["--model-repository", repository]).unwrap(), ["a", "b"]);
+        assert_eq!(names(&["--model", "c=c.onnx", "--model-repository", repository]).unwrap(), ["c", "a", "b"]);
+    }
 }

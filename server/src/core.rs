@@ -1,12 +1,13 @@
 //! What every protocol front shares: admission, limits, preprocessing and
-//! the [`Batcher`].
+//! the served [`Models`], each with its batcher.
 //!
 //! The fronts (`api::classifier` for `mnist.v1`, `api::inference` and
 //! `api::http` for the Open Inference Protocol) only translate their
-//! messages into [`ImageInput`]s and predictions back; everything that
-//! bounds what the server holds or decides whether an image runs is here,
-//! once, so images from every protocol wait in the same queue, share
-//! batches and are refused by the same rules.
+//! messages into a model name, [`ImageInput`]s and predictions back;
+//! everything that bounds what the server holds or decides whether an image
+//! runs is here, once, so images from every protocol for one model wait in
+//! the same queue, share batches and are refused by the same rules, and
+//! every model draws on one server-wide admission limit.
 //!
 //! Every image must be admitted first: at most `max_admitted` images are
 //! between admission and answer, server-wide. A unary call that cannot be
@@ -17,7 +18,7 @@
 
 use std::{
     sync::{
-        Arc, RwLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Instant,
@@ -26,14 +27,14 @@ use std::{
 use mnist::{
     IMAGE_PIXELS,
     preprocess::{DecodeLimits, check_pixels, preprocess},
-    proto::v1::ModelInfo,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
-    batcher::{Batcher, ModelImage, Prediction, expired},
+    batcher::{ModelImage, Prediction, expired},
     error::ServerError,
     metrics,
+    models::{Model, Models},
 };
 
 /// What one call, and all calls together, may hold.
@@ -62,20 +63,9 @@ pub enum ImageInput {
     Normalized(Vec<f32>),
 }
 
-/// The model being served, as every front describes it.
-#[derive(Debug, Clone)]
-pub struct ServedModel {
-    /// `mnist.v1`'s description (shape, classes, digest, batching, metadata).
-    pub info: ModelInfo,
-    /// The model's version (the model card's `version`, else "1").
-    pub version: String,
-}
-
 /// The shared core; fronts hold it in an `Arc`.
 pub struct Core {
-    batcher: Batcher,
-    /// Replaced whole when a new model is swapped in.
-    model: RwLock<Arc<ServedModel>>,
+    models: Models,
     limits: Limits,
     /// Whether the model has been warmed up and the server is not stopping.
     ready: AtomicBool,
@@ -106,8 +96,8 @@ impl Drop for StreamSlot {
 pub type Admission = OwnedSemaphorePermit;
 
 impl Core {
-    /// A core that classifies through `batcher`, within `limits`.
-    pub fn new(batcher: Batcher, model: ServedModel, limits: Limits) -> Self {
+    /// A core that classifies with `models`, within `limits`.
+    pub fn new(models: Models, limits: Limits) -> Self {
         let max_streams = limits.max_streams.max(1);
         let max_admitted = limits.max_admitted.max(max_streams + 1);
         let limits = Limits {
@@ -122,8 +112,7 @@ impl Core {
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            batcher,
-            model: RwLock::new(Arc::new(model)),
+            models,
             ready: AtomicBool::new(false),
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             admitted: Arc::new(Semaphore::new(limits.max_admitted)),
@@ -132,14 +121,15 @@ impl Core {
         }
     }
 
-    /// The model being served.
-    pub fn model(&self) -> Arc<ServedModel> {
-        Arc::clone(&self.model.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    /// The served model called `name` (the default one for an empty name),
+    /// or NOT_FOUND naming those served.
+    pub fn model(&self, name: &str) -> Result<&Arc<Model>, ServerError> {
+        self.models.get(name)
     }
 
-    /// Describes `model` from now on (the batcher runs it from its next batch).
-    pub fn set_model(&self, model: ServedModel) {
-        *self.model.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(model);
+    /// Every served model, the default one first.
+    pub fn models(&self) -> &Models {
+        &self.models
     }
 
     /// The limits in force (after clamping).
@@ -206,21 +196,24 @@ impl Core {
         Ok(())
     }
 
-    /// Classifies one admitted image.
+    /// Classifies one admitted image with `model`.
     pub async fn classify(
         &self,
+        model: &Model,
         image: ImageInput,
         deadline: Option<Instant>,
         admission: Admission,
     ) -> Result<Prediction, ServerError> {
-        let mut predictions = self.classify_all(vec![image], deadline, admission).await?;
+        let mut predictions = self.classify_all(model, vec![image], deadline, admission).await?;
         predictions.pop().ok_or_else(|| ServerError::Inference("no prediction for an admitted image".into()))
     }
 
-    /// Classifies the admitted images of one request: answered when all
-    /// are, or with the first failure. Their places are given back when done.
+    /// Classifies the admitted images of one request with `model`: answered
+    /// when all are, or with the first failure. Their places are given back
+    /// when done.
     pub async fn classify_all(
         &self,
+        model: &Model,
         images: Vec<ImageInput>,
         deadline: Option<Instant>,
         _admission: Admission,
@@ -232,7 +225,7 @@ impl Core {
         let started = Instant::now();
         let prepared = futures_util::future::try_join_all(images.into_iter().map(|image| self.prepare(image))).await;
         metrics::stage("preprocess", started.elapsed());
-        let receivers = self.batcher.submit_all(prepared?, deadline)?;
+        let receivers = model.batcher().submit_all(prepared?, deadline)?;
         let mut predictions = Vec::with_capacity(receivers.len());
         for receiver in receivers {
             predictions.push(receiver.await.unwrap_or(Err(ServerError::ShuttingDown))?);

@@ -3,10 +3,11 @@
 //! The data path reads top to bottom through the modules:
 //! [`api`] (the protocol fronts: `mnist.v1` and the Open Inference Protocol
 //! over gRPC, the Open Inference Protocol over HTTP; each only translates)
-//! -> [`core`] (admission, limits, preprocessing: shared by every front) ->
-//! [`batcher`] (one queue for every call, batches for the model) ->
-//! [`backend`] (ONNX Runtime behind one trait). [`model`] loads, describes
-//! and reloads the model. [`config`] holds the
+//! -> [`core`] (admission, limits, preprocessing: shared by every front and
+//! every model) -> [`models`] (the served models by name, each with its
+//! own) [`batcher`] (one queue for every call to that model, batches for
+//! it) -> [`backend`] (ONNX Runtime behind one trait). [`model`] loads,
+//! describes and reloads a model's file. [`config`] holds the
 //! flags, [`error`] maps every failure to a gRPC status and an HTTP code,
 //! [`metrics`] exports Prometheus metrics, [`tls`] and [`auth`] decide who
 //! may connect and call, [`http_server`] carries the HTTP port, [`timing`]
@@ -25,6 +26,7 @@ pub mod http_server;
 pub mod message_limit;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod threads;
 pub mod timing;
 pub mod tls;
@@ -55,6 +57,7 @@ use crate::{
     core::Core,
     error::ServerError,
     message_limit::MessageLimit,
+    models::{Model, Models},
     threads::ModelLoader,
     timing::CallTiming,
 };
@@ -69,19 +72,18 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// NOT_SERVING, new calls are refused, calls in flight finish (for at most
 /// `--shutdown-timeout`), and the inference thread empties its queue.
 ///
-/// The TLS and token files are read and the model loaded before the port
-/// is opened, so bad settings fail fast; the port is opened before the
-/// warm-up, so health probes see NOT_SERVING until the first inference has
-/// succeeded.
+/// The TLS and token files are read and every model loaded before the
+/// port is opened, so bad settings fail fast; the port is opened before the
+/// warm-up, so health probes see NOT_SERVING until every model has run.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let access = Access::load(&config)?;
-    let (loader, model) = load_model(&config).await?;
+    let (loader, models) = load_models(&config).await?;
     let listener = bind(config.addr).await?;
     let http = match config.http_addr {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    serve(config, access, loader, model, Listeners { grpc: listener, http }, shutdown).await
+    serve(config, access, loader, models, Listeners { grpc: listener, http }, shutdown).await
 }
 
 /// Like [`run`], on a gRPC listener the caller opened (tests bind port 0
@@ -121,8 +123,8 @@ pub async fn run_on_listeners(
         None => None,
     };
     let access = Access::load(&config)?;
-    let (loader, model) = load_model(&config).await?;
-    serve(config, access, loader, model, listeners, shutdown).await
+    let (loader, models) = load_models(&config).await?;
+    serve(config, access, loader, models, listeners, shutdown).await
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
@@ -176,16 +178,24 @@ impl Access {
 }
 
 /// Starts the model loader (from the caller's thread, so at its priority:
-/// see [`threads`]) and loads ONNX Runtime and the model on it.
-async fn load_model(config: &Config) -> Result<(ModelLoader, model::Loaded), ServerError> {
+/// see [`threads`]) and loads ONNX Runtime and every model on it, the
+/// default one first.
+async fn load_models(config: &Config) -> Result<(ModelLoader, Vec<(models::ModelSpec, model::Loaded)>), ServerError> {
+    let specs = config.models()?;
     let loader = ModelLoader::start()?;
-    let loaded = model::load_on(&loader, config, model::Card::Lenient).await?;
-    tracing::info!(
-        model = %config.model.display(),
-        sha256 = %loaded.model.sha256,
-        provider = loaded.provider,
-        "model loaded"
-    );
+    let mut loaded = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let model = model::load_on(&loader, &spec, i == 0, config, model::Card::Lenient).await?;
+        tracing::info!(
+            model = %spec.name,
+            file = %spec.path.display(),
+            sha256 = %model.model.sha256,
+            provider = model.provider,
+            default = i == 0,
+            "model loaded"
+        );
+        loaded.push((spec, model));
+    }
     Ok((loader, loaded))
 }
 
@@ -193,7 +203,7 @@ async fn serve(
     config: Config,
     Access { transport, tls: tls_enabled, http_tls, auth }: Access,
     loader: ModelLoader,
-    loaded: model::Loaded,
+    loaded: Vec<(models::ModelSpec, model::Loaded)>,
     Listeners { grpc: listener, http: http_listener }: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -203,26 +213,32 @@ async fn serve(
     } else {
         None
     };
-    let (provider, sha256) = (loaded.provider, loaded.model.sha256.to_string());
-    metrics::model_info(provider, &sha256);
-
     let batcher_config = BatcherConfig {
         max_batch_size: config.max_batch_size as usize,
         max_queue_delay: config.max_queue_delay(),
         max_queue_size: config.max_queue_size as usize,
     };
-    // Born on the loader, the inference thread keeps the process's priority.
-    let model = loaded.model;
-    let (batcher, inference_thread) = loader.run(move || Batcher::start(model, batcher_config)).await??;
-    let served = loaded.served;
+    let providers: Vec<&'static str> = loaded.iter().map(|(_, model)| model.provider).collect();
+    let mut entries = Vec::with_capacity(loaded.len());
+    let mut inference_threads = Vec::with_capacity(loaded.len());
+    for (spec, model::Loaded { model, served, provider }) in loaded {
+        metrics::model_info(&spec.name, provider, &model.sha256);
+        // Born on the loader, each inference thread keeps the process's priority.
+        let name = spec.name.clone();
+        let (batcher, thread) = loader.run(move || Batcher::start(&name, model, batcher_config)).await??;
+        entries.push(Arc::new(Model::new(spec, batcher, served)));
+        inference_threads.push(thread);
+    }
+    let batchers: Vec<Batcher> = entries.iter().map(|model| model.batcher().clone()).collect();
+    let close_batchers = move || batchers.iter().for_each(Batcher::close);
+    let join_inference_threads = move || inference_threads.into_iter().for_each(|thread| drop(thread.join()));
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,
         max_pixels: config.max_image_pixels,
         ..DecodeLimits::default()
     };
     let core = Arc::new(Core::new(
-        batcher.clone(),
-        served,
+        Models::new(entries)?,
         core::Limits {
             decode: limits,
             max_in_flight_per_stream: config.max_in_flight_per_stream as usize,
@@ -299,21 +315,23 @@ async fn serve(
 
     // A batch cannot hold more images than the queue does.
     let warm_up_batch = config.max_batch_size.min(config.max_queue_size) as usize;
-    if let Err(error) = warm_up(&batcher, warm_up_batch).await {
+    let warmed_up =
+        futures_util::future::try_join_all(core.models().iter().map(|model| warm_up(model, warm_up_batch))).await;
+    if let Err(error) = warmed_up {
         let _ = stop_serving.send(true);
-        batcher.close();
+        close_batchers();
         let _ = server.await;
         if let Some(http) = http_task {
             let _ = http.await;
         }
-        let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
+        let _ = tokio::task::spawn_blocking(join_inference_threads).await;
         return Err(error);
     }
     core.set_ready(true);
     set_health(&health, ServingStatus::Serving).await;
-    Arc::new(model::Reloader::new(config.clone(), Arc::clone(&core), batcher.clone(), loader))
-        .spawn(config.watch_model());
-    tracing::info!(addr = %local_addr, provider, "ready: serving");
+    let served: Vec<Arc<Model>> = core.models().iter().cloned().collect();
+    Arc::new(model::Reloader::new(config.clone(), served, loader)).spawn(config.watch_model());
+    tracing::info!(addr = %local_addr, models = %core.models().names(), providers = ?providers, "ready: serving");
 
     shutdown.await;
     tracing::info!(timeout_seconds = config.shutdown_timeout, "shutting down: draining calls in flight");
@@ -334,8 +352,8 @@ async fn serve(
         Ok(Err(join_error)) => tracing::error!(%join_error, "server task failed"),
         Err(_) => tracing::warn!("shutdown timeout reached: closing the calls still open"),
     }
-    batcher.close();
-    let _ = tokio::task::spawn_blocking(move || inference_thread.join()).await;
+    close_batchers();
+    let _ = tokio::task::spawn_blocking(join_inference_threads).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -366,9 +384,10 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-/// Runs the model once on a single image and once on a full batch, so the
+/// Runs a model once on a single image and once on a full batch, so the
 /// first real request does not pay for ONNX Runtime's lazy initialisation.
-async fn warm_up(batcher: &Batcher, max_batch_size: usize) -> Result<(), ServerError> {
+async fn warm_up(model: &Model, max_batch_size: usize) -> Result<(), ServerError> {
+    let batcher = model.batcher();
     let started = Instant::now();
     batcher.predict(ModelImage::Pixels(vec![0; IMAGE_PIXELS]), None).await?;
     let batch: Vec<_> =
@@ -376,7 +395,7 @@ async fn warm_up(batcher: &Batcher, max_batch_size: usize) -> Result<(), ServerE
     for result in futures_util::future::join_all(batch).await {
         result?;
     }
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
+    tracing::info!(model = model.name(), elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 //! Recording goes through the `metrics` facade, which is a no-op until
 //! [`install`] sets up the exporter, so tests and embedders pay nothing.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ServerError;
@@ -83,20 +83,21 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, ServerErr
     Ok(handle)
 }
 
-/// Records the model and the execution provider that runs it.
-pub fn model_info(provider: &'static str, sha256: &str) {
-    gauge!(MODEL_INFO, "provider" => provider, "sha256" => sha256.to_string()).set(1.0);
+/// Records the served model `model`'s file and the execution provider that runs it.
+pub fn model_info(model: &str, provider: &'static str, sha256: &str) {
+    gauge!(MODEL_INFO, "model" => model.to_string(), "provider" => provider, "sha256" => sha256.to_string()).set(1.0);
 }
 
-/// Records that the model `old` was replaced by `new`.
-pub fn model_replaced(old_provider: &str, old: &str, new_provider: &'static str, new: &str) {
-    gauge!(MODEL_INFO, "provider" => old_provider.to_string(), "sha256" => old.to_string()).set(0.0);
-    model_info(new_provider, new);
+/// Records that the model `model`'s file `old` was replaced by `new`.
+pub fn model_replaced(model: &str, old_provider: &str, old: &str, new_provider: &'static str, new: &str) {
+    gauge!(MODEL_INFO, "model" => model.to_string(), "provider" => old_provider.to_string(), "sha256" => old.to_string())
+        .set(0.0);
+    model_info(model, new_provider, new);
 }
 
-/// Counts a model reload by result (`ok`, `unchanged`, `failed`).
-pub fn model_reload(result: &'static str) {
-    counter!(MODEL_RELOADS, "result" => result).increment(1);
+/// Counts a reload of model `model` by result (`ok`, `unchanged`, `failed`).
+pub fn model_reload(model: &str, result: &'static str) {
+    counter!(MODEL_RELOADS, "model" => model.to_string(), "result" => result).increment(1);
 }
 
 /// Records one request's outcome and latency, by protocol (`mnist.v1`,
@@ -115,24 +116,27 @@ pub(crate) fn stage(stage: &'static str, elapsed: Duration) {
     histogram!(STAGE_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
 }
 
-pub(crate) fn queue_wait(wait: Duration) {
-    histogram!(QUEUE_WAIT_SECONDS).record(wait.as_secs_f64());
+// The batcher's figures are per model: each model has its own queue and
+// inference thread.
+
+pub(crate) fn queue_wait(model: &Arc<str>, wait: Duration) {
+    histogram!(QUEUE_WAIT_SECONDS, "model" => SharedString::from(Arc::clone(model))).record(wait.as_secs_f64());
 }
 
-pub(crate) fn inference_time(elapsed: Duration) {
-    histogram!(INFERENCE_SECONDS).record(elapsed.as_secs_f64());
+pub(crate) fn inference_time(model: &Arc<str>, elapsed: Duration) {
+    histogram!(INFERENCE_SECONDS, "model" => SharedString::from(Arc::clone(model))).record(elapsed.as_secs_f64());
 }
 
-pub(crate) fn batch_size(size: usize) {
-    histogram!(BATCH_SIZE).record(size as f64);
+pub(crate) fn batch_size(model: &Arc<str>, size: usize) {
+    histogram!(BATCH_SIZE, "model" => SharedString::from(Arc::clone(model))).record(size as f64);
 }
 
-pub(crate) fn queue_depth(depth: usize) {
-    gauge!(QUEUE_DEPTH).set(depth as f64);
+pub(crate) fn queue_depth(model: &Arc<str>, depth: usize) {
+    gauge!(QUEUE_DEPTH, "model" => SharedString::from(Arc::clone(model))).set(depth as f64);
 }
 
-pub(crate) fn dropped(reason: &'static str) {
-    counter!(DROPPED, "reason" => reason).increment(1);
+pub(crate) fn dropped(model: &Arc<str>, reason: &'static str) {
+    counter!(DROPPED, "model" => SharedString::from(Arc::clone(model)), "reason" => reason).increment(1);
 }
 
 pub(crate) fn unauthenticated() {

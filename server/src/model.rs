@@ -1,13 +1,14 @@
-//! The model being served: loading it (file -> ONNX Runtime session),
+//! A served model's file: loading it (file -> ONNX Runtime session),
 //! describing it (its card `mnist.json`), and replacing it while serving.
 //!
-//! A reload (SIGHUP, or `--watch-model` seeing the file change) loads the
-//! file into a new session beside the old one, reads its card, and warms it
-//! up on the loading thread; only then does the batcher switch to it, between
-//! two batches. Anything wrong (missing or truncated file, not ONNX, wrong
-//! inputs or outputs, a card that describes another file, a failed warm-up)
-//! leaves the old model serving, with an error line in the log and
-//! `mnist_model_reloads_total{result="failed"}`.
+//! A reload (SIGHUP, or `--watch-model` seeing the file change) loads each
+//! model's file into a new session beside the old one, reads its card, and
+//! warms it up on the loading thread; only then does that model's batcher
+//! switch to it, between two batches. Anything wrong (missing or truncated
+//! file, not ONNX, wrong inputs or outputs, a card that describes another
+//! file, a failed warm-up) leaves the old model serving, with an error line
+//! in the log and `mnist_model_reloads_total{result="failed"}`; the other
+//! models are not touched.
 
 use std::{
     path::Path,
@@ -23,11 +24,11 @@ use mnist::{
 
 use crate::{
     backend::{ModelDescription, OnnxBackend},
-    batcher::{Batcher, LoadedModel},
+    batcher::LoadedModel,
     config::Config,
-    core::{Core, ServedModel},
     error::ServerError,
     metrics,
+    models::{Model, ModelSpec, ServedModel},
     threads::ModelLoader,
 };
 
@@ -53,12 +54,13 @@ pub enum Card {
     Strict,
 }
 
-/// Loads `config.model` and its card. Blocking (reads the file and builds
-/// the session).
-pub fn load(config: &Config, card: Card) -> Result<Loaded, ServerError> {
-    let (backend, description) = OnnxBackend::load(&config.model, &config.runtime_options())?;
-    let card = read_card(&config.model, &description.sha256, card)?;
-    let served = served_model(config, &description, card.as_ref());
+/// Loads the model `spec` names and its card. Blocking (reads the file
+/// and builds the session). `is_default`: whether it answers requests that
+/// name no model.
+pub fn load(spec: &ModelSpec, is_default: bool, config: &Config, card: Card) -> Result<Loaded, ServerError> {
+    let (backend, description) = OnnxBackend::load(&spec.path, &config.runtime_options())?;
+    let card = read_card(&spec.path, &description.sha256, card)?;
+    let served = served_model(spec, is_default, config, &description, card.as_ref());
     let model = LoadedModel {
         backend: Box::new(backend),
         mean: description.mean,
@@ -70,9 +72,15 @@ pub fn load(config: &Config, card: Card) -> Result<Loaded, ServerError> {
 
 /// [`load`], on the loader thread (off the async workers, and at the
 /// priority ONNX Runtime's threads must inherit: see [`crate::threads`]).
-pub async fn load_on(loader: &ModelLoader, config: &Config, card: Card) -> Result<Loaded, ServerError> {
-    let config = config.clone();
-    loader.run(move || load(&config, card)).await?
+pub async fn load_on(
+    loader: &ModelLoader,
+    spec: &ModelSpec,
+    is_default: bool,
+    config: &Config,
+    card: Card,
+) -> Result<Loaded, ServerError> {
+    let (spec, config) = (spec.clone(), config.clone());
+    loader.run(move || load(&spec, is_default, &config, card)).await?
 }
 
 /// Runs a model once on one image and once on a full batch, directly (not
@@ -93,19 +101,33 @@ fn warm_up(model: &mut LoadedModel, max_batch_size: usize) -> Result<(), ServerE
 }
 
 /// The model as every front describes it.
-fn served_model(config: &Config, model: &ModelDescription, card: Option<&serde_json::Value>) -> ServedModel {
+fn served_model(
+    spec: &ModelSpec,
+    is_default: bool,
+    config: &Config,
+    model: &ModelDescription,
+    card: Option<&serde_json::Value>,
+) -> ServedModel {
     let version = card
         .and_then(|card| card.get("version"))
         .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "1".to_string());
     let test_accuracy = card.and_then(|card| card.get("test_accuracy")).and_then(|a| a.as_f64());
-    ServedModel { info: model_info(config, model, test_accuracy), version }
+    ServedModel { info: model_info(spec, is_default, config, model, test_accuracy), version }
 }
 
 /// GetModelInfo's answer.
-fn model_info(config: &Config, model: &ModelDescription, test_accuracy: Option<f64>) -> ModelInfo {
+fn model_info(
+    spec: &ModelSpec,
+    is_default: bool,
+    config: &Config,
+    model: &ModelDescription,
+    test_accuracy: Option<f64>,
+) -> ModelInfo {
     ModelInfo {
+        name: spec.name.clone(),
+        is_default,
         input_shape: vec![-1, 1, 28, 28],
         classes: (0..NUM_CLASSES).map(|d| d.to_string()).collect(),
         model_sha256: model.sha256.clone(),
@@ -117,7 +139,7 @@ fn model_info(config: &Config, model: &ModelDescription, test_accuracy: Option<f
             max_queue_size: config.max_queue_size,
             max_in_flight_per_stream: config.max_in_flight_per_stream,
         }),
-        model_file: config.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        model_file: spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         model_metadata: model.metadata.clone().into_iter().collect(),
     }
@@ -145,60 +167,76 @@ fn read_card(model: &Path, sha256: &str, mode: Card) -> Result<Option<serde_json
     }
 }
 
-/// Replaces the served model on request, one reload at a time.
+/// Replaces served models' files on request, one reload at a time.
 pub struct Reloader {
     config: Config,
-    core: Arc<Core>,
-    batcher: Batcher,
+    models: Vec<Arc<Model>>,
     loader: ModelLoader,
     /// Reloads run one after the other.
     busy: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader for the model that `config` names; the model serving now
-    /// is the one `core` describes.
-    pub fn new(config: Config, core: Arc<Core>, batcher: Batcher, loader: ModelLoader) -> Self {
-        Self { config, core, batcher, loader, busy: tokio::sync::Mutex::new(()) }
+    /// A reloader for `models`, each loaded again from its own file.
+    pub fn new(config: Config, models: Vec<Arc<Model>>, loader: ModelLoader) -> Self {
+        Self { config, models, loader, busy: tokio::sync::Mutex::new(()) }
     }
 
-    /// Loads the model file again and, if it is a different, working model,
+    /// Loads every model's file again and swaps in those that changed;
+    /// a failure leaves that model's old file serving and the others go on.
+    /// How many models were replaced.
+    pub async fn reload_all(&self, why: &'static str) -> usize {
+        let mut replaced = 0;
+        for model in &self.models {
+            if let Ok(true) = self.reload(model, why).await {
+                replaced += 1;
+            }
+        }
+        replaced
+    }
+
+    /// Loads `model`'s file again and, if it is a different, working model,
     /// swaps it in. `Ok(false)` when the file holds the model already serving.
-    pub async fn reload(&self, why: &'static str) -> Result<bool, ServerError> {
+    pub async fn reload(&self, model: &Model, why: &'static str) -> Result<bool, ServerError> {
         let _one_at_a_time = self.busy.lock().await;
         let started = std::time::Instant::now();
+        let name = model.name().to_string();
         let max_batch = self.config.max_batch_size.min(self.config.max_queue_size) as usize;
-        let config = self.config.clone();
+        let (config, spec, is_default) = (self.config.clone(), model.spec().clone(), model.served().info.is_default);
         let loaded = self
             .loader
             .run(move || {
-                let mut loaded = load(&config, Card::Strict)?;
+                let mut loaded = load(&spec, is_default, &config, Card::Strict)?;
                 warm_up(&mut loaded.model, max_batch)?;
                 Ok::<_, ServerError>(loaded)
             })
             .await
             .and_then(|loaded| loaded);
-        let serving = self.core.model();
+        let serving = model.served();
         let (previous, previous_provider) = (&serving.info.model_sha256, &serving.info.execution_provider);
         let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
-                metrics::model_reload("failed");
-                tracing::error!(why, %error, serving = %previous, "model reload failed: the old model keeps serving");
+                metrics::model_reload(&name, "failed");
+                tracing::error!(
+                    model = %name, why, %error, serving = %previous,
+                    "model reload failed: the old model keeps serving"
+                );
                 return Err(error);
             }
         };
         let sha256 = loaded.model.sha256.to_string();
         if sha256 == *previous {
-            metrics::model_reload("unchanged");
-            tracing::info!(why, %sha256, "model reload: the file holds the model already serving");
+            metrics::model_reload(&name, "unchanged");
+            tracing::info!(model = %name, why, %sha256, "model reload: the file holds the model already serving");
             return Ok(false);
         }
-        self.batcher.replace_model(loaded.model);
-        self.core.set_model(loaded.served);
-        metrics::model_replaced(previous_provider, previous, loaded.provider, &sha256);
-        metrics::model_reload("ok");
+        model.batcher().replace_model(loaded.model);
+        model.set_served(loaded.served);
+        metrics::model_replaced(&name, previous_provider, previous, loaded.provider, &sha256);
+        metrics::model_reload(&name, "ok");
         tracing::info!(
+            model = %name,
             why,
             %previous,
             %sha256,
@@ -208,8 +246,9 @@ impl Reloader {
         Ok(true)
     }
 
-    /// Reloads on SIGHUP and, every `watch` when given, when the file's
-    /// modification time and content have changed. Runs until the server stops.
+    /// Reloads every model on SIGHUP and, every `watch` when given, each
+    /// model whose file's modification time and content have changed. Runs
+    /// until the server stops.
     pub fn spawn(self: Arc<Self>, watch: Option<Duration>) {
         #[cfg(unix)]
         {
@@ -218,36 +257,38 @@ impl Reloader {
                 Ok(mut hangups) => {
                     tokio::spawn(async move {
                         while hangups.recv().await.is_some() {
-                            let _ = reloader.reload("SIGHUP").await;
+                            reloader.reload_all("SIGHUP").await;
                         }
                     });
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGHUP: the model is reloaded only by --watch-model")
+                    tracing::warn!(%error, "cannot listen for SIGHUP: models are reloaded only by --watch-model")
                 }
             }
         }
         if let Some(every) = watch {
             tokio::spawn(async move {
-                let path = self.config.model.clone();
-                // Nothing seen yet, so the first tick compares the file with
-                // the serving model: a file replaced between the model's
+                // Nothing seen yet, so the first tick compares each file with
+                // its serving model: a file replaced between the model's
                 // load and this task's start is not missed.
-                let mut seen = None;
+                let mut seen: Vec<Option<Option<SystemTime>>> = vec![None; self.models.len()];
                 let mut ticks = tokio::time::interval(every);
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
-                    let now = modified(&path);
-                    if seen == Some(now) {
-                        continue;
+                    for (model, seen) in self.models.iter().zip(&mut seen) {
+                        let path = &model.spec().path;
+                        let now = modified(path);
+                        if *seen == Some(now) {
+                            continue;
+                        }
+                        *seen = Some(now);
+                        // Touched, or rewritten with the same bytes: nothing to do.
+                        if file_sha256(path).is_some_and(|sha| sha == model.served().info.model_sha256) {
+                            continue;
+                        }
+                        let _ = self.reload(model, "the model file changed").await;
                     }
-                    seen = Some(now);
-                    // Touched, or rewritten with the same bytes: nothing to do.
-                    if file_sha256(&path).is_some_and(|sha| sha == self.core.model().info.model_sha256) {
-                        continue;
-                    }
-                    let _ = self.reload("the model file changed").await;
                 }
             });
         }

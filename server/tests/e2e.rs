@@ -12,7 +12,7 @@ use mnist::proto::v1::{
 use tonic::{Code, Request};
 
 fn pixels_request(id: impl ToString, pixels: &[u8]) -> PredictRequest {
-    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec())) }
+    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec())), ..Default::default() }
 }
 
 /// Sends `requests` on one Predict stream and collects every response.
@@ -48,7 +48,11 @@ async fn stream_of_1000_pixels_and_pngs_is_ordered_and_accurate() {
     assert!(acc >= 0.99, "accuracy {acc}");
 
     let requests = (0..data.len())
-        .map(|i| PredictRequest { id: format!("png-{i}"), input: Some(Input::Image(png(data.image(i)))) })
+        .map(|i| PredictRequest {
+            id: format!("png-{i}"),
+            input: Some(Input::Image(png(data.image(i)))),
+            ..Default::default()
+        })
         .collect();
     let by_png = stream_all(&mut client, requests).await;
     for (i, (a, b)) in by_pixels.iter().zip(&by_png).enumerate() {
@@ -76,7 +80,7 @@ async fn predict_one_and_model_info() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("784"), "{}", err.message());
 
-    let info = client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner();
+    let info = client.get_model_info(GetModelInfoRequest::default()).await.unwrap().into_inner();
     assert_eq!(info.input_shape, vec![-1, 1, 28, 28]);
     assert_eq!(info.classes.len(), 10);
     assert_eq!(info.execution_provider, "cpu");
@@ -95,8 +99,12 @@ async fn bad_items_fail_alone_and_the_stream_continues() {
     let data = test_set().take(1);
     let requests = vec![
         pixels_request("short", &[1, 2, 3]),
-        PredictRequest { id: "garbage".into(), input: Some(Input::Image(b"not an image at all".to_vec())) },
-        PredictRequest { id: "empty".into(), input: None },
+        PredictRequest {
+            id: "garbage".into(),
+            input: Some(Input::Image(b"not an image at all".to_vec())),
+            ..Default::default()
+        },
+        PredictRequest { id: "empty".into(), input: None, ..Default::default() },
         pixels_request("good", data.image(0)),
     ];
     let responses = stream_all(&mut client, requests).await;
@@ -120,8 +128,10 @@ async fn oversized_and_huge_images_are_refused_with_their_limits() {
     let big = image::GrayImage::new(200, 200);
     let mut bytes = Vec::new();
     big.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    let err =
-        client.predict_one(PredictRequest { id: "big".into(), input: Some(Input::Image(bytes)) }).await.unwrap_err();
+    let err = client
+        .predict_one(PredictRequest { id: "big".into(), input: Some(Input::Image(bytes)), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("200x200") && err.message().contains("10000"), "{}", err.message());
 }
@@ -130,7 +140,8 @@ async fn oversized_and_huge_images_are_refused_with_their_limits() {
 async fn messages_over_the_size_limit_are_resource_exhausted_with_the_flag() {
     let server = TestServer::start(&["--max-message-bytes", "10000"]).await;
     let mut client = server.client().await;
-    let oversized = PredictRequest { id: "big".into(), input: Some(Input::Image(vec![7; 20_000])) };
+    let oversized =
+        PredictRequest { id: "big".into(), input: Some(Input::Image(vec![7; 20_000])), ..Default::default() };
 
     let status = client.predict_one(oversized.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -358,7 +369,7 @@ async fn prometheus_metrics_count_requests_batches_and_the_provider() {
         scrape.contains(r#"mnist_requests_total{protocol="mnist.v1",method="PredictOne",code="INVALID_ARGUMENT"} 1"#),
         "{scrape}"
     );
-    assert!(scrape.contains(r#"mnist_model_info{provider="cpu""#), "{scrape}");
+    assert!(scrape.contains(r#"mnist_model_info{model="mnist",provider="cpu""#), "{scrape}");
     for family in [
         "mnist_batch_size_bucket",
         "mnist_inference_duration_seconds_bucket",

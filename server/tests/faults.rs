@@ -12,7 +12,7 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Code, Streaming};
 
 fn pixels_request(id: impl ToString, pixels: &[u8]) -> PredictRequest {
-    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec())) }
+    PredictRequest { id: id.to_string(), input: Some(Input::Pixels(pixels.to_vec())), ..Default::default() }
 }
 
 /// Opens a Predict stream fed from a channel; the call fails when the server refuses it.
@@ -69,8 +69,11 @@ async fn a_client_that_vanishes_mid_stream_frees_its_work() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.spawn(async move {
             let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
-            let requests =
-                (0..200).map(move |i| PredictRequest { id: i.to_string(), input: Some(Input::Image(big.clone())) });
+            let requests = (0..200).map(move |i| PredictRequest {
+                id: i.to_string(),
+                input: Some(Input::Image(big.clone())),
+                ..Default::default()
+            });
             let mut client = mnist::proto::v1::classifier_client::ClassifierClient::new(channel);
             let mut responses = client.predict(tokio_stream::iter(requests)).await.unwrap().into_inner();
             let _ = started_sending.send(());

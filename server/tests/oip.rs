@@ -84,7 +84,7 @@ async fn model_infer_classifies_every_input_form_alike() {
     assert_eq!(raw.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["logits", "probabilities", "digit"]);
     assert_eq!(raw.raw_output_contents.len(), 3, "raw inputs are answered with raw outputs");
     let served = ClassifierClient::new(server.channel().await)
-        .get_model_info(mnist::proto::v1::GetModelInfoRequest {})
+        .get_model_info(mnist::proto::v1::GetModelInfoRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -126,7 +126,11 @@ async fn model_infer_classifies_every_input_form_alike() {
     // The same answer as mnist.v1 gives.
     let mut classifier = ClassifierClient::new(server.channel().await);
     let one = classifier
-        .predict_one(PredictRequest { id: "x".into(), input: Some(Input::Pixels(images[3].to_vec())) })
+        .predict_one(PredictRequest {
+            id: "x".into(),
+            input: Some(Input::Pixels(images[3].to_vec())),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -144,7 +148,7 @@ async fn unknown_models_wrong_tensors_and_oversized_requests_are_refused_with_re
     unknown.model_name = "resnet".into();
     let status = client.model_infer(unknown).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert!(status.message().contains("serves model 'mnist' version '1'"), "{status:?}");
+    assert!(status.message().contains("'resnet' is not served; this server serves 'mnist'"), "{status:?}");
     let status = client.model_ready(ModelReadyRequest { name: "mnist".into(), version: "2".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 
@@ -321,7 +325,8 @@ async fn the_three_protocols_share_batches() {
     let data = test_set().take(6);
     let mut classifier = ClassifierClient::new(channel.clone());
     let mut inference = GrpcInferenceServiceClient::new(channel);
-    let one = PredictRequest { id: "v1".into(), input: Some(Input::Pixels(data.image(0).to_vec())) };
+    let one =
+        PredictRequest { id: "v1".into(), input: Some(Input::Pixels(data.image(0).to_vec())), ..Default::default() };
     let three = pixels_request(&[data.image(1), data.image(2), data.image(3)]);
     let both = [data.image(4), data.image(5)].concat();
     let two = serde_json::json!({
@@ -343,8 +348,8 @@ async fn the_three_protocols_share_batches() {
 
     let scrape = common::scrape_metrics(metrics_addr).await;
     // Warm-up ran a batch of 1 and one of 64; then one batch of all 6.
-    assert!(scrape.contains("mnist_batch_size_count 3"), "{scrape}");
-    assert!(scrape.contains("mnist_batch_size_sum 71"), "{scrape}");
+    assert!(scrape.contains(r#"mnist_batch_size_count{model="mnist"} 3"#), "{scrape}");
+    assert!(scrape.contains(r#"mnist_batch_size_sum{model="mnist"} 71"#), "{scrape}");
     for (protocol, method) in [("mnist.v1", "PredictOne"), ("oip-grpc", "ModelInfer"), ("oip-http", "infer")] {
         let line = format!(r#"mnist_requests_total{{protocol="{protocol}",method="{method}",code="OK"}} 1"#);
         assert!(scrape.contains(&line), "{line} in {scrape}");

@@ -32,8 +32,16 @@ async fn photos_are_read_alike_by_client_and_server_and_well() {
             let photo = generator.photo_jpeg(data.image(index), condition);
             let pixels = preprocess(&photo, &DecodeLimits::default()).expect("a generated photo decodes");
             let id = format!("{}/{n}", condition.name());
-            requests.push(PredictRequest { id: format!("{id}/client"), input: Some(Input::Pixels(pixels)) });
-            requests.push(PredictRequest { id: format!("{id}/server"), input: Some(Input::Image(photo)) });
+            requests.push(PredictRequest {
+                id: format!("{id}/client"),
+                input: Some(Input::Pixels(pixels)),
+                ..Default::default()
+            });
+            requests.push(PredictRequest {
+                id: format!("{id}/server"),
+                input: Some(Input::Image(photo)),
+                ..Default::default()
+            });
             expected.push((condition.name(), data.labels[index]));
         }
     }

@@ -65,7 +65,7 @@ impl Models {
 }
 
 async fn serving_sha(client: &mut ClassifierClient<Channel>) -> String {
-    client.get_model_info(GetModelInfoRequest {}).await.unwrap().into_inner().model_sha256
+    client.get_model_info(GetModelInfoRequest::default()).await.unwrap().into_inner().model_sha256
 }
 
 /// Waits until the server reports `sha` (a reload takes a fraction of a second).
@@ -105,8 +105,11 @@ async fn sighup_swaps_models_under_load_without_errors_and_a_bad_file_keeps_the_
             let mut i = worker;
             while running.load(std::sync::atomic::Ordering::Relaxed) {
                 let index = i % data.len();
-                let request =
-                    PredictRequest { id: index.to_string(), input: Some(Input::Pixels(data.image(index).to_vec())) };
+                let request = PredictRequest {
+                    id: index.to_string(),
+                    input: Some(Input::Pixels(data.image(index).to_vec())),
+                    ..Default::default()
+                };
                 let sent = Instant::now();
                 match client.predict_one(request).await {
                     Ok(reply) => {
@@ -126,7 +129,11 @@ async fn sighup_swaps_models_under_load_without_errors_and_a_bad_file_keeps_the_
             while running.load(std::sync::atomic::Ordering::Relaxed) {
                 let sent = Instant::now();
                 let requests: Vec<_> = (0..50)
-                    .map(|i| PredictRequest { id: i.to_string(), input: Some(Input::Pixels(data.image(i).to_vec())) })
+                    .map(|i| PredictRequest {
+                        id: i.to_string(),
+                        input: Some(Input::Pixels(data.image(i).to_vec())),
+                        ..Default::default()
+                    })
                     .collect();
                 match client.predict(tokio_stream::iter(requests)).await {
                     Ok(stream) => {
@@ -200,9 +207,10 @@ async fn sighup_swaps_models_under_load_without_errors_and_a_bad_file_keeps_the_
     assert_eq!(used.len(), 2, "both models answered");
 
     let scrape = scrape_metrics(metrics_addr).await;
-    assert!(scrape.contains(r#"mnist_model_reloads_total{result="ok"} 5"#), "{scrape}");
-    assert!(scrape.contains(r#"mnist_model_reloads_total{result="failed"} 1"#), "{scrape}");
-    let info = format!(r#"mnist_model_info{{provider="cpu",sha256="{serving}"}} 1"#);
+    let name = path.file_stem().unwrap().to_str().unwrap();
+    assert!(scrape.contains(&format!(r#"mnist_model_reloads_total{{model="{name}",result="ok"}} 5"#)), "{scrape}");
+    assert!(scrape.contains(&format!(r#"mnist_model_reloads_total{{model="{name}",result="failed"}} 1"#)), "{scrape}");
+    let info = format!(r#"mnist_model_info{{model="{name}",provider="cpu",sha256="{serving}"}} 1"#);
     assert!(scrape.contains(&info), "{info} in {scrape}");
     assert!(server.logs.try_iter().any(|line| line.contains("model reload failed")), "the failure is logged");
 }
@@ -239,7 +247,8 @@ async fn network_threads_run_below_inference_also_after_a_reload() {
     server.signal("HUP");
     wait_for_model(&mut control, models.sha(1)).await;
     let data = test_set().take(1);
-    let request = PredictRequest { id: "0".into(), input: Some(Input::Pixels(data.image(0).to_vec())) };
+    let request =
+        PredictRequest { id: "0".into(), input: Some(Input::Pixels(data.image(0).to_vec())), ..Default::default() };
     control.predict_one(request).await.unwrap();
 
     let base = nice_of(Path::new("/proc/thread-self/stat"));

@@ -38,7 +38,8 @@ fn with_token<T>(message: T, token: &str) -> Request<T> {
 
 fn digit_request() -> (PredictRequest, u32) {
     let data = test_set().take(1);
-    let request = PredictRequest { id: "0".into(), input: Some(Input::Pixels(data.image(0).to_vec())) };
+    let request =
+        PredictRequest { id: "0".into(), input: Some(Input::Pixels(data.image(0).to_vec())), ..Default::default() };
     (request, u32::from(data.labels[0]))
 }
 
@@ -83,7 +84,7 @@ async fn tls_and_a_token_refuse_clients_without_them() {
     assert!(status.message().contains("authorization"), "{}", status.message());
     let status = client.predict_one(with_token(request.clone(), "wrong-token-of-some-length")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    let status = client.get_model_info(GetModelInfoRequest {}).await.unwrap_err();
+    let status = client.get_model_info(GetModelInfoRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     let stream = futures_util::stream::iter([request.clone()]);
     let status = client.predict(stream).await.unwrap_err();

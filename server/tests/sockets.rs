@@ -55,7 +55,7 @@ fn accepted_sockets(server: SocketAddr) -> Vec<AcceptedSocket> {
 async fn assert_accepted_sockets_are_tuned(server: &TestServer) {
     // A call makes sure the connection is accepted and in use.
     let mut client = server.client().await;
-    client.get_model_info(GetModelInfoRequest {}).await.expect("GetModelInfo");
+    client.get_model_info(GetModelInfoRequest::default()).await.expect("GetModelInfo");
     let sockets = accepted_sockets(server.addr);
     assert!(!sockets.is_empty(), "no accepted socket found for {}", server.addr);
     for socket in &sockets {

@@ -56,9 +56,10 @@ class Server:
     `http_addr` the HTTP port when `--http-addr` is among the flags."""
 
     def __init__(self, *flags):
+        # The shipped model, unless the flags name the models.
+        model = [] if {"--model", "--model-repository"} & set(flags) else ["--model", str(ROOT / "models/mnist.onnx")]
         self.process = subprocess.Popen(
-            [SERVER_BIN, "--addr", "127.0.0.1:0", "--log-format", "json", "--model", str(ROOT / "models/mnist.onnx"),
-             *flags],
+            [SERVER_BIN, "--addr", "127.0.0.1:0", "--log-format", "json", *model, *flags],
             stderr=subprocess.PIPE, text=True,
         )
         self.addr = self.http_addr = None

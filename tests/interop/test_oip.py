@@ -159,7 +159,7 @@ class ProtoTest(unittest.TestCase):
                 self.assertEqual(getattr(method, what), getattr(other, what), f"{method.name}: {what}")
         self.assertEqual({m.name for m in service.method},
                          {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-                          "ModelStreamInfer", "ModelConfig"})
+                          "ModelStreamInfer", "ModelConfig", "RepositoryIndex"})
 
 
 class OipTest(unittest.TestCase):
@@ -408,6 +408,65 @@ class OipTest(unittest.TestCase):
                            "--import-paths", str(ROOT / "proto"), "--call", "inference.GRPCInferenceService.ModelInfer",
                            "-D", str(REQUESTS / "oip-infer.json"), "-c", "4", "-n", "100", self.server.addr)
         self.assertEqual(codes, {"OK": 100})
+
+
+class OipModelsTest(unittest.TestCase):
+    """Every shipped model in one server (--model-repository models): tritonclient
+    lists them with the repository index and reaches each by name, over gRPC and
+    HTTP; each answers with its own accuracy (its card's)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--model-repository", str(ROOT / "models"), "--default-model", "mnist",
+                            "--http-addr", "127.0.0.1:0")
+        cls.addClassCleanup(stop_server, cls.server)
+        cls.grpc = triton_grpc.InferenceServerClient(cls.server.addr)
+        cls.addClassCleanup(cls.grpc.close)
+        cls.http = triton_http.InferenceServerClient(cls.server.http_addr)
+        cls.addClassCleanup(cls.http.close)
+        cls.names = sorted(p.stem for p in (ROOT / "models").glob("*.onnx"))
+
+    def test_the_repository_index_lists_every_model(self):
+        grpc_index = self.grpc.get_model_repository_index(as_json=True)["models"]
+        http_index = self.http.get_model_repository_index()
+        for index in [grpc_index, http_index]:
+            self.assertEqual(sorted(m["name"] for m in index), self.names)
+            self.assertEqual({m["state"] for m in index}, {"READY"})
+            self.assertEqual(index[0]["name"], "mnist", "the default model first")
+        for name in self.names:
+            self.assertTrue(self.grpc.is_model_ready(name))
+            self.assertTrue(self.http.is_model_ready(name))
+            self.assertEqual(self.http.get_model_metadata(name)["name"], name)
+            self.assertEqual(self.grpc.get_model_config(name).config.name, name)
+
+    def test_each_model_answers_with_its_own_accuracy(self):
+        images, labels = images_and_labels(10000)
+        probabilities = {}
+        for name in self.names:
+            card = json.loads((ROOT / "models" / f"{name}.json").read_text())
+            correct = 0
+            for start in range(0, 10000, 1000):
+                client, module = [(self.grpc, triton_grpc), (self.http, triton_http)][start // 1000 % 2]
+                result = client.infer(name, inputs_for(module, "pixels", images[start:start + 1000]),
+                                      outputs=[module.InferRequestedOutput("digit"),
+                                               module.InferRequestedOutput("probabilities")])
+                self.assertEqual(result.get_response(as_json=True)["model_name"] if module is triton_grpc
+                                 else result.get_response()["model_name"], name)
+                correct += int((result.as_numpy("digit") == labels[start:start + 1000]).sum())
+                if start == 0:
+                    probabilities[name] = result.as_numpy("probabilities")
+            self.assertEqual(correct, round(card["test_accuracy"] * card["test_images"]), name)
+        # Different files answer with different numbers: no request went to the wrong model.
+        self.assertFalse(np.allclose(probabilities["mnist"], probabilities["mnist-int8"], atol=1e-6))
+
+    def test_an_unknown_model_is_not_found_naming_the_served_ones(self):
+        with self.assertRaises(InferenceServerException) as caught:
+            self.grpc.infer("resnet", inputs_for(triton_grpc, "pixels", images_and_labels(1)[0]))
+        self.assertEqual(caught.exception.status(), "StatusCode.NOT_FOUND")
+        self.assertIn("'mnist-int8'", caught.exception.message())
+        with self.assertRaises(InferenceServerException) as caught:
+            self.http.infer("resnet", inputs_for(triton_http, "pixels", images_and_labels(1)[0]))
+        self.assertEqual(caught.exception.status(), "404")
 
 
 class OipSecureTest(unittest.TestCase):

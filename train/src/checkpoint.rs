@@ -163,10 +163,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
         let vs = VarStore::new(Device::Cpu);
-        let _ = Net::new(&vs.root());
+        let _ = Net::new(&vs.root(), crate::model::Arch::ThreeBlock);
         save_weights(&path, &vs, &Recipe::default()).unwrap();
         let mut other = VarStore::new(Device::Cpu);
-        let _ = Net::new(&other.root());
+        let _ = Net::new(&other.root(), crate::model::Arch::ThreeBlock);
         load_weights(&path, &mut other).unwrap();
         let (a, b) = (vs.variables(), other.variables());
         assert!(a.iter().all(|(k, t)| t.equal(&b[k])));
@@ -178,7 +178,7 @@ mod tests {
         let path = dir.path().join("bad.safetensors");
         fs::write(&path, b"garbage").unwrap();
         let mut vs = VarStore::new(Device::Cpu);
-        let _ = Net::new(&vs.root());
+        let _ = Net::new(&vs.root(), crate::model::Arch::ThreeBlock);
         let err = load_weights(&path, &mut vs).unwrap_err();
         assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
 

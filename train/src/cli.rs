@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mnist_train::{
     device::DeviceChoice,
+    model::Arch,
     recipe::{OptimizerKind, Recipe, Schedule},
 };
 
@@ -15,6 +16,9 @@ Examples:
 
   # The shipped models' recipe (float and int8, temperature-calibrated):
   mnist-train train --augment --schedule onecycle --lr 0.003 --label-smoothing 0.05 --int8 --out runs/best
+
+  # The stronger network (three convolution blocks, batch normalization):
+  mnist-train train --arch three-block --augment --schedule onecycle --lr 0.003 --label-smoothing 0.05 --int8 --out runs/three-block
 
   # Continue an interrupted run:
   mnist-train train --out runs/best --augment --schedule onecycle --lr 0.003 --label-smoothing 0.05 --resume
@@ -92,6 +96,9 @@ pub struct TrainArgs {
     /// Run directory: checkpoint, metrics, charts and the exported model.
     #[arg(long, default_value = "runs/mnist")]
     pub out: PathBuf,
+    /// The network: the reference CNN, or three convolution blocks with batch normalization.
+    #[arg(long, value_enum, default_value_t = Arch::Reference)]
+    pub arch: Arch,
     /// Passes over the training set.
     #[arg(long, default_value_t = Recipe::default().epochs)]
     pub epochs: usize,
@@ -148,6 +155,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     pub fn recipe(&self) -> Recipe {
         Recipe {
+            arch: self.arch,
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,

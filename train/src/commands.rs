@@ -138,7 +138,9 @@ fn split_validation(mut train_data: Mnist, recipe: &Recipe) -> (Mnist, Option<Mn
 /// Loads a run's weights onto `device`.
 fn load_run(run: &Path, device: Device) -> Result<(VarStore, Net)> {
     let mut vs = VarStore::new(device);
-    let net = Net::new(&vs.root());
+    // The run's record names its network; runs made before it did trained the reference.
+    let arch = read_progress(run)?.map(|progress| progress.recipe.arch).unwrap_or_default();
+    let net = Net::new(&vs.root(), arch);
     let weights = run.join("weights.safetensors");
     let source = if weights.is_file() { weights } else { checkpoint::checkpoint_path(run) };
     checkpoint::load_weights(&source, &mut vs).with_context(|| format!("loading weights from {}", source.display()))?;

@@ -114,7 +114,7 @@ pub fn export(
         None => (None, None),
     };
     let temperature = calibration.map_or(1.0, |c| c.temperature);
-    let weights = Weights::from_var_store(vs, temperature)?;
+    let weights = Weights::from_var_store(vs, net.arch(), temperature)?;
 
     let metadata = |eval: &Evaluation| -> Result<BTreeMap<String, String>> {
         Ok(BTreeMap::from([

@@ -1,5 +1,16 @@
-//! The reference CNN, layer for layer (see `shared/docs/reference.md`).
+//! The networks `mnist-train` trains: the reference CNN, layer for layer
+//! (see `shared/docs/reference.md`), and a deeper one with batch
+//! normalization and a third convolution block.
+//!
+//! Both are described once, as the sequence of inference-time [`Layer`]s
+//! the exporters write: in inference mode dropout is the identity and each
+//! batch normalization folds into the convolution before it, so every
+//! architecture exports to the same five ONNX operators (Conv, Relu,
+//! MaxPool, Flatten, Gemm), with the same input, output and normalization.
+//! A new architecture is a new [`Arch`] and its layer list; the exporters,
+//! the int8 calibration and the checkpoints follow from it.
 
+use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
 /// Dropout after the convolutions, as in the reference.
@@ -7,28 +18,227 @@ pub const DROPOUT_CONV: f64 = 0.25;
 /// Dropout after the hidden dense layer, as in the reference.
 pub const DROPOUT_DENSE: f64 = 0.5;
 
-/// conv1 (1->32, 3x3) - ReLU - conv2 (32->64, 3x3) - ReLU - maxpool 2 -
-/// dropout 0.25 - flatten (9216) - fc1 (->128) - ReLU - dropout 0.5 - fc2 (->10).
+/// Which network to train.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// The reference CNN: conv 32 - conv 64 - maxpool - fc 128 - fc 10
+    /// (1,199,882 parameters).
+    #[default]
+    Reference,
+    /// Three convolution blocks with batch normalization: conv 32 - BN -
+    /// conv 64 - BN - maxpool - conv 128 - BN - maxpool - fc 128 - fc 10
+    /// (about 0.5 M parameters: the third block shrinks what fc1 reads from
+    /// 9,216 to 3,200 values).
+    ThreeBlock,
+}
+
+/// One step of a network in inference mode, as the exporters write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// A 3x3 convolution, stride 1, no padding (batch normalization, if
+    /// any, folded in).
+    Conv(Weighted),
+    /// ReLU.
+    Relu,
+    /// 2x2 max pooling, stride 2.
+    MaxPool,
+    /// `[N, C, H, W]` to `[N, C*H*W]`.
+    Flatten,
+    /// A fully connected layer.
+    Dense(Weighted),
+}
+
+/// A layer with parameters: their name prefix and the layer's width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weighted {
+    /// `conv1`: the parameters are `conv1.weight` and `conv1.bias`.
+    pub name: &'static str,
+    /// Input channels (convolutions) or features (dense layers).
+    pub inputs: i64,
+    /// Output channels or features.
+    pub outputs: i64,
+}
+
+const fn conv(name: &'static str, inputs: i64, outputs: i64) -> Layer {
+    Layer::Conv(Weighted { name, inputs, outputs })
+}
+
+const fn dense(name: &'static str, inputs: i64, outputs: i64) -> Layer {
+    Layer::Dense(Weighted { name, inputs, outputs })
+}
+
+use Layer::{Flatten, MaxPool, Relu};
+
+const REFERENCE_LAYERS: &[Layer] = &[
+    conv("conv1", 1, 32),
+    Relu,
+    conv("conv2", 32, 64),
+    Relu,
+    MaxPool,
+    Flatten,
+    dense("fc1", 9216, 128),
+    Relu,
+    dense("fc2", 128, 10),
+];
+
+/// 28 -> 26 -> 24 -> pool 12 -> 10 -> pool 5: fc1 reads 128 x 5 x 5.
+const THREE_BLOCK_LAYERS: &[Layer] = &[
+    conv("conv1", 1, 32),
+    Relu,
+    conv("conv2", 32, 64),
+    Relu,
+    MaxPool,
+    conv("conv3", 64, 128),
+    Relu,
+    MaxPool,
+    Flatten,
+    dense("fc1", 3200, 128),
+    Relu,
+    dense("fc2", 128, 10),
+];
+
+impl Layer {
+    /// The layer's parameters, when it has any.
+    pub fn weighted(&self) -> Option<&Weighted> {
+        match self {
+            Layer::Conv(w) | Layer::Dense(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+impl Arch {
+    /// The network in inference mode, input to logits.
+    pub fn layers(self) -> &'static [Layer] {
+        match self {
+            Arch::Reference => REFERENCE_LAYERS,
+            Arch::ThreeBlock => THREE_BLOCK_LAYERS,
+        }
+    }
+
+    /// Whether each convolution is followed by batch normalization.
+    pub fn batch_norm(self) -> bool {
+        self == Arch::ThreeBlock
+    }
+
+    /// The names of the weighted layers, in graph order.
+    pub fn weighted_layers(self) -> impl Iterator<Item = &'static str> {
+        self.layers().iter().filter_map(|layer| layer.weighted().map(|w| w.name))
+    }
+
+    /// The exported parameters (`conv1.weight`, `conv1.bias`, ...), in
+    /// graph order: what the ONNX graph holds, batch normalization folded.
+    pub fn parameter_names(self) -> Vec<String> {
+        self.weighted_layers().flat_map(|name| [format!("{name}.weight"), format!("{name}.bias")]).collect()
+    }
+
+    /// One line for the ONNX graph's documentation.
+    pub fn description(self) -> &'static str {
+        match self {
+            Arch::Reference => "Reference MNIST CNN (conv 32, conv 64, maxpool, fc 128, fc 10)",
+            Arch::ThreeBlock => {
+                "MNIST CNN with three convolution blocks (conv 32, conv 64, maxpool, conv 128, maxpool, fc 128, \
+                 fc 10), batch normalization folded into the convolutions"
+            }
+        }
+    }
+}
+
+/// The batch normalization after convolution `conv`: `bn1` after `conv1`.
+pub fn batch_norm_name(conv: &str) -> String {
+    format!("bn{}", conv.trim_start_matches("conv"))
+}
+
+/// One built step of a [`Net`].
+#[derive(Debug)]
+enum Step {
+    Conv(nn::Conv2D, Option<nn::BatchNorm>),
+    Relu,
+    MaxPool,
+    Flatten,
+    /// `last`: the output layer, which the reference precedes with dropout.
+    Dense(nn::Linear, bool),
+}
+
+/// A network of one [`Arch`], over the variables of a `VarStore`.
 ///
-/// Parameter names (`conv1.weight`, ..., `fc2.bias`) match PyTorch's, so
+/// Parameter names (`conv1.weight`, ..., `fc2.bias`, and `bn1.weight`,
+/// `bn1.running_mean`, ... with batch normalization) match PyTorch's, so
 /// weights can be compared with the reference script.
 #[derive(Debug)]
 pub struct Net {
-    conv1: nn::Conv2D,
-    conv2: nn::Conv2D,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
+    arch: Arch,
+    steps: Vec<Step>,
 }
 
 impl Net {
-    /// Creates the layers under `root`, initialised as PyTorch does.
-    pub fn new(root: &nn::Path) -> Self {
-        Self {
-            conv1: nn::conv2d(root / "conv1", 1, 32, 3, conv_config(9)),
-            conv2: nn::conv2d(root / "conv2", 32, 64, 3, conv_config(32 * 9)),
-            fc1: nn::linear(root / "fc1", 9216, 128, linear_config(9216)),
-            fc2: nn::linear(root / "fc2", 128, 10, linear_config(128)),
+    /// Creates the layers of `arch` under `root`, initialised as PyTorch does.
+    pub fn new(root: &nn::Path, arch: Arch) -> Self {
+        let layers = arch.layers();
+        let last = layers.iter().rposition(|layer| matches!(layer, Layer::Dense(_)));
+        let steps = layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| match *layer {
+                Layer::Conv(w) => {
+                    let conv = nn::conv2d(root / w.name, w.inputs, w.outputs, 3, conv_config(w.inputs * 9));
+                    let bn = arch
+                        .batch_norm()
+                        .then(|| nn::batch_norm2d(root / batch_norm_name(w.name), w.outputs, Default::default()));
+                    Step::Conv(conv, bn)
+                }
+                Layer::Dense(w) => Step::Dense(
+                    nn::linear(root / w.name, w.inputs, w.outputs, linear_config(w.inputs)),
+                    Some(i) == last,
+                ),
+                Relu => Step::Relu,
+                MaxPool => Step::MaxPool,
+                Flatten => Step::Flatten,
+            })
+            .collect();
+        Self { arch, steps }
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Runs the steps; `seen` is called with the input of every weighted
+    /// layer, in order.
+    fn run(&self, xs: &Tensor, train: bool, mut seen: impl FnMut(&Tensor)) -> Tensor {
+        let mut x = xs.shallow_clone();
+        for step in &self.steps {
+            x = match step {
+                Step::Conv(conv, bn) => {
+                    seen(&x);
+                    let out = x.apply(conv);
+                    match bn {
+                        Some(bn) => out.apply_t(bn, train),
+                        None => out,
+                    }
+                }
+                Step::Relu => x.relu(),
+                Step::MaxPool => x.max_pool2d_default(2),
+                Step::Flatten => x.dropout(DROPOUT_CONV, train).flatten(1, -1),
+                Step::Dense(linear, last) => {
+                    let x = if *last { x.dropout(DROPOUT_DENSE, train) } else { x };
+                    seen(&x);
+                    x.apply(linear)
+                }
+            };
         }
+        x
+    }
+
+    /// What each weighted layer receives in inference mode, for a batch of
+    /// normalized images, in graph order: the ranges int8 calibration
+    /// measures. The first is the image itself.
+    pub fn layer_inputs(&self, xs: &Tensor) -> Vec<Tensor> {
+        let mut inputs = Vec::new();
+        let _ = self.run(xs, false, |x| inputs.push(x.shallow_clone()));
+        inputs
     }
 }
 
@@ -49,39 +259,12 @@ fn linear_config(fan_in: i64) -> nn::LinearConfig {
     nn::LinearConfig { ws_init: pytorch_uniform(fan_in), bs_init: Some(pytorch_uniform(fan_in)), bias: true }
 }
 
-impl Net {
-    /// What each weighted layer (conv1, conv2, fc1, fc2) receives in
-    /// inference mode, for a batch of normalized images: the ranges int8
-    /// calibration measures. conv1's input is the image itself; fc1's is the
-    /// max-pooled, flattened conv2 activation.
-    pub fn layer_inputs(&self, xs: &Tensor) -> [Tensor; 4] {
-        let conv2_in = xs.apply(&self.conv1).relu();
-        let fc1_in = conv2_in.apply(&self.conv2).relu().max_pool2d_default(2).flatten(1, -1);
-        let fc2_in = fc1_in.apply(&self.fc1).relu();
-        [xs.shallow_clone(), conv2_in, fc1_in, fc2_in]
-    }
-}
-
 impl nn::ModuleT for Net {
     /// `xs`: `[N, 1, 28, 28]` normalized pixels. Returns `[N, 10]` logits.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv1)
-            .relu()
-            .apply(&self.conv2)
-            .relu()
-            .max_pool2d_default(2)
-            .dropout(DROPOUT_CONV, train)
-            .flatten(1, -1)
-            .apply(&self.fc1)
-            .relu()
-            .dropout(DROPOUT_DENSE, train)
-            .apply(&self.fc2)
+        self.run(xs, train, |_| {})
     }
 }
-
-/// Names of the parameters, in graph order.
-pub const PARAMETER_NAMES: [&str; 8] =
-    ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"];
 
 #[cfg(test)]
 mod tests {
@@ -89,41 +272,75 @@ mod tests {
 
     use super::*;
 
+    fn parameter_count(vs: &nn::VarStore) -> i64 {
+        vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
     #[test]
     fn shapes_and_parameter_names_match_the_reference() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root());
+        let net = Net::new(&vs.root(), Arch::Reference);
         let out = net.forward_t(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)), false);
         assert_eq!(out.size(), [3, 10]);
         let vars = vs.variables();
         let mut names: Vec<_> = vars.keys().cloned().collect();
         names.sort();
-        let mut expected: Vec<_> = PARAMETER_NAMES.iter().map(|s| s.to_string()).collect();
+        let mut expected = Arch::Reference.parameter_names();
         expected.sort();
         assert_eq!(names, expected);
         assert_eq!(vars["fc1.weight"].size(), [128, 9216]);
-        let total: i64 = vars.values().map(|t| t.numel() as i64).sum();
-        assert_eq!(total, 1_199_882, "reference parameter count");
+        assert_eq!(parameter_count(&vs), 1_199_882, "reference parameter count");
         // PyTorch's initialisation bound for fc1: 1/sqrt(9216).
         let max = vars["fc1.weight"].abs().max().double_value(&[]);
         assert!(max <= 1.0 / 96.0 && max > 0.9 / 96.0, "fc1 init bound {max}");
     }
 
     #[test]
-    fn layer_inputs_lead_to_the_same_logits() {
+    fn the_three_block_network_has_batch_norm_after_each_convolution() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root());
-        let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
-        let [image, conv2_in, fc1_in, fc2_in] = net.layer_inputs(&x);
-        assert!(image.equal(&x));
-        assert_eq!((conv2_in.size(), fc1_in.size(), fc2_in.size()), (vec![2, 32, 26, 26], vec![2, 9216], vec![2, 128]));
-        assert!(fc2_in.apply(&net.fc2).allclose(&net.forward_t(&x, false), 1e-6, 1e-6, false));
+        let net = Net::new(&vs.root(), Arch::ThreeBlock);
+        let out = net.forward_t(&Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
+        assert_eq!(out.size(), [3, 10]);
+        let vars = vs.variables();
+        for bn in ["bn1", "bn2", "bn3"] {
+            for part in ["weight", "bias", "running_mean", "running_var"] {
+                assert!(vars.contains_key(&format!("{bn}.{part}")), "{bn}.{part}");
+            }
+        }
+        assert_eq!(vars["fc1.weight"].size(), [128, 3200]);
+        // conv 320 + 18,496 + 73,856, BN 2 x (32 + 64 + 128), fc 409,728 + 1,290.
+        assert_eq!(parameter_count(&vs), 504_138);
+        // Training mode moved the running statistics off their start.
+        assert!(vars["bn1.running_mean"].abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+
+    #[test]
+    fn layer_inputs_lead_to_the_same_logits() {
+        for arch in [Arch::Reference, Arch::ThreeBlock] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = Net::new(&vs.root(), arch);
+            let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+            let inputs = net.layer_inputs(&x);
+            assert_eq!(inputs.len(), arch.weighted_layers().count());
+            assert!(inputs[0].equal(&x));
+            let fc2 = vs.variables();
+            let last = inputs.last().unwrap().linear(&fc2["fc2.weight"], Some(&fc2["fc2.bias"]));
+            assert!(last.allclose(&net.forward_t(&x, false), 1e-6, 1e-6, false), "{arch:?}");
+        }
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), Arch::Reference);
+        let sizes: Vec<_> = net
+            .layer_inputs(&Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu)))
+            .iter()
+            .map(Tensor::size)
+            .collect();
+        assert_eq!(sizes, [vec![2, 1, 28, 28], vec![2, 32, 26, 26], vec![2, 9216], vec![2, 128]]);
     }
 
     #[test]
     fn eval_mode_is_deterministic_and_train_mode_drops_out() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root());
+        let net = Net::new(&vs.root(), Arch::Reference);
         let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
         let a = net.forward_t(&x, false);
         let b = net.forward_t(&x, false);

@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn state_round_trips() {
         let vs = VarStore::new(Device::Cpu);
-        let _net = crate::model::Net::new(&vs.root());
+        let _net = crate::model::Net::new(&vs.root(), crate::model::Arch::Reference);
         let mut opt = Optimizer::new(&vs, &Recipe::default());
         let saved: HashMap<String, Tensor> =
             opt.state_tensors().into_iter().map(|(k, t)| (k, t.ones_like() * 2.0)).collect();

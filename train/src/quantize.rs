@@ -26,7 +26,7 @@ pub fn activation_ranges(net: &Net, set: &TensorSet, images: usize) -> Result<Ac
     if images == 0 {
         return Err(Error::Config("int8 calibration needs at least one training image".into()));
     }
-    let mut ranges: Option<[Range; 4]> = None;
+    let mut ranges: Option<Vec<Range>> = None;
     tch::no_grad(|| {
         let mut seen = 0;
         for (batch, _) in set.batches(BATCH, false) {
@@ -36,19 +36,19 @@ pub fn activation_ranges(net: &Net, set: &TensorSet, images: usize) -> Result<Ac
             let take = (images - seen).min(batch.size()[0] as usize);
             seen += take;
             let batch = batch.narrow(0, 0, take as i64);
-            let inputs = net.layer_inputs(&normalize(&batch));
-            let measured = inputs.each_ref().map(range_of);
-            ranges = Some(match ranges {
+            let measured: Vec<Range> = net.layer_inputs(&normalize(&batch)).iter().map(range_of).collect();
+            ranges = Some(match ranges.take() {
                 None => measured,
-                Some(so_far) => std::array::from_fn(|i| Range {
-                    min: so_far[i].min.min(measured[i].min),
-                    max: so_far[i].max.max(measured[i].max),
-                }),
+                Some(so_far) => so_far
+                    .iter()
+                    .zip(&measured)
+                    .map(|(a, b)| Range { min: a.min.min(b.min), max: a.max.max(b.max) })
+                    .collect(),
             });
         }
     });
-    let [conv1, conv2, fc1, fc2] = ranges.ok_or_else(|| Error::Config("no calibration batch was drawn".into()))?;
-    Ok(ActivationRanges { conv1, conv2, fc1, fc2 })
+    let ranges = ranges.ok_or_else(|| Error::Config("no calibration batch was drawn".into()))?;
+    Ok(ActivationRanges(net.arch().weighted_layers().map(str::to_string).zip(ranges).collect()))
 }
 
 fn range_of(tensor: &Tensor) -> Range {
@@ -59,21 +59,28 @@ fn range_of(tensor: &Tensor) -> Range {
 mod tests {
     use tch::{Device, Kind, nn::VarStore};
 
+    use crate::model::Arch;
+
     use super::*;
 
     #[test]
     fn ranges_cover_what_the_layers_receive() {
         let vs = VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root());
+        let net = Net::new(&vs.root(), Arch::ThreeBlock);
         let images = Tensor::rand([600, 1, 28, 28], (Kind::Float, Device::Cpu));
         let set =
             TensorSet { images: images.shallow_clone(), labels: Tensor::zeros([600], (Kind::Int64, Device::Cpu)) };
         let ranges = activation_ranges(&net, &set, 550).unwrap();
         let first = normalize(&images.narrow(0, 0, 550));
-        assert_eq!(ranges.conv1.min, first.min().double_value(&[]) as f32);
-        assert_eq!(ranges.conv1.max, first.max().double_value(&[]) as f32);
-        assert_eq!((ranges.conv2.min, ranges.fc1.min, ranges.fc2.min), (0.0, 0.0, 0.0), "after ReLU");
-        assert!(ranges.conv2.max > 0.0 && ranges.fc1.max > 0.0);
+        let conv1 = ranges.get("conv1").unwrap();
+        assert_eq!(conv1.min, first.min().double_value(&[]) as f32);
+        assert_eq!(conv1.max, first.max().double_value(&[]) as f32);
+        assert_eq!(ranges.0.keys().collect::<Vec<_>>(), ["conv1", "conv2", "conv3", "fc1", "fc2"]);
+        for name in ["conv2", "conv3", "fc1", "fc2"] {
+            let range = ranges.get(name).unwrap();
+            assert_eq!(range.min, 0.0, "{name} reads a ReLU's output");
+            assert!(range.max > 0.0, "{name}");
+        }
         assert!(activation_ranges(&net, &set, 0).is_err());
     }
 }

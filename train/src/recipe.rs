@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Arch;
+
 /// The optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +37,9 @@ pub const DEFAULT_VALIDATION_IMAGES: usize = 5000;
 /// Everything that determines what a run learns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
+    /// The network (runs made before this field trained the reference).
+    #[serde(default)]
+    pub arch: Arch,
     /// Passes over the training set.
     pub epochs: usize,
     /// Images per step.
@@ -71,6 +76,7 @@ impl Default for Recipe {
     /// 0.01), batch 128, 15 epochs, no schedule, no augmentation.
     fn default() -> Self {
         Self {
+            arch: Arch::Reference,
             epochs: 15,
             batch_size: 128,
             lr: 1e-3,
@@ -126,7 +132,11 @@ impl Recipe {
     /// A one-line summary for logs and charts.
     pub fn summary(&self) -> String {
         format!(
-            "{:?} lr {} {:?} batch {} epochs {}{}{}{}",
+            "{}{:?} lr {} {:?} batch {} epochs {}{}{}{}",
+            match self.arch {
+                Arch::Reference => "",
+                Arch::ThreeBlock => "three-block ",
+            },
             self.optimizer,
             self.lr,
             self.schedule,

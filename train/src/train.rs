@@ -68,7 +68,7 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
 
     tch::manual_seed(recipe.seed as i64);
     let mut vs = VarStore::new(config.device);
-    let net = Net::new(&vs.root());
+    let net = Net::new(&vs.root(), recipe.arch);
     let mut optimizer = Optimizer::new(&vs, recipe);
     let checkpoint_path = checkpoint::checkpoint_path(&config.run_dir);
 

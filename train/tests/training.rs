@@ -14,6 +14,7 @@ use mnist_train::{
     data::TensorSet,
     eval::{evaluate, logits_f32},
     export::{ExportOptions, HeldOut, Splits, export},
+    model::Arch,
     onnx,
     recipe::Recipe,
     record::EvalSplit,
@@ -108,21 +109,28 @@ fn onnx_logits(path: &std::path::Path, data: &Mnist) -> Vec<f32> {
 }
 
 /// The exported graph must compute what libtorch computes, with the
-/// temperature folded in: its logits are libtorch's divided by `T`. CI
-/// checks 1,000 test images; `PARITY_IMAGES=10000` checks the whole set.
+/// temperature (and, for the three-block network, batch normalization)
+/// folded in: its logits are libtorch's divided by `T`. CI checks 1,000
+/// test images; `PARITY_IMAGES=10000` checks the whole set.
 #[test]
 fn onnx_export_matches_libtorch_in_onnx_runtime_with_the_temperature_folded_in() {
+    for arch in [Arch::Reference, Arch::ThreeBlock] {
+        export_matches_libtorch(arch);
+    }
+}
+
+fn export_matches_libtorch(arch: Arch) {
     let _serial = one_at_a_time();
     let images: usize = std::env::var("PARITY_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let (train_set, test_set, test_data) = subsets(3000, images);
     let dir = tempfile::tempdir().unwrap();
-    let recipe = Recipe { epochs: 1, ..Recipe::default() };
+    let recipe = Recipe { arch, epochs: 1, ..Recipe::default() };
     let trained = train(&config(recipe, dir.path(), false), &train_set, &test_set, &AtomicBool::new(false)).unwrap();
     let torch_logits = logits_f32(&trained.net, &test_set).unwrap();
 
     for temperature in [1.0f32, 0.7] {
         let path = dir.path().join(format!("mnist-{temperature}.onnx"));
-        let weights = onnx::Weights::from_var_store(&trained.vs, f64::from(temperature)).unwrap();
+        let weights = onnx::Weights::from_var_store(&trained.vs, arch, f64::from(temperature)).unwrap();
         onnx::write(&onnx::build_model(&weights, &BTreeMap::new()).unwrap(), &path).unwrap();
         let ort_logits = onnx_logits(&path, &test_data);
         assert_eq!(ort_logits.len(), test_data.len() * 10);
@@ -134,12 +142,16 @@ fn onnx_export_matches_libtorch_in_onnx_runtime_with_the_temperature_folded_in()
                 max_diff = max_diff.max((x / temperature - y).abs());
             }
         }
-        println!("T = {temperature}: parity on {} images: max |logit / T difference| = {max_diff:e}", test_data.len());
-        assert!(max_diff <= 1e-4, "T = {temperature}: max |logit / T difference| {max_diff}");
+        println!(
+            "{arch:?}, T = {temperature}: parity on {} images: max |logit / T difference| = {max_diff:e}",
+            test_data.len()
+        );
+        assert!(max_diff <= 1e-4, "{arch:?}, T = {temperature}: max |logit / T difference| {max_diff}");
     }
 }
 
-/// The whole export on a briefly trained network: the temperature comes
+/// The whole export on a briefly trained network (the three-block one:
+/// batch normalization folded, five weighted layers): the temperature comes
 /// from the validation split, the int8 file runs in ONNX Runtime and
 /// predicts (nearly) what the float file does, and the cards say so.
 #[test]
@@ -151,7 +163,7 @@ fn export_writes_a_calibrated_float_model_and_an_int8_model_that_agree() {
     let train_set = TensorSet::new(&all.take(6000), Device::Cpu);
     let test = HeldOut::new(Mnist::load(&dir, Split::Test).unwrap().take(2000), Device::Cpu);
     let out = tempfile::tempdir().unwrap();
-    let recipe = Recipe { epochs: 1, validation_images: 2000, ..Recipe::default() };
+    let recipe = Recipe { arch: Arch::ThreeBlock, epochs: 1, validation_images: 2000, ..Recipe::default() };
     let trained =
         train(&config(recipe, out.path(), false), &train_set, &validation.set, &AtomicBool::new(false)).unwrap();
 
@@ -169,6 +181,7 @@ fn export_writes_a_calibrated_float_model_and_an_int8_model_that_agree() {
     let int8 = exported.int8.as_ref().expect("--int8 was asked for");
     let quantization = int8.quantization.as_ref().unwrap();
     assert_eq!(quantization.calibration_images, 1000);
+    assert_eq!(quantization.ranges.0.len(), 5, "a range per weighted layer: {:?}", quantization.ranges);
     assert!(quantization.test_argmax_agreement >= 0.99, "{quantization:?}");
     assert!(
         (int8.test_accuracy - float.test_accuracy).abs() <= 0.01,

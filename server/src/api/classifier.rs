@@ -1,4 +1,5 @@
-//! `mnist.v1.Classifier`: the service's own gRPC API, one image per message.
+//! `mnist.v1.Classifier`: the service's own gRPC API, one image per message,
+//! each for the model it names (the default model when it names none).
 //!
 //! Overload, per kind of call (the rules are the [`Core`]'s):
 //! - a `Predict` stream beyond `max_streams` fails at once with
@@ -14,8 +15,8 @@ use std::{sync::Arc, time::Instant};
 use mnist::{
     preprocess::DecodeLimits,
     proto::v1::{
-        GetModelInfoRequest, ModelInfo, PredictRequest, PredictResponse, classifier_server::Classifier,
-        predict_request::Input,
+        GetModelInfoRequest, ListModelsRequest, ListModelsResponse, ModelInfo, PredictRequest, PredictResponse,
+        classifier_server::Classifier, predict_request::Input,
     },
 };
 use tonic::{Request, Response, Status, Streaming};
@@ -63,26 +64,28 @@ pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<
     }
 }
 
-fn response(id: String, prediction: Prediction) -> PredictResponse {
+fn response(id: String, model_name: &str, prediction: Prediction) -> PredictResponse {
     PredictResponse {
         id,
         digit: prediction.digit,
         confidence: prediction.confidence,
         model: prediction.model_prefix().to_string(),
+        model_name: model_name.to_string(),
         probabilities: prediction.probabilities,
         error: None,
     }
 }
 
-/// Classifies one admitted image.
+/// Classifies one admitted image with the model the request names.
 async fn classify(
     core: &Core,
     request: PredictRequest,
     deadline: Option<Instant>,
     admission: Admission,
 ) -> Result<PredictResponse, ServerError> {
+    let model = core.model(&request.model)?;
     let image = image_input(request.input)?;
-    Ok(response(request.id, core.classify(image, deadline, admission).await?))
+    Ok(response(request.id, model.name(), core.classify(model, image, deadline, admission).await?))
 }
 
 /// One `Predict` stream item: errors go into the response, not the stream.
@@ -129,7 +132,13 @@ impl Classifier for ClassifierService {
         Ok(timing::answered(Response::new(result?)))
     }
 
-    async fn get_model_info(&self, _request: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
-        Ok(Response::new(self.core.model().info.clone()))
+    async fn get_model_info(&self, request: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
+        let model = self.core.model(&request.get_ref().model)?;
+        Ok(Response::new(model.served().info.clone()))
+    }
+
+    async fn list_models(&self, _request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        let models = self.core.models().iter().map(|model| model.served().info.clone()).collect();
+        Ok(Response::new(ListModelsResponse { models }))
     }
 }

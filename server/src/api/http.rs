@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::oip::{self, InputTensor, OutputData, RequestedOutput, TensorData};
-use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics};
+use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics, models::Model};
 
 /// The protocol's name in metrics.
 const PROTOCOL: &str = "oip-http";
@@ -61,7 +61,8 @@ pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandl
         .route("/v2/models/{model}/config", get(model_config))
         .route("/v2/models/{model}/versions/{version}/config", get(model_config))
         .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer));
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v2/repository/index", post(repository_index));
     if state.metrics.is_some() {
         protected = protected.route("/metrics", get(render_metrics));
     }
@@ -139,8 +140,8 @@ struct ModelPath {
 }
 
 impl ModelPath {
-    fn check(&self, core: &Core) -> Result<(), ApiError> {
-        Ok(oip::check_model(&core.model(), &self.model, &self.version)?)
+    fn find<'a>(&self, core: &'a Core) -> Result<&'a Arc<Model>, ServerError> {
+        oip::find_model(core, &self.model, &self.version)
     }
 }
 
@@ -148,9 +149,35 @@ async fn model_ready(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    path.check(&state.core)?;
+    let model = path.find(&state.core)?;
     let (status, ready) = readiness(&state.core);
-    Ok((status, axum::Json(json!({ "name": oip::MODEL_NAME, "ready": ready }))))
+    Ok((status, axum::Json(json!({ "name": model.name(), "ready": ready }))))
+}
+
+/// Triton's repository index request: both fields optional.
+#[derive(Deserialize, Default)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+/// `POST /v2/repository/index` (Triton): every served model, as
+/// tritonclient's `get_model_repository_index()` reads it.
+async fn repository_index(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+    let request: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::from(ServerError::InvalidTensor(format!("the repository index request is not valid JSON: {e}")))
+        })?
+    };
+    let entries = oip::repository_index(&state.core, request.ready);
+    Ok(axum::Json(Value::Array(
+        entries
+            .into_iter()
+            .map(|entry| json!({ "name": entry.name, "version": entry.version, "state": entry.state }))
+            .collect(),
+    )))
 }
 
 async fn server_metadata() -> axum::Json<Value> {
@@ -162,16 +189,16 @@ async fn model_metadata(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    path.check(&state.core)?;
-    Ok(axum::Json(metadata_json(&oip::model_metadata(&state.core.model()))))
+    let model = path.find(&state.core)?;
+    Ok(axum::Json(metadata_json(&oip::model_metadata(model))))
 }
 
 async fn model_config(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    path.check(&state.core)?;
-    let config = oip::model_config(&state.core.model(), state.core.limits().max_images_per_request);
+    let model = path.find(&state.core)?;
+    let config = oip::model_config(model, state.core.limits().max_images_per_request);
     Ok(axum::Json(config_json(&config)))
 }
 
@@ -202,7 +229,7 @@ async fn infer_body(
     body: Body,
     images: &mut usize,
 ) -> Result<Response, ServerError> {
-    oip::check_model(&core.model(), &path.model, &path.version)?;
+    let model = path.find(core)?;
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING).filter(|e| e.as_bytes() != b"identity") {
         return Err(ServerError::InvalidTensor(format!(
             "Content-Encoding {} is not supported: send the request uncompressed",
@@ -215,8 +242,8 @@ async fn infer_body(
     *images = parsed.request.images.len();
     let admission = core.try_admit(*images)?;
     let binary = parsed.binary_outputs();
-    let answer = oip::infer(core, parsed.request, parsed.deadline, admission).await?;
-    Ok(response(core, parsed.id, answer, &binary))
+    let answer = oip::infer(core, model, parsed.request, parsed.deadline, admission).await?;
+    Ok(response(model, parsed.id, answer, &binary))
 }
 
 /// An inference request's body, parsed.
@@ -412,7 +439,7 @@ fn flatten(value: Value, into: &mut Vec<Value>) {
 }
 
 /// The response: JSON, followed by the binary outputs' bytes when any.
-fn response(core: &Core, id: Option<String>, answer: oip::InferAnswer, binary: &[bool]) -> Response {
+fn response(model: &Model, id: Option<String>, answer: oip::InferAnswer, binary: &[bool]) -> Response {
     let mut tail = Vec::new();
     let outputs: Vec<Value> = answer
         .outputs
@@ -437,8 +464,8 @@ fn response(core: &Core, id: Option<String>, answer: oip::InferAnswer, binary: &
         })
         .collect();
     let mut body = json!({
-        "model_name": oip::MODEL_NAME,
-        "model_version": core.model().version,
+        "model_name": model.name(),
+        "model_version": model.served().version,
         "outputs": outputs,
         "parameters": { oip::MODEL_PARAMETER: answer.models },
     });

@@ -12,9 +12,11 @@ use std::{sync::Arc, time::Instant};
 use mnist::proto::inference::{
     InferParameter, InferTensorContents, ModelConfigRequest, ModelConfigResponse, ModelInferRequest,
     ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse,
-    ModelStreamInferResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
-    ServerReadyRequest, ServerReadyResponse, grpc_inference_service_server::GrpcInferenceService,
-    infer_parameter::ParameterChoice, model_infer_request::InferInputTensor, model_infer_response::InferOutputTensor,
+    ModelStreamInferResponse, RepositoryIndexRequest, RepositoryIndexResponse, ServerLiveRequest, ServerLiveResponse,
+    ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
+    grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice,
+    model_infer_request::InferInputTensor, model_infer_response::InferOutputTensor,
+    repository_index_response::ModelIndex,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -25,7 +27,9 @@ use super::{
 use crate::{
     core::{Admission, Core},
     error::ServerError,
-    metrics, timing,
+    metrics,
+    models::Model,
+    timing,
 };
 
 /// The protocol's name in metrics.
@@ -44,8 +48,10 @@ impl InferenceService {
     }
 }
 
-/// A request, validated: its tensors parsed.
+/// A request, validated: its model found and its tensors parsed.
 pub struct Parsed {
+    /// The served model it names.
+    pub model: Arc<Model>,
     /// The request's id, echoed in the response.
     pub id: String,
     /// Whether to answer in `raw_output_contents` (the request used raw inputs).
@@ -55,14 +61,16 @@ pub struct Parsed {
 }
 
 fn parse(core: &Core, request: ModelInferRequest) -> Result<Parsed, ServerError> {
-    oip::check_model(&core.model(), &request.model_name, &request.model_version)?;
-    parse_tensors(request)
+    let model = Arc::clone(oip::find_model(core, &request.model_name, &request.model_version)?);
+    let (id, raw_outputs, request) = parse_tensors(request)?;
+    Ok(Parsed { model, id, raw_outputs, request })
 }
 
 /// Parses a request's tensors (all but the model's name and version): all
 /// that a request's bytes go through before admission. Public so that the
-/// fuzzer drives the very code that serves.
-pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> {
+/// fuzzer drives the very code that serves. Returns the request's id,
+/// whether to answer in raw bytes, and the images and outputs.
+pub fn parse_tensors(request: ModelInferRequest) -> Result<(String, bool, oip::InferRequest), ServerError> {
     let raw_outputs = !request.raw_input_contents.is_empty();
     let inputs = input_tensors(request.inputs, request.raw_input_contents)?;
     let outputs: Vec<_> = request
@@ -73,7 +81,7 @@ pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> 
             name: output.name,
         })
         .collect();
-    Ok(Parsed { id: request.id, raw_outputs, request: oip::parse(inputs, &outputs)? })
+    Ok((request.id, raw_outputs, oip::parse(inputs, &outputs)?))
 }
 
 /// Pairs each input with its data: the raw entry of the same position when
@@ -114,7 +122,7 @@ fn integer(parameter: &InferParameter) -> Option<i64> {
     }
 }
 
-fn response(core: &Core, id: String, answer: oip::InferAnswer, raw_outputs: bool) -> ModelInferResponse {
+fn response(model: &Model, id: String, answer: oip::InferAnswer, raw_outputs: bool) -> ModelInferResponse {
     let mut raw_output_contents = Vec::new();
     let outputs = answer
         .outputs
@@ -140,8 +148,8 @@ fn response(core: &Core, id: String, answer: oip::InferAnswer, raw_outputs: bool
         })
         .collect();
     ModelInferResponse {
-        model_name: oip::MODEL_NAME.to_string(),
-        model_version: core.model().version.clone(),
+        model_name: model.name().to_string(),
+        model_version: model.served().version.clone(),
         id,
         parameters: [(
             oip::MODEL_PARAMETER.to_string(),
@@ -160,9 +168,9 @@ async fn infer(
     deadline: Option<Instant>,
     admission: Admission,
 ) -> Result<ModelInferResponse, ServerError> {
-    let Parsed { id, raw_outputs, request } = parsed;
-    let answer = oip::infer(core, request, deadline, admission).await?;
-    Ok(response(core, id, answer, raw_outputs))
+    let Parsed { model, id, raw_outputs, request } = parsed;
+    let answer = oip::infer(core, &model, request, deadline, admission).await?;
+    Ok(response(&model, id, answer, raw_outputs))
 }
 
 /// One `ModelStreamInfer` message, admitted for one image: its place grows
@@ -204,7 +212,7 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(&self.core.model(), &request.name, &request.version)?;
+        oip::find_model(&self.core, &request.name, &request.version)?;
         Ok(Response::new(ModelReadyResponse { ready: self.core.is_ready() }))
     }
 
@@ -220,8 +228,8 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(&self.core.model(), &request.name, &request.version)?;
-        Ok(Response::new(oip::model_metadata(&self.core.model())))
+        let model = oip::find_model(&self.core, &request.name, &request.version)?;
+        Ok(Response::new(oip::model_metadata(model)))
     }
 
     async fn model_config(
@@ -229,9 +237,25 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
-        oip::check_model(&self.core.model(), &request.name, &request.version)?;
-        let config = oip::model_config(&self.core.model(), self.core.limits().max_images_per_request);
+        let model = oip::find_model(&self.core, &request.name, &request.version)?;
+        let config = oip::model_config(model, self.core.limits().max_images_per_request);
         Ok(Response::new(ModelConfigResponse { config: Some(config) }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let models = oip::repository_index(&self.core, request.get_ref().ready)
+            .into_iter()
+            .map(|entry| ModelIndex {
+                name: entry.name,
+                version: entry.version,
+                state: entry.state.into(),
+                reason: String::new(),
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
     }
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {

@@ -28,14 +28,14 @@ use mnist::{
     },
 };
 
+use std::sync::Arc;
+
 use crate::{
     batcher::Prediction,
-    core::{Admission, Core, ImageInput, ServedModel},
+    core::{Admission, Core, ImageInput},
     error::ServerError,
+    models::Model,
 };
-
-/// The one model this server serves.
-pub const MODEL_NAME: &str = "mnist";
 
 /// Triton's name for a model run by ONNX Runtime.
 const PLATFORM: &str = "onnxruntime_onnx";
@@ -159,18 +159,49 @@ impl OutputData {
     }
 }
 
-/// Refuses a request for a model or version that is not served, naming the
-/// one that is. An empty version means the served one.
-pub fn check_model(model: &ServedModel, name: &str, version: &str) -> Result<(), ServerError> {
-    if name == MODEL_NAME && (version.is_empty() || version == model.version) {
-        return Ok(());
+/// The served model a request names (the protocol always names one), or
+/// NOT_FOUND naming those that are served. An empty version means the
+/// served one.
+pub fn find_model<'a>(core: &'a Core, name: &str, version: &str) -> Result<&'a Arc<Model>, ServerError> {
+    if name.is_empty() {
+        return Err(ServerError::ModelNotFound(format!(
+            "the request names no model; this server serves {}",
+            core.models().names()
+        )));
     }
-    let asked =
-        if version.is_empty() { format!("model '{name}'") } else { format!("model '{name}' version '{version}'") };
+    let model = core.model(name)?;
+    let served = model.served();
+    if version.is_empty() || version == served.version {
+        return Ok(model);
+    }
     Err(ServerError::ModelNotFound(format!(
-        "{asked} is not served; this server serves model '{MODEL_NAME}' version '{}'",
-        model.version
+        "model '{name}' version '{version}' is not served; this server serves version '{}' of it",
+        served.version
     )))
+}
+
+/// One entry of Triton's repository index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The model's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `READY`, or `UNAVAILABLE` while the server warms up or shuts down.
+    pub state: &'static str,
+}
+
+/// Triton's repository index: every served model (the default one first)
+/// with its version and state; with `ready_only`, only the ready ones.
+pub fn repository_index(core: &Core, ready_only: bool) -> Vec<IndexEntry> {
+    let state = if core.is_ready() { "READY" } else { "UNAVAILABLE" };
+    if ready_only && !core.is_ready() {
+        return Vec::new();
+    }
+    core.models()
+        .iter()
+        .map(|model| IndexEntry { name: model.name().to_string(), version: model.served().version.clone(), state })
+        .collect()
 }
 
 /// Validates a request's tensors and turns them into images and outputs.
@@ -194,14 +225,15 @@ pub struct InferAnswer {
     pub models: String,
 }
 
-/// Runs an admitted request through the core.
+/// Runs an admitted request through the core, on `model`.
 pub async fn infer(
     core: &Core,
+    model: &Model,
     request: InferRequest,
     deadline: Option<Instant>,
     admission: Admission,
 ) -> Result<InferAnswer, ServerError> {
-    let predictions = core.classify_all(request.images, deadline, admission).await?;
+    let predictions = core.classify_all(model, request.images, deadline, admission).await?;
     let mut models: Vec<&str> = predictions.iter().map(Prediction::model_prefix).collect();
     models.dedup();
     Ok(InferAnswer {
@@ -426,8 +458,8 @@ pub fn server_metadata() -> ServerMetadataResponse {
     }
 }
 
-/// `ModelMetadata` / `GET /v2/models/mnist`: shapes with -1 for N.
-pub fn model_metadata(model: &ServedModel) -> ModelMetadataResponse {
+/// `ModelMetadata` / `GET /v2/models/{name}`: shapes with -1 for N.
+pub fn model_metadata(model: &Model) -> ModelMetadataResponse {
     let tensor = |name: &str, datatype: &str, shape: &[i64]| TensorMetadata {
         name: name.to_string(),
         datatype: datatype.to_string(),
@@ -435,8 +467,8 @@ pub fn model_metadata(model: &ServedModel) -> ModelMetadataResponse {
     };
     let (side, classes) = (IMAGE_SIDE as i64, NUM_CLASSES as i64);
     ModelMetadataResponse {
-        name: MODEL_NAME.to_string(),
-        versions: vec![model.version.clone()],
+        name: model.name().to_string(),
+        versions: vec![model.served().version.clone()],
         platform: PLATFORM.to_string(),
         inputs: vec![
             tensor(INPUT, "FP32", &[-1, 1, side, side]),
@@ -451,9 +483,9 @@ pub fn model_metadata(model: &ServedModel) -> ModelMetadataResponse {
     }
 }
 
-/// `ModelConfig` / `GET /v2/models/mnist/config`, in Triton's terms: dims
+/// `ModelConfig` / `GET /v2/models/{name}/config`, in Triton's terms: dims
 /// without the batch dimension, `[N]` tensors as dims `[1]` reshaped to `[]`.
-pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> ModelConfig {
+pub fn model_config(model: &Model, max_images_per_request: usize) -> ModelConfig {
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {
         name: name.to_string(),
@@ -470,9 +502,10 @@ pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> Model
         reshape,
     };
     let (side, classes) = (IMAGE_SIDE as i64, NUM_CLASSES as i64);
-    let batching = model.info.batching.unwrap_or_default();
+    let served = model.served();
+    let batching = served.info.batching.unwrap_or_default();
     ModelConfig {
-        name: MODEL_NAME.to_string(),
+        name: model.name().to_string(),
         platform: PLATFORM.to_string(),
         backend: "onnxruntime".to_string(),
         // What one request may carry; the batcher runs up to
@@ -492,7 +525,7 @@ pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> Model
             preferred_batch_size: vec![i32::try_from(batching.max_batch_size).unwrap_or(i32::MAX)],
             max_queue_delay_microseconds: batching.max_queue_delay_us,
         }),
-        parameters: model
+        parameters: served
             .info
             .model_metadata
             .iter()
@@ -503,8 +536,6 @@ pub fn model_config(model: &ServedModel, max_images_per_request: usize) -> Model
 
 #[cfg(test)]
 mod tests {
-    use mnist::proto::v1::ModelInfo;
-
     use super::*;
 
     fn tensor(name: &str, datatype: &str, shape: &[i64], data: TensorData) -> InputTensor {
@@ -608,17 +639,5 @@ mod tests {
             OutputData::Int64(vec![1, -1]).to_raw(),
             [1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255]
         );
-    }
-
-    #[test]
-    fn only_the_served_model_is_found() {
-        let model = ServedModel { info: ModelInfo::default(), version: "2".into() };
-        assert!(check_model(&model, MODEL_NAME, "").is_ok());
-        assert!(check_model(&model, MODEL_NAME, "2").is_ok());
-        let error = check_model(&model, MODEL_NAME, "1").unwrap_err();
-        assert_eq!(error.code(), tonic::Code::NotFound);
-        assert!(error.to_string().contains("version '1' is not served") && error.to_string().contains("'2'"));
-        let error = check_model(&model, "resnet", "").unwrap_err();
-        assert!(error.to_string().contains("'resnet'") && error.to_string().contains("'mnist'"), "{error}");
     }
 }

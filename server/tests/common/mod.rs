@@ -25,7 +25,12 @@ use tonic::transport::{Channel, ClientTlsConfig};
 
 /// The model shipped in `models/`.
 pub fn shipped_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx")
+    models_dir().join("mnist.onnx")
+}
+
+/// The folder of the shipped models.
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
 /// The MNIST test split, from `MNIST_DIR` (the test command sets it).
@@ -64,8 +69,11 @@ impl TestServer {
 
     async fn start_full(extra: &[&str], tls: Option<ClientTlsConfig>, http: bool) -> Self {
         let model = shipped_model();
-        let mut args =
-            vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
+        let mut args = vec!["mnist-server", "--device", "cpu", "--intra-threads", "1"];
+        // `--model` adds a model: the shipped one only when the test names none.
+        if !extra.iter().any(|flag| matches!(*flag, "--model" | "--model-repository")) {
+            args.extend(["--model", model.to_str().unwrap()]);
+        }
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("valid flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

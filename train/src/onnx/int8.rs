@@ -23,10 +23,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    INPUT_NAME, OUTPUT_NAME, Weights, conv_attributes, float_tensor, int, model_proto, node, pool_attributes, proto::*,
-    tensor_value,
+    INPUT_NAME, OUTPUT_NAME, Weights, conv_attributes, float_tensor, int, model_proto, node, numbered, pool_attributes,
+    proto::*, tensor_value,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, model::Layer};
 
 /// The smallest and largest value a layer's input took on the calibration
 /// images.
@@ -53,18 +53,19 @@ impl Range {
     }
 }
 
-/// The calibrated input range of each weighted layer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ActivationRanges {
-    /// conv1's input: the normalized image.
-    pub conv1: Range,
-    /// conv2's input: conv1 after ReLU.
-    pub conv2: Range,
-    /// fc1's input: conv2 after ReLU and max pooling (also the scale of
-    /// conv2's output, since pooling only picks among its values).
-    pub fc1: Range,
-    /// fc2's input: fc1 after ReLU.
-    pub fc2: Range,
+/// The calibrated input range of each weighted layer, by layer name:
+/// `conv1` reads the normalized image; a layer after max pooling reads what
+/// the pooling picked, so its range is also the scale of the ReLU output
+/// before the pooling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActivationRanges(pub BTreeMap<String, Range>);
+
+impl ActivationRanges {
+    /// The input range of layer `name`.
+    pub fn get(&self, name: &str) -> Result<Range> {
+        self.0.get(name).copied().ok_or_else(|| Error::Config(format!("no calibrated input range for layer {name}")))
+    }
 }
 
 /// Symmetric int8 quantization per output channel (the first dimension):
@@ -100,39 +101,60 @@ pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> (
 }
 
 /// Builds the int8 QDQ model from the float `weights` and the calibrated
-/// `ranges`; same input, output and metadata contract as the float model.
+/// `ranges`, layer by layer; same input, output and metadata contract as
+/// the float model.
 pub fn build_int8_model(
     weights: &Weights,
     ranges: &ActivationRanges,
     metadata: &BTreeMap<String, String>,
 ) -> Result<ModelProto> {
+    let arch = weights.arch();
+    let layers = arch.layers();
+    // The range each value is quantized over: that of the next weighted
+    // layer, which is what eventually reads it.
+    let next_weighted = |from: usize| layers[from..].iter().find_map(|layer| layer.weighted().map(|w| w.name));
     let mut graph = Int8Graph::default();
-    let image = graph.quantized_activation("input", INPUT_NAME, ranges.conv1)?;
-    let conv1 = graph.layer("conv1", "Conv", &image, weights, conv_attributes())?;
-    graph.nodes.push(node("relu1", "Relu", &[&conv1], "relu1_out", vec![]));
-    let conv2_in = graph.quantized_activation("relu1", "relu1_out", ranges.conv2)?;
-    let conv2 = graph.layer("conv2", "Conv", &conv2_in, weights, conv_attributes())?;
-    graph.nodes.push(node("relu2", "Relu", &[&conv2], "relu2_out", vec![]));
-    // One scale from conv2's output to fc1's input: pooling and flattening
-    // only move uint8 values around.
-    let relu2 = graph.quantized_activation("relu2", "relu2_out", ranges.fc1)?;
-    graph.nodes.push(node("pool", "MaxPool", &[&relu2], "pool_out", pool_attributes()));
-    let pooled = graph.quantized_activation("pool", "pool_out", ranges.fc1)?;
-    graph.nodes.push(node("flatten", "Flatten", &[&pooled], "flat", vec![int("axis", 1)]));
-    let flat = graph.quantized_activation("flat", "flat", ranges.fc1)?;
-    let fc1 = graph.layer("fc1", "Gemm", &flat, weights, vec![int("transB", 1)])?;
-    graph.nodes.push(node("relu3", "Relu", &[&fc1], "relu3_out", vec![]));
-    let fc2_in = graph.quantized_activation("relu3", "relu3_out", ranges.fc2)?;
-    let logits = graph.layer("fc2", "Gemm", &fc2_in, weights, vec![int("transB", 1)])?;
-    graph.nodes.push(node("output", "Identity", &[&logits], OUTPUT_NAME, vec![]));
+    let first = next_weighted(0).ok_or_else(|| Error::Config("the network has no weighted layer".into()))?;
+    let mut range = ranges.get(first)?;
+    let mut value = graph.quantized_activation("input", INPUT_NAME, range)?;
+    let mut counts = BTreeMap::<&str, usize>::new();
+    for (i, layer) in layers.iter().enumerate() {
+        value = match layer {
+            Layer::Conv(w) => graph.layer(w.name, "Conv", &value, weights, conv_attributes())?,
+            Layer::Dense(w) => graph.layer(w.name, "Gemm", &value, weights, vec![int("transB", 1)])?,
+            Layer::Relu | Layer::MaxPool | Layer::Flatten => {
+                let (kind, op, attributes) = match layer {
+                    Layer::Relu => ("relu", "Relu", vec![]),
+                    Layer::MaxPool => ("pool", "MaxPool", pool_attributes()),
+                    _ => ("flatten", "Flatten", vec![int("axis", 1)]),
+                };
+                let name = numbered(&mut counts, kind);
+                let output = format!("{name}_out");
+                graph.nodes.push(node(&name, op, &[&value], &output, attributes));
+                // After a ReLU, a new scale: the next layer's input range.
+                // Pooling and flattening only move uint8 values around, so
+                // they keep their input's scale.
+                if matches!(layer, Layer::Relu) {
+                    match next_weighted(i) {
+                        Some(next) => range = ranges.get(next)?,
+                        None => continue,
+                    }
+                }
+                graph.quantized_activation(&name, &output, range)?
+            }
+        };
+    }
+    graph.nodes.push(node("output", "Identity", &[&value], OUTPUT_NAME, vec![]));
 
     let graph = GraphProto {
         node: graph.nodes,
         name: "mnist_cnn_int8".into(),
         initializer: graph.initializers,
-        doc_string: "Reference MNIST CNN, int8 QDQ: per-channel int8 weights, uint8 activations calibrated on \
-                     training images; dropout removed for inference."
-            .into(),
+        doc_string: format!(
+            "{}, int8 QDQ: per-channel int8 weights, uint8 activations calibrated on training images; dropout \
+             removed for inference.",
+            arch.description()
+        ),
         input: vec![tensor_value(INPUT_NAME, &[None, Some(1), Some(28), Some(28)])],
         output: vec![tensor_value(OUTPUT_NAME, &[None, Some(10)])],
     };
@@ -266,7 +288,7 @@ mod tests {
     use tch::{Device, nn::VarStore};
 
     use super::*;
-    use crate::model::Net;
+    use crate::model::{Arch, Net};
 
     #[test]
     fn per_channel_weights_round_trip_within_half_a_step() {
@@ -300,39 +322,62 @@ mod tests {
         assert!((scales[0] - 0.001).abs() < 1e-9);
     }
 
+    fn ranges(arch: Arch) -> ActivationRanges {
+        ActivationRanges(
+            arch.weighted_layers()
+                .enumerate()
+                .map(|(i, name)| {
+                    let min = if i == 0 { -0.42 } else { 0.0 };
+                    (name.to_string(), Range { min, max: 3.0 * (i + 1) as f32 })
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn graph_quantizes_every_weighted_layer_and_keeps_the_contract() {
-        let vs = VarStore::new(Device::Cpu);
-        let _ = Net::new(&vs.root());
-        let weights = Weights::from_var_store(&vs, 1.0).unwrap();
-        let range = |max| Range { min: 0.0, max };
-        let ranges = ActivationRanges {
-            conv1: Range { min: -0.42, max: 2.82 },
-            conv2: range(3.0),
-            fc1: range(6.0),
-            fc2: range(9.0),
-        };
-        let model = build_int8_model(&weights, &ranges, &BTreeMap::new()).unwrap();
-        let decoded = ModelProto::decode(model.encode_to_vec().as_slice()).unwrap();
-        let graph = decoded.graph.unwrap();
-        assert_eq!((graph.input[0].name.as_str(), graph.output[0].name.as_str()), ("input", "logits"));
-        let count = |op: &str| graph.node.iter().filter(|n| n.op_type == op).count();
-        assert_eq!((count("Conv"), count("Gemm"), count("QuantizeLinear")), (2, 2, 6));
-        // Every weighted layer reads its input and weights through DequantizeLinear.
-        let producers: BTreeMap<&str, &str> =
-            graph.node.iter().map(|n| (n.output[0].as_str(), n.op_type.as_str())).collect();
-        for layer in graph.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Gemm") {
-            for input in &layer.input {
-                assert_eq!(producers.get(input.as_str()), Some(&"DequantizeLinear"), "{}: {input}", layer.name);
+        for (arch, layers, quantize_nodes, parameters) in
+            [(Arch::Reference, 4, 6, 1_199_648), (Arch::ThreeBlock, 5, 9, 503_008)]
+        {
+            let vs = VarStore::new(Device::Cpu);
+            let _ = Net::new(&vs.root(), arch);
+            let weights = Weights::from_var_store(&vs, arch, 1.0).unwrap();
+            let model = build_int8_model(&weights, &ranges(arch), &BTreeMap::new()).unwrap();
+            let decoded = ModelProto::decode(model.encode_to_vec().as_slice()).unwrap();
+            let graph = decoded.graph.unwrap();
+            assert_eq!((graph.input[0].name.as_str(), graph.output[0].name.as_str()), ("input", "logits"));
+            let count = |op: &str| graph.node.iter().filter(|n| n.op_type == op).count();
+            assert_eq!((count("Conv") + count("Gemm"), count("QuantizeLinear")), (layers, quantize_nodes), "{arch:?}");
+            // Every weighted layer, pooling and flattening reads its input
+            // (and weights) through DequantizeLinear.
+            let producers: BTreeMap<&str, &str> =
+                graph.node.iter().map(|n| (n.output[0].as_str(), n.op_type.as_str())).collect();
+            for layer in
+                graph.node.iter().filter(|n| ["Conv", "Gemm", "MaxPool", "Flatten"].contains(&n.op_type.as_str()))
+            {
+                for input in &layer.input {
+                    assert_eq!(producers.get(input.as_str()), Some(&"DequantizeLinear"), "{}: {input}", layer.name);
+                }
             }
+            let int8_weights: usize = graph
+                .initializer
+                .iter()
+                .filter(|t| t.data_type == DATA_TYPE_INT8 && t.dims.len() > 1)
+                .map(|t| t.raw_data.len())
+                .sum();
+            assert_eq!(int8_weights, parameters, "{arch:?}: every weight in int8 (biases are int32)");
+            assert!(decoded.metadata_props.iter().any(|p| p.key == "quantization"));
         }
-        let int8_weights: usize = graph
-            .initializer
-            .iter()
-            .filter(|t| t.data_type == DATA_TYPE_INT8 && t.dims.len() > 1)
-            .map(|t| t.raw_data.len())
-            .sum();
-        assert_eq!(int8_weights, 1_199_648, "every weight in int8 (biases are int32)");
-        assert!(decoded.metadata_props.iter().any(|p| p.key == "quantization"));
+    }
+
+    #[test]
+    fn a_missing_range_is_an_error() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = Net::new(&vs.root(), Arch::ThreeBlock);
+        let weights = Weights::from_var_store(&vs, Arch::ThreeBlock, 1.0).unwrap();
+        let mut ranges = ranges(Arch::ThreeBlock);
+        ranges.0.remove("conv3");
+        let error = build_int8_model(&weights, &ranges, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(error.contains("conv3"), "{error}");
     }
 }

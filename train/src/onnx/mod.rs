@@ -14,10 +14,14 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use mnist::{PIXEL_MEAN, PIXEL_STD};
 use prost::Message;
-use tch::{Device, Kind, nn::VarStore};
+use tch::{Device, Kind, Tensor, nn::VarStore};
 
 use self::proto::*;
-use crate::{Error, Result, error::io_error};
+use crate::{
+    Error, Result,
+    error::io_error,
+    model::{Arch, Layer, batch_norm_name},
+};
 
 /// Name of the graph's input.
 pub const INPUT_NAME: &str = "input";
@@ -29,41 +33,72 @@ pub const IR_VERSION: i64 = 8;
 pub const OPSET: i64 = 17;
 
 /// The network's parameters as the exporter writes them: float32 values
-/// on the CPU by PyTorch name, with the temperature already folded in.
+/// on the CPU by PyTorch name, with every batch normalization folded into
+/// the convolution before it and the temperature folded into the output
+/// layer.
 #[derive(Debug, Clone)]
 pub struct Weights {
+    arch: Arch,
     tensors: BTreeMap<String, (Vec<i64>, Vec<f32>)>,
     temperature: f64,
 }
 
+/// libtorch's default `eps` of batch normalization (`BatchNormConfig`).
+const BATCH_NORM_EPS: f64 = 1e-5;
+
 impl Weights {
-    /// Copies `vs`'s parameters, dividing the last layer's weights and bias
+    /// Copies the parameters of the `arch` network in `vs`, folding each
+    /// batch normalization into its convolution (inference mode: the
+    /// running statistics) and dividing the last layer's weights and bias
     /// by `temperature`: the graph then outputs `logits / T` at no cost.
-    pub fn from_var_store(vs: &VarStore, temperature: f64) -> Result<Self> {
+    pub fn from_var_store(vs: &VarStore, arch: Arch, temperature: f64) -> Result<Self> {
         if !(temperature.is_finite() && temperature > 0.0) {
             return Err(Error::Config(format!("temperature must be a positive number, not {temperature}")));
         }
         let vars = vs.variables();
-        let tensors = crate::model::PARAMETER_NAMES
-            .iter()
-            .map(|name| {
-                let mut tensor = vars
-                    .get(*name)
-                    .ok_or_else(|| Error::Config(format!("the model has no parameter {name}")))?
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Float)
-                    .contiguous();
-                if name.starts_with("fc2.") {
-                    // Not in place: the tensor may share the variable's storage.
-                    tensor = tensor.divide_scalar(temperature);
-                }
-                Ok((name.to_string(), (tensor.size(), Vec::<f32>::try_from(tensor.flatten(0, -1))?)))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { tensors, temperature })
+        let get = |name: &str| -> Result<Tensor> {
+            Ok(vars
+                .get(name)
+                .ok_or_else(|| Error::Config(format!("the model has no parameter {name}")))?
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Double))
+        };
+        let output_layer = arch.weighted_layers().last();
+        let mut tensors = BTreeMap::new();
+        for layer in arch.layers() {
+            let (is_conv, name) = match layer {
+                Layer::Conv(w) => (true, w.name),
+                Layer::Dense(w) => (false, w.name),
+                _ => continue,
+            };
+            let (mut weight, mut bias) = (get(&format!("{name}.weight"))?, get(&format!("{name}.bias"))?);
+            if is_conv && arch.batch_norm() {
+                let bn = batch_norm_name(name);
+                let [gamma, beta, mean, var] =
+                    ["weight", "bias", "running_mean", "running_var"].map(|part| get(&format!("{bn}.{part}")));
+                let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+                let scale = gamma / (var + BATCH_NORM_EPS).sqrt();
+                weight = &weight * scale.view([-1, 1, 1, 1]);
+                bias = (bias - mean) * &scale + beta;
+            }
+            if Some(name) == output_layer {
+                weight = weight / temperature;
+                bias = bias / temperature;
+            }
+            for (part, tensor) in [("weight", weight), ("bias", bias)] {
+                let tensor = tensor.to_kind(Kind::Float).contiguous();
+                tensors.insert(format!("{name}.{part}"), (tensor.size(), Vec::<f32>::try_from(tensor.flatten(0, -1))?));
+            }
+        }
+        Ok(Self { arch, tensors, temperature })
     }
 
-    /// The temperature folded into `fc2`.
+    /// The architecture the weights belong to.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The temperature folded into the output layer.
     pub fn temperature(&self) -> f64 {
         self.temperature
     }
@@ -82,33 +117,58 @@ impl Weights {
     }
 }
 
-/// Builds the float ONNX model of the reference network from `weights`.
-/// `metadata` is added to the model's properties, after the normalization
-/// constants.
+/// Builds the float ONNX model of the network `weights` belong to, layer
+/// by layer. `metadata` is added to the model's properties, after the
+/// normalization constants.
 pub fn build_model(weights: &Weights, metadata: &BTreeMap<String, String>) -> Result<ModelProto> {
+    let arch = weights.arch();
     let initializer =
-        crate::model::PARAMETER_NAMES.iter().map(|name| weights.initializer(name)).collect::<Result<Vec<_>>>()?;
-    let node = vec![
-        node("conv1", "Conv", &[INPUT_NAME, "conv1.weight", "conv1.bias"], "conv1_out", conv_attributes()),
-        node("relu1", "Relu", &["conv1_out"], "relu1_out", vec![]),
-        node("conv2", "Conv", &["relu1_out", "conv2.weight", "conv2.bias"], "conv2_out", conv_attributes()),
-        node("relu2", "Relu", &["conv2_out"], "relu2_out", vec![]),
-        node("pool", "MaxPool", &["relu2_out"], "pool_out", pool_attributes()),
-        node("flatten", "Flatten", &["pool_out"], "flat", vec![int("axis", 1)]),
-        node("fc1", "Gemm", &["flat", "fc1.weight", "fc1.bias"], "fc1_out", vec![int("transB", 1)]),
-        node("relu3", "Relu", &["fc1_out"], "relu3_out", vec![]),
-        node("fc2", "Gemm", &["relu3_out", "fc2.weight", "fc2.bias"], OUTPUT_NAME, vec![int("transB", 1)]),
-    ];
+        arch.parameter_names().iter().map(|name| weights.initializer(name)).collect::<Result<Vec<_>>>()?;
+    let layers = arch.layers();
+    let mut node = Vec::with_capacity(layers.len());
+    let mut value = INPUT_NAME.to_string();
+    let mut counts = BTreeMap::<&str, usize>::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let output = if i + 1 == layers.len() { OUTPUT_NAME.to_string() } else { String::new() };
+        let step = match layer {
+            Layer::Conv(w) => (
+                w.name.to_string(),
+                "Conv",
+                vec![format!("{}.weight", w.name), format!("{}.bias", w.name)],
+                conv_attributes(),
+            ),
+            Layer::Dense(w) => (
+                w.name.to_string(),
+                "Gemm",
+                vec![format!("{}.weight", w.name), format!("{}.bias", w.name)],
+                vec![int("transB", 1)],
+            ),
+            Layer::Relu => (numbered(&mut counts, "relu"), "Relu", vec![], vec![]),
+            Layer::MaxPool => (numbered(&mut counts, "pool"), "MaxPool", vec![], pool_attributes()),
+            Layer::Flatten => (numbered(&mut counts, "flatten"), "Flatten", vec![], vec![int("axis", 1)]),
+        };
+        let (name, op, parameters, attributes) = step;
+        let output = if output.is_empty() { format!("{name}_out") } else { output };
+        let inputs: Vec<&str> = std::iter::once(value.as_str()).chain(parameters.iter().map(String::as_str)).collect();
+        node.push(self::node(&name, op, &inputs, &output, attributes));
+        value = output;
+    }
     let graph = GraphProto {
         node,
         name: "mnist_cnn".into(),
         initializer,
-        doc_string: "Reference MNIST CNN (conv 32, conv 64, maxpool, fc 128, fc 10); dropout removed for inference."
-            .into(),
+        doc_string: format!("{}; dropout removed for inference.", arch.description()),
         input: vec![tensor_value(INPUT_NAME, &[None, Some(1), Some(28), Some(28)])],
         output: vec![tensor_value(OUTPUT_NAME, &[None, Some(10)])],
     };
     Ok(model_proto(graph, weights, metadata))
+}
+
+/// `relu1`, `relu2`, ...: node names for the layers without parameters.
+fn numbered(counts: &mut BTreeMap<&'static str, usize>, kind: &'static str) -> String {
+    let count = counts.entry(kind).or_default();
+    *count += 1;
+    format!("{kind}{count}")
 }
 
 /// Wraps `graph` in a model with the properties every exported graph
@@ -220,14 +280,16 @@ fn tensor_value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
 
 #[cfg(test)]
 mod tests {
+    use tch::nn::ModuleT;
+
     use super::*;
     use crate::model::Net;
 
     #[test]
     fn graph_has_the_contract_and_all_weights() {
         let vs = VarStore::new(Device::Cpu);
-        let _ = Net::new(&vs.root());
-        let weights = Weights::from_var_store(&vs, 1.0).unwrap();
+        let _ = Net::new(&vs.root(), Arch::Reference);
+        let weights = Weights::from_var_store(&vs, Arch::Reference, 1.0).unwrap();
         let model = build_model(&weights, &BTreeMap::from([("test_accuracy".into(), "0.99".into())])).unwrap();
         let bytes = model.encode_to_vec();
         let decoded = ModelProto::decode(bytes.as_slice()).unwrap();
@@ -237,24 +299,84 @@ mod tests {
         assert_eq!(graph.initializer.len(), 8);
         let weights: usize = graph.initializer.iter().map(|t| t.raw_data.len() / 4).sum();
         assert_eq!(weights, 1_199_882);
-        assert!(!graph.node.iter().any(|n| n.op_type == "Dropout"));
+        let ops: Vec<_> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "Relu", "Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Relu", "Gemm"]);
+        // Each node reads the previous one's output.
+        for pair in graph.node.windows(2) {
+            assert_eq!(pair[1].input[0], pair[0].output[0]);
+        }
         assert!(decoded.metadata_props.iter().any(|p| p.key == "normalization_mean" && p.value == "0.1307"));
         assert!(decoded.metadata_props.iter().any(|p| p.key == "test_accuracy"));
         assert!(decoded.opset_import[0].version >= 13);
     }
 
     #[test]
-    fn the_temperature_divides_the_last_layer_only() {
+    fn the_three_block_graph_has_no_batch_norm_node() {
         let vs = VarStore::new(Device::Cpu);
-        let _ = Net::new(&vs.root());
-        let plain = Weights::from_var_store(&vs, 1.0).unwrap();
-        let folded = Weights::from_var_store(&vs, 0.5).unwrap();
-        for name in crate::model::PARAMETER_NAMES {
-            let (a, b) = (plain.get(name).unwrap().1, folded.get(name).unwrap().1);
-            let factor = if name.starts_with("fc2.") { 2.0 } else { 1.0 };
-            assert!(a.iter().zip(b).all(|(x, y)| (x * factor - y).abs() <= 1e-7), "{name}");
+        let _ = Net::new(&vs.root(), Arch::ThreeBlock);
+        let weights = Weights::from_var_store(&vs, Arch::ThreeBlock, 1.0).unwrap();
+        let graph = build_model(&weights, &BTreeMap::new()).unwrap().graph.unwrap();
+        let ops: Vec<_> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            ["Conv", "Relu", "Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Relu", "Gemm"]
+        );
+        assert_eq!(graph.initializer.len(), 10);
+        assert_eq!(graph.node.last().unwrap().output[0], OUTPUT_NAME);
+    }
+
+    #[test]
+    fn batch_norm_folds_into_the_convolution() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), Arch::ThreeBlock);
+        // Move the running statistics and the affine parameters off their start.
+        for _ in 0..3 {
+            let _ = net.forward_t(&(Tensor::rand([16, 1, 28, 28], (Kind::Float, Device::Cpu)) * 3.0), true);
         }
-        assert!(Weights::from_var_store(&vs, 0.0).is_err());
-        assert!(Weights::from_var_store(&vs, f64::NAN).is_err());
+        tch::no_grad(|| {
+            for (name, value) in vs.variables() {
+                if name.starts_with("bn") && (name.ends_with(".weight") || name.ends_with(".bias")) {
+                    let mut value = value;
+                    let _ = value.copy_(&(Tensor::rand(value.size(), (Kind::Float, Device::Cpu)) + 0.5));
+                }
+            }
+        });
+        let weights = Weights::from_var_store(&vs, Arch::ThreeBlock, 1.0).unwrap();
+        let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let tensor = |name: &str| {
+            let (dims, values) = weights.get(name).unwrap();
+            Tensor::from_slice(values).view(dims)
+        };
+        let folded = x.conv2d(&tensor("conv1.weight"), Some(&tensor("conv1.bias")), [1, 1], [0, 0], [1, 1], 1);
+        let vars = vs.variables();
+        let unfolded =
+            x.conv2d(&vars["conv1.weight"], Some(&vars["conv1.bias"]), [1, 1], [0, 0], [1, 1], 1).batch_norm(
+                Some(&vars["bn1.weight"]),
+                Some(&vars["bn1.bias"]),
+                Some(&vars["bn1.running_mean"]),
+                Some(&vars["bn1.running_var"]),
+                false,
+                0.1,
+                BATCH_NORM_EPS,
+                false,
+            );
+        assert!(folded.allclose(&unfolded, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn the_temperature_divides_the_last_layer_only() {
+        for arch in [Arch::Reference, Arch::ThreeBlock] {
+            let vs = VarStore::new(Device::Cpu);
+            let _ = Net::new(&vs.root(), arch);
+            let plain = Weights::from_var_store(&vs, arch, 1.0).unwrap();
+            let folded = Weights::from_var_store(&vs, arch, 0.5).unwrap();
+            for name in arch.parameter_names() {
+                let (a, b) = (plain.get(&name).unwrap().1, folded.get(&name).unwrap().1);
+                let factor = if name.starts_with("fc2.") { 2.0 } else { 1.0 };
+                assert!(a.iter().zip(b).all(|(x, y)| (x * factor - y).abs() <= 1e-7), "{name}");
+            }
+            assert!(Weights::from_var_store(&vs, arch, 0.0).is_err());
+            assert!(Weights::from_var_store(&vs, arch, f64::NAN).is_err());
+        }
     }
 }

@@ -1,0 +1,279 @@
+//! The models one server serves, by name.
+//!
+//! Each served model is one [`Model`] entry below the one [`crate::core::Core`]:
+//! its own file, description (card, digest, provider) and [`Batcher`] (a
+//! queue and an inference thread running its ONNX Runtime session). What
+//! every model shares stays in the core: admission (one limit server-wide),
+//! streams, decoding. Separate inference threads are what keep one model's
+//! flood from starving another's lone caller: the operating system shares
+//! the cores between the threads with work, instead of the lone image
+//! waiting behind the flooded model's batches in one queue.
+//!
+//! The first model given is the default one, which answers requests that
+//! name none (`--default-model` picks another).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use mnist::proto::v1::ModelInfo;
+
+use crate::{batcher::Batcher, error::ServerError};
+
+/// A model to serve, as the flags name it: `NAME=PATH`, or a path whose
+/// file stem is the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// What requests call it.
+    pub name: String,
+    /// The ONNX file (its card is the `.json` beside it).
+    pub path: PathBuf,
+}
+
+impl ModelSpec {
+    /// Parses `NAME=PATH` or `PATH`. An `=` counts as the separator only
+    /// when what precedes it is a valid name (so a path with `=` in a
+    /// directory name still works).
+    pub fn parse(text: &str) -> Result<Self, ServerError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ServerError::Config("--model needs a path (or NAME=PATH)".into()));
+        }
+        if let Some((name, path)) = text.split_once('=')
+            && check_name(name).is_ok()
+        {
+            if path.is_empty() {
+                return Err(ServerError::Config(format!("--model {text}: the path after '{name}=' is empty")));
+            }
+            return Ok(Self { name: name.to_string(), path: PathBuf::from(path) });
+        }
+        Self::from_path(Path::new(text))
+    }
+
+    /// The model at `path`, named after its file stem (`mnist-int8` for
+    /// `models/mnist-int8.onnx`).
+    pub fn from_path(path: &Path) -> Result<Self, ServerError> {
+        let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+        check_name(name).map_err(|reason| {
+            ServerError::Config(format!(
+                "--model {}: cannot name the model after its file ({reason}); give it a name: --model NAME={}",
+                path.display(),
+                path.display()
+            ))
+        })?;
+        Ok(Self { name: name.to_string(), path: path.to_path_buf() })
+    }
+}
+
+/// Model names travel in URLs (`/v2/models/{name}`), metrics labels and
+/// logs: letters, digits, `-`, `_` and `.`, not starting with `.`, at most
+/// 64 characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a model name cannot be empty".into());
+    }
+    if name.len() > 64 {
+        return Err(format!("model name '{name}' is longer than 64 characters"));
+    }
+    if name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(format!("model name '{name}' may hold only letters, digits, '-', '_' and '.', not first"));
+    }
+    Ok(())
+}
+
+/// The `*.onnx` files of a model repository folder, by file name.
+pub fn repository(dir: &Path) -> Result<Vec<ModelSpec>, ServerError> {
+    let unreadable =
+        |e: std::io::Error| ServerError::Config(format!("--model-repository {}: cannot read it: {e}", dir.display()));
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        if path.extension().is_some_and(|ext| ext == "onnx") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(ServerError::Config(format!("--model-repository {}: holds no .onnx file", dir.display())));
+    }
+    paths.iter().map(|path| ModelSpec::from_path(path)).collect()
+}
+
+/// Puts `default` (a name) first and checks that names are unique.
+pub fn order(mut specs: Vec<ModelSpec>, default: Option<&str>) -> Result<Vec<ModelSpec>, ServerError> {
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(other) = specs[..i].iter().find(|other| other.name == spec.name) {
+            return Err(ServerError::Config(format!(
+                "two models are named '{}' ({} and {}); name one: --model NAME=PATH",
+                spec.name,
+                other.path.display(),
+                spec.path.display()
+            )));
+        }
+    }
+    if let Some(name) = default {
+        let position = specs.iter().position(|spec| spec.name == name).ok_or_else(|| {
+            ServerError::Config(format!("--default-model {name}: no such model; served: {}", names(&specs)))
+        })?;
+        let spec = specs.remove(position);
+        specs.insert(0, spec);
+    }
+    Ok(specs)
+}
+
+fn names(specs: &[ModelSpec]) -> String {
+    specs.iter().map(|spec| format!("'{}'", spec.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// A served model as every front describes it.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// `mnist.v1`'s description (name, shape, classes, digest, batching, metadata).
+    pub info: ModelInfo,
+    /// The model's version (the model card's `version`, else "1").
+    pub version: String,
+}
+
+/// One served model: its file, its description and the batcher that runs it.
+pub struct Model {
+    spec: ModelSpec,
+    batcher: Batcher,
+    /// Replaced whole when a new file is swapped in.
+    served: RwLock<Arc<ServedModel>>,
+}
+
+impl Model {
+    /// An entry for the model `spec` names, run by `batcher`, described by `served`.
+    pub fn new(spec: ModelSpec, batcher: Batcher, served: ServedModel) -> Self {
+        Self { spec, batcher, served: RwLock::new(Arc::new(served)) }
+    }
+
+    /// What requests call it.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Its file and name.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Its queue and inference thread.
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    /// How the fronts describe it now.
+    pub fn served(&self) -> Arc<ServedModel> {
+        Arc::clone(&self.served.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Describes a new file from now on (the batcher runs it from its next batch).
+    pub fn set_served(&self, served: ServedModel) {
+        *self.served.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(served);
+    }
+}
+
+/// Every served model, the default one first.
+pub struct Models {
+    entries: Vec<Arc<Model>>,
+}
+
+impl Models {
+    /// The models, the default one first; at least one.
+    pub fn new(entries: Vec<Arc<Model>>) -> Result<Self, ServerError> {
+        if entries.is_empty() {
+            return Err(ServerError::Config("no model to serve".into()));
+        }
+        Ok(Self { entries })
+    }
+
+    /// The model requests get when they name none.
+    pub fn default_model(&self) -> &Arc<Model> {
+        // `new` refuses an empty list.
+        &self.entries[0]
+    }
+
+    /// The model called `name`; the default one for an empty name;
+    /// NOT_FOUND naming the served models otherwise.
+    pub fn get(&self, name: &str) -> Result<&Arc<Model>, ServerError> {
+        if name.is_empty() {
+            return Ok(self.default_model());
+        }
+        self.entries.iter().find(|model| model.name() == name).ok_or_else(|| {
+            ServerError::ModelNotFound(format!("model '{name}' is not served; this server serves {}", self.names()))
+        })
+    }
+
+    /// Every model, the default one first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.entries.iter()
+    }
+
+    /// `'mnist', 'mnist-int8'`: for messages.
+    pub fn names(&self) -> String {
+        self.entries.iter().map(|model| format!("'{}'", model.name())).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> ModelSpec {
+        ModelSpec::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_model_is_named_after_its_file_or_explicitly() {
+        assert_eq!(
+            spec("models/mnist-int8.onnx"),
+            ModelSpec { name: "mnist-int8".into(), path: "models/mnist-int8.onnx".into() }
+        );
+        assert_eq!(
+            spec("fast=models/mnist-int8.onnx"),
+            ModelSpec { name: "fast".into(), path: "models/mnist-int8.onnx".into() }
+        );
+        // An '=' in a directory is part of the path.
+        assert_eq!(spec("runs/lr=0.1/mnist.onnx").name, "mnist");
+        assert!(ModelSpec::parse("").is_err());
+        assert!(ModelSpec::parse("fast=").unwrap_err().to_string().contains("empty"));
+        let error = ModelSpec::parse("models/my model.onnx").unwrap_err().to_string();
+        assert!(error.contains("--model NAME=models/my model.onnx"), "{error}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("mnist-int8_v2.1").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", "ü", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_names_are_refused_and_the_default_goes_first() {
+        let specs = vec![spec("a=x.onnx"), spec("b=y.onnx"), spec("c=z.onnx")];
+        let ordered = order(specs.clone(), Some("b")).unwrap();
+        assert_eq!(ordered.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(order(specs.clone(), None).unwrap(), specs);
+        let error = order(specs.clone(), Some("d")).unwrap_err().to_string();
+        assert!(error.contains("'a', 'b', 'c'"), "{error}");
+        let error = order(vec![spec("m.onnx"), spec("other/m.onnx")], None).unwrap_err().to_string();
+        assert!(error.contains("two models are named 'm'"), "{error}");
+    }
+
+    #[test]
+    fn a_repository_serves_its_onnx_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["b.onnx", "a.onnx", "a.json", "notes.txt"] {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("c.onnx")).unwrap();
+        let specs = repository(dir.path()).unwrap();
+        assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(repository(empty.path()).unwrap_err().to_string().contains("no .onnx"));
+        assert!(repository(&empty.path().join("missing")).is_err());
+    }
+}
