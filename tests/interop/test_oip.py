@@ -326,7 +326,7 @@ class OipTest(unittest.TestCase):
             unknown = module.InferInput("pictures", [1, 784], "UINT8")
             unknown.set_data_from_numpy(self.images[:1].reshape(1, 784))
             expect(invalid, "unknown input 'pictures'", inputs=[unknown])
-            expect(not_found, "serves model 'mnist' version '1'", model="resnet")
+            expect(not_found, "'resnet' is not served; this server serves 'mnist'", model="resnet")
             too_many = np.zeros((1025, 784), dtype=np.uint8)
             big = module.InferInput("pixels", list(too_many.shape), "UINT8")
             big.set_data_from_numpy(too_many)
