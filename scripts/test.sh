@@ -3,7 +3,8 @@
 # then runs formatting and lint checks, every crate's tests (training
 # included) and the interoperability tests with clients written by others:
 # grpcio, grpcurl and ghz (mnist.v1), tritonclient, KServe's SDK and curl
-# (the Open Inference Protocol); and the deployment manifests, offline.
+# (the Open Inference Protocol); the web page in headless Chromium; and the
+# deployment manifests, offline.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-train skip the libtorch crate (no 4.7 GB download)
@@ -20,7 +21,7 @@ with_train=1
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "setup"
-if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test oip torch; else scripts/setup.sh runtime test oip; fi
+if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test oip browser torch; else scripts/setup.sh runtime test oip browser; fi
 source scripts/env.sh
 if [[ -z "${MNIST_DIR:-}" ]]; then
   if [[ -d "$ROOT/../shared/data/mnist" ]]; then MNIST_DIR="$ROOT/../shared/data/mnist"; else MNIST_DIR="$ROOT/data/mnist"; fi
@@ -51,6 +52,9 @@ cargo build -q -p mnist-server --bin mnist-server --example dev_certs
 export MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs"
 export GRPCURL="${MNIST_VENV:-$ROOT/.venv}/bin/grpcurl"
 python "$ROOT/tests/interop/test_interop.py"
+
+step "the web page in a real browser (Chromium through Selenium)"
+python "$ROOT/tests/interop/test_web.py"
 
 step "deployment: manifests against the Kubernetes schemas and the server's flags"
 python "$ROOT/tests/deploy/test_manifests.py"

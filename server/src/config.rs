@@ -138,6 +138,11 @@ pub struct Config {
     #[arg(long, env = "MNIST_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
 
+    /// Serve the HTTP API without the web page (by default the HTTP port also serves, at /, a
+    /// page to draw or photograph digits and see the model's answer).
+    #[arg(long, env = "MNIST_NO_WEB_PAGE")]
+    pub no_web_page: bool,
+
     /// Also serve Prometheus metrics on the HTTP port, at /metrics (behind the token, if any).
     #[arg(long, env = "MNIST_HTTP_METRICS", requires = "http_addr")]
     pub http_metrics: bool,

@@ -208,6 +208,31 @@ impl Core {
         predictions.pop().ok_or_else(|| ServerError::Inference("no prediction for an admitted image".into()))
     }
 
+    /// Classifies one admitted image with `model`, and also returns the
+    /// 784 pixels the model saw (after preprocessing): what the web page
+    /// shows beside the answer.
+    pub async fn classify_and_show(
+        &self,
+        model: &Model,
+        image: ImageInput,
+        deadline: Option<Instant>,
+        _admission: Admission,
+    ) -> Result<(Prediction, Vec<u8>), ServerError> {
+        if expired(deadline, Instant::now()) {
+            return Err(ServerError::DeadlineExceeded);
+        }
+        let started = Instant::now();
+        let prepared = self.prepare(image).await?;
+        metrics::stage("preprocess", started.elapsed());
+        let ModelImage::Pixels(pixels) = &prepared else {
+            return Err(ServerError::Inference("an image to show became normalized values".into()));
+        };
+        let seen = pixels.clone();
+        let receiver = model.batcher().submit(prepared, deadline)?;
+        let prediction = receiver.await.unwrap_or(Err(ServerError::ShuttingDown))?;
+        Ok((prediction, seen))
+    }
+
     /// Classifies the admitted images of one request with `model`: answered
     /// when all are, or with the first failure. Their places are given back
     /// when done.

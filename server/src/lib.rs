@@ -304,10 +304,16 @@ async fn serve(
         Some(listener) => {
             let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: local_addr, source })?;
             let metrics = prometheus.filter(|_| config.http_metrics);
-            let app = api::http::router(Arc::clone(&core), auth.clone(), metrics);
+            let app = api::http::router(Arc::clone(&core), auth.clone(), metrics, !config.no_web_page);
             let shutdown = stopped(serving_stopped.clone());
             let task = tokio::spawn(http_server::serve(listener, http_tls, app, shutdown));
-            tracing::info!(addr = %addr, tls = tls_enabled, metrics = config.http_metrics, "HTTP listening");
+            tracing::info!(
+                addr = %addr,
+                tls = tls_enabled,
+                metrics = config.http_metrics,
+                web_page = !config.no_web_page,
+                "HTTP listening"
+            );
             Some(task)
         }
         None => None,

@@ -153,7 +153,9 @@ pub fn batch_norm_name(conv: &str) -> String {
 /// One built step of a [`Net`].
 #[derive(Debug)]
 enum Step {
-    Conv(nn::Conv2D, Option<nn::BatchNorm>),
+    /// Boxed: a convolution and its batch normalization are ten times the
+    /// size of the other steps.
+    Conv(Box<(nn::Conv2D, Option<nn::BatchNorm>)>),
     Relu,
     MaxPool,
     Flatten,
@@ -186,7 +188,7 @@ impl Net {
                     let bn = arch
                         .batch_norm()
                         .then(|| nn::batch_norm2d(root / batch_norm_name(w.name), w.outputs, Default::default()));
-                    Step::Conv(conv, bn)
+                    Step::Conv(Box::new((conv, bn)))
                 }
                 Layer::Dense(w) => Step::Dense(
                     nn::linear(root / w.name, w.inputs, w.outputs, linear_config(w.inputs)),
@@ -211,7 +213,8 @@ impl Net {
         let mut x = xs.shallow_clone();
         for step in &self.steps {
             x = match step {
-                Step::Conv(conv, bn) => {
+                Step::Conv(layer) => {
+                    let (conv, bn) = layer.as_ref();
                     seen(&x);
                     let out = x.apply(conv);
                     match bn {

@@ -49,8 +49,9 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// The REST API over `core`; `/metrics` too when `metrics` is given.
-pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandle>) -> Router {
+/// The REST API over `core`; `/metrics` too when `metrics` is given, and
+/// the web page (`/`, [`super::web`]) unless `web_page` is false.
+pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandle>, web_page: bool) -> Router {
     let state = AppState { core, auth, metrics };
     let mut protected = Router::new()
         .route("/v2", get(server_metadata))
@@ -66,17 +67,22 @@ pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandl
     if state.metrics.is_some() {
         protected = protected.route("/metrics", get(render_metrics));
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.auth.clone(), require_token));
+    let mut app = Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .merge(protected)
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone());
+    if web_page {
+        app = app.merge(super::web::router(state.core, state.auth));
+    }
+    app
 }
 
-/// An error as the protocol answers it.
-struct ApiError {
+/// An error as the protocol answers it: `{"error": "..."}` with the HTTP
+/// code of its gRPC status.
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
 }
@@ -98,9 +104,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Refuses a request without the bearer token (when the server has one).
+pub(super) async fn require_token(State(auth): State<BearerAuth>, request: Request, next: Next) -> Response {
     let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    match state.auth.authorize(authorization) {
+    match auth.authorize(authorization) {
         Ok(()) => next.run(request).await,
         Err(error) => ApiError::from(error).into_response(),
     }
@@ -109,7 +116,8 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
-        message: "no such route; the Open Inference Protocol's are under /v2 (e.g. POST /v2/models/mnist/infer)"
+        message: "no such route; the Open Inference Protocol's are under /v2 (e.g. POST /v2/models/mnist/infer), \
+                  the web page's at / and /api"
             .to_string(),
     }
 }

@@ -4,7 +4,8 @@
 //! - [`classifier`]: `mnist.v1.Classifier` over gRPC, the service's own API;
 //! - [`inference`]: the Open Inference Protocol (KServe v2, Triton) over
 //!   gRPC, on the same port;
-//! - [`http`]: the Open Inference Protocol's REST API, on `--http-addr`.
+//! - [`http`]: the Open Inference Protocol's REST API, on `--http-addr`;
+//! - [`web`]: the web page on the same port, and the small JSON API it calls.
 //!
 //! [`oip`] holds what the two Open Inference Protocol fronts share (tensor
 //! names, shapes and data types, the model's metadata and configuration),
@@ -17,6 +18,7 @@ pub mod http;
 pub mod inference;
 pub mod oip;
 mod stream;
+pub mod web;
 
 use std::time::{Duration, Instant};
 

@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn graph_quantizes_every_weighted_layer_and_keeps_the_contract() {
         for (arch, layers, quantize_nodes, parameters) in
-            [(Arch::Reference, 4, 6, 1_199_648), (Arch::ThreeBlock, 5, 9, 503_008)]
+            [(Arch::Reference, 4, 6, 1_199_648), (Arch::ThreeBlock, 5, 8, 503_328)]
         {
             let vs = VarStore::new(Device::Cpu);
             let _ = Net::new(&vs.root(), arch);

@@ -82,8 +82,8 @@ impl Weights {
                 bias = (bias - mean) * &scale + beta;
             }
             if Some(name) == output_layer {
-                weight = weight / temperature;
-                bias = bias / temperature;
+                weight /= temperature;
+                bias /= temperature;
             }
             for (part, tensor) in [("weight", weight), ("bias", bias)] {
                 let tensor = tensor.to_kind(Kind::Float).contiguous();
@@ -337,7 +337,7 @@ mod tests {
             for (name, value) in vs.variables() {
                 if name.starts_with("bn") && (name.ends_with(".weight") || name.ends_with(".bias")) {
                     let mut value = value;
-                    let _ = value.copy_(&(Tensor::rand(value.size(), (Kind::Float, Device::Cpu)) + 0.5));
+                    value.copy_(&(Tensor::rand(value.size(), (Kind::Float, Device::Cpu)) + 0.5));
                 }
             }
         });

@@ -1,0 +1,166 @@
+//! The web page on the HTTP port: draw a digit, drop or snap a photo, and
+//! see the answer, the confidence of every digit and the 28x28 image the
+//! model saw.
+//!
+//! The page is static files compiled into the binary (`server/web/`: no
+//! CDN, no build step) and calls two JSON routes beside the Open Inference
+//! Protocol's, over the same [`Core`]: the same admission, preprocessing
+//! and batcher as every other front, so the page can neither bypass a
+//! limit nor see anything another client would not.
+//!
+//! - `GET /`, `/web/*`, `/favicon.svg`: the page, open (it holds no data);
+//!   served with a strict Content-Security-Policy: scripts and styles only
+//!   from the server itself, no inline script, no request elsewhere.
+//! - `GET /api/models`: the served models (name, digest, accuracy from the
+//!   card, execution provider, batching), the default first.
+//! - `POST /api/classify?model=NAME`: the body is an image file (any format
+//!   the `image` crate reads); the answer is the digit, the ten
+//!   probabilities, the model that answered and the 784 pixels it saw.
+//!
+//! The `/api` routes need the bearer token when the server has one; the
+//! page asks for it and sends it in the `Authorization` header, never in a
+//! URL.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Query, State},
+    http::{HeaderValue, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{ApiError, require_token};
+use crate::{auth::BearerAuth, core::Core, core::ImageInput, error::ServerError, metrics, models::Model};
+
+/// The protocol's name in metrics.
+const PROTOCOL: &str = "web";
+
+/// Scripts, styles, images and requests from this server only; nothing
+/// inline (the page has no inline script or style), no frames, no forms
+/// sent anywhere. Images also from `data:` and `blob:` URLs: the photos the
+/// person picked, shown before they are sent.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const APP_CSS: &str = include_str!("../../web/app.css");
+const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
+
+/// The page and its JSON routes, over `core`.
+pub fn router(core: Arc<Core>, auth: BearerAuth) -> Router {
+    let api = Router::new()
+        .route("/api/models", get(models))
+        .route("/api/classify", post(classify))
+        .route_layer(middleware::from_fn_with_state(auth, require_token))
+        .with_state(core);
+    Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/web/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/web/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+        .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON_SVG) }))
+        .merge(api)
+}
+
+/// A static file with the headers every page response carries.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // The assets change with the binary only: a short cache, revalidated.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// What the model panel shows of one served model.
+fn describe(model: &Model) -> Value {
+    let served = model.served();
+    let info = &served.info;
+    let batching = info.batching.unwrap_or_default();
+    json!({
+        "name": model.name(),
+        "default": info.is_default,
+        "version": served.version,
+        "file": info.model_file,
+        "sha256": info.model_sha256,
+        "test_accuracy": info.test_accuracy,
+        "provider": info.execution_provider,
+        "temperature": info.model_metadata.get("temperature"),
+        "quantization": info.model_metadata.get("quantization"),
+        "batching": {
+            "max_batch_size": batching.max_batch_size,
+            "max_queue_delay_us": batching.max_queue_delay_us,
+            "max_queue_size": batching.max_queue_size,
+        },
+        "server_version": info.server_version,
+    })
+}
+
+async fn models(State(core): State<Arc<Core>>) -> axum::Json<Value> {
+    axum::Json(json!({ "models": core.models().iter().map(|model| describe(model)).collect::<Vec<_>>() }))
+}
+
+/// `?model=NAME`; absent or empty: the default model.
+#[derive(Deserialize)]
+struct ClassifyQuery {
+    #[serde(default)]
+    model: String,
+}
+
+async fn classify(
+    State(core): State<Arc<Core>>,
+    Query(query): Query<ClassifyQuery>,
+    body: Body,
+) -> Result<axum::Json<Value>, ApiError> {
+    let started = Instant::now();
+    let result = classify_body(&core, &query.model, body).await;
+    let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+    metrics::request(PROTOCOL, "classify", code, started.elapsed(), 1);
+    Ok(axum::Json(result?))
+}
+
+async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
+    let model = core.model(model)?;
+    let limit = core.limits().decode.max_encoded_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })?;
+    if body.is_empty() {
+        return Err(ServerError::EmptyInput);
+    }
+    let admission = core.try_admit(1)?;
+    let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(body.to_vec()), None, admission).await?;
+    Ok(json!({
+        "model_name": model.name(),
+        "model": prediction.model_prefix(),
+        "digit": prediction.digit,
+        "confidence": prediction.confidence,
+        "probabilities": prediction.probabilities,
+        "seen": seen,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_nothing_inline_and_nothing_from_elsewhere() {
+        // The policy forbids inline script and style: the page must have none.
+        assert!(!INDEX_HTML.contains("<script>") && !INDEX_HTML.contains(" style="), "inline code in index.html");
+        assert!(!INDEX_HTML.contains("onclick=") && !INDEX_HTML.contains("javascript:"));
+        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+            assert!(!text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"), "{text}");
+        }
+        assert!(INDEX_HTML.contains(r#"<script src="/web/app.js" defer></script>"#));
+        let weight = INDEX_HTML.len() + APP_JS.len() + APP_CSS.len() + FAVICON_SVG.len();
+        assert!(weight < 100_000, "the page weighs {weight} bytes");
+    }
+}

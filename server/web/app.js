@@ -1,0 +1,369 @@
+// The mnist web page: a drawing pad and photo drop that call the server's
+// own JSON API (/api/models, /api/classify), which shares the core, the
+// admission limits and the batcher with every other front. No framework,
+// no request to any other host (the Content-Security-Policy forbids it).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: null,         // the bearer token, when the server asked for one; kept in memory only
+  models: [],
+  model: "",           // the selected model's name; "" until the list is known
+  strokes: [],         // each stroke: [[x, y], ...] in pad pixels
+  drawing: null,
+  sequence: 0,         // drawing requests sent; a late answer to an older one is dropped
+  lastStrokeAt: 0,     // performance.now() when the pen last moved or lifted
+  debounce: null,
+  retryAfterToken: [],
+};
+const INK_WIDTH = 22;     // in a 280-pixel pad: MNIST's stroke width once the digit is fitted to 20x20
+const LIVE_DELAY_MS = 60; // wait this long after the pen's last move before asking
+
+// ---------- talking to the server ----------
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+/** Words for an error, as a person reads them. */
+function explain(error) {
+  if (!(error instanceof ApiError)) return `Cannot reach the server (${error.message}).`;
+  switch (error.status) {
+    case 400: return `The server could not use this image: ${error.message}`;
+    case 401: return "This server needs a token: enter it above.";
+    case 404: return error.message;
+    case 413: return `The image is too large for this server: ${error.message}`;
+    case 429: return "The server is full right now; try again in a moment.";
+    case 503: return "The server is starting or shutting down; try again in a moment.";
+    default: return `The server answered ${error.status}: ${error.message}`;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers, cache: "no-store" });
+  } catch (error) {
+    throw new Error(error.message || "network error");
+  }
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
+  if (!response.ok) {
+    if (response.status === 401) askForToken();
+    throw new ApiError(response.status, (body && body.error) || text || response.statusText);
+  }
+  return body;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function askForToken() {
+  const form = $("token-form");
+  if (form.hidden) {
+    form.hidden = false;
+    $("token").focus();
+  }
+}
+
+// ---------- models ----------
+
+async function loadModels() {
+  const answer = await api("/api/models");
+  state.models = answer.models;
+  const select = $("model");
+  select.replaceChildren(...state.models.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.default ? `${m.name} (default)` : m.name;
+    return option;
+  }));
+  if (!state.models.some((m) => m.name === state.model)) state.model = state.models[0] ? state.models[0].name : "";
+  select.value = state.model;
+  showModel();
+}
+
+function showModel() {
+  const model = state.models.find((m) => m.name === state.model);
+  const list = $("model-info");
+  if (!model) { list.replaceChildren(); return; }
+  const accuracy = model.test_accuracy == null ? "unknown (no model card)" : `${(model.test_accuracy * 100).toFixed(2)} % on the MNIST test set`;
+  const rows = [
+    ["name", model.name + (model.default ? " (default)" : "")],
+    ["file", model.file],
+    ["SHA-256", model.sha256.slice(0, 12) + "…"],
+    ["accuracy", accuracy],
+    ["weights", model.quantization ? "int8" : "float32"],
+    ["provider", model.provider],
+    ["batching", `up to ${model.batching.max_batch_size} images, wait ${model.batching.max_queue_delay_us} µs`],
+    ["server", model.server_version],
+  ];
+  list.replaceChildren(...rows.flatMap(([term, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    if (term === "SHA-256") dd.title = model.sha256;
+    return [dt, dd];
+  }));
+}
+
+// ---------- results ----------
+
+function renderResult(container, answer, elapsedMs) {
+  const node = $("result-template").content.firstElementChild.cloneNode(true);
+  node.querySelector(".digit").textContent = String(answer.digit);
+  node.querySelector(".confidence").textContent = `${(answer.confidence * 100).toFixed(1)} %`;
+  if (answer.confidence < 0.9) node.classList.add("uncertain");
+  const order = answer.probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0]);
+  node.querySelector(".bars").replaceChildren(...answer.probabilities.map((p, d) => {
+    const li = document.createElement("li");
+    if (d === answer.digit) li.classList.add("top");
+    const label = document.createElement("span");
+    label.textContent = String(d);
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.style.width = `${Math.max(0, Math.min(1, p)) * 100}%`;
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "p";
+    value.textContent = p >= 0.0005 ? p.toFixed(3) : "<0.001";
+    li.append(label, bar, value);
+    li.title = `digit ${d}: probability ${p}`;
+    return li;
+  }));
+  drawSeen(node.querySelector(".seen canvas"), answer.seen);
+  const runnerUp = order[1] ? `; next: ${order[1][1]} (${(order[1][0] * 100).toFixed(1)} %)` : "";
+  node.querySelector(".meta").textContent =
+    `${answer.model_name} (${answer.model}) answered in ${Math.round(elapsedMs)} ms${runnerUp}`;
+  node.dataset.digit = String(answer.digit);
+  container.replaceChildren(node);
+  container.classList.remove("empty");
+}
+
+/** The 784 pixels the model saw, white ink on black as MNIST stores them. */
+function drawSeen(canvas, pixels) {
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const v = pixels[i] || 0;
+    image.data.set([v, v, v, 255], i * 4);
+  }
+  context.putImageData(image, 0, 0);
+}
+
+async function classify(blob) {
+  const started = performance.now();
+  const query = state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+  const answer = await api(`/api/classify${query}`, {
+    method: "POST",
+    headers: { "Content-Type": blob.type || "application/octet-stream" },
+    body: blob,
+  });
+  return { answer, elapsed: performance.now() - started };
+}
+
+// ---------- the drawing pad ----------
+
+const pad = $("pad");
+const ink = pad.getContext("2d");
+
+function padPoint(event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * (pad.width / box.width), (event.clientY - box.top) * (pad.height / box.height)];
+}
+
+function paintStroke(points) {
+  ink.beginPath();
+  ink.moveTo(points[0][0], points[0][1]);
+  for (const [x, y] of points.slice(1)) ink.lineTo(x, y);
+  if (points.length === 1) ink.lineTo(points[0][0] + 0.1, points[0][1]);
+  ink.stroke();
+}
+
+function repaint() {
+  ink.fillStyle = "#fff";
+  ink.fillRect(0, 0, pad.width, pad.height);
+  ink.strokeStyle = "#000";
+  ink.lineWidth = INK_WIDTH;
+  ink.lineCap = "round";
+  ink.lineJoin = "round";
+  state.strokes.forEach(paintStroke);
+}
+
+/** The pad as a PNG. Synchronously: Chromium runs toBlob's encoding as an
+ * idle task, which in a busy or headless tab arrives up to a second late. */
+function padImage() {
+  const bytes = atob(pad.toDataURL("image/png").split(",")[1]);
+  const png = new Uint8Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) png[i] = bytes.charCodeAt(i);
+  return new Blob([png], { type: "image/png" });
+}
+
+function drawingChanged() {
+  state.lastStrokeAt = performance.now();
+  clearTimeout(state.debounce);
+  state.debounce = setTimeout(predictDrawing, LIVE_DELAY_MS);
+}
+
+async function predictDrawing() {
+  const result = $("drawing-result");
+  if (state.strokes.length === 0) {
+    result.classList.add("empty");
+    result.replaceChildren(Object.assign(document.createElement("p"), { className: "placeholder", textContent: "Draw a digit on the pad." }));
+    delete result.dataset.latencyMs;
+    return;
+  }
+  const sequence = ++state.sequence;
+  const strokeAt = state.lastStrokeAt;
+  const blob = padImage();
+  try {
+    const { answer, elapsed } = await classify(blob);
+    if (sequence !== state.sequence) return; // a newer drawing is on its way
+    renderResult(result, answer, elapsed);
+    // From the pen's last move to the answer on the page (read by the browser test).
+    result.dataset.latencyMs = (performance.now() - strokeAt).toFixed(1);
+    showError("");
+  } catch (error) {
+    if (sequence !== state.sequence) return;
+    if (error.status === 401) state.retryAfterToken.push(predictDrawing);
+    showError(explain(error));
+  }
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  state.drawing = [padPoint(event)];
+  state.strokes.push(state.drawing);
+  repaint();
+  drawingChanged();
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!state.drawing) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of events.length ? events : [event]) state.drawing.push(padPoint(e));
+  repaint();
+  drawingChanged();
+});
+for (const type of ["pointerup", "pointercancel"]) {
+  pad.addEventListener(type, () => {
+    if (!state.drawing) return;
+    state.drawing = null;
+    drawingChanged();
+  });
+}
+
+function undo() {
+  state.strokes.pop();
+  repaint();
+  drawingChanged();
+}
+function clearPad() {
+  state.strokes = [];
+  repaint();
+  drawingChanged();
+}
+$("undo").addEventListener("click", undo);
+$("clear").addEventListener("click", clearPad);
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement) return;
+  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); undo(); }
+  if (event.key === "Escape") clearPad();
+});
+
+// ---------- photos: pick, snap, drop, paste ----------
+
+async function predictFile(file) {
+  const item = document.createElement("li");
+  const source = document.createElement("div");
+  source.className = "source";
+  const thumb = document.createElement("img");
+  thumb.alt = "";
+  const url = URL.createObjectURL(file);
+  thumb.src = url;
+  thumb.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+  thumb.addEventListener("error", () => { URL.revokeObjectURL(url); thumb.remove(); }, { once: true });
+  const name = document.createElement("span");
+  name.textContent = file.name || "pasted image";
+  source.append(thumb, name);
+  const result = document.createElement("div");
+  result.className = "result empty";
+  result.textContent = "reading…";
+  item.append(source, result);
+  $("photo-results").prepend(item);
+  const run = async () => {
+    try {
+      const { answer, elapsed } = await classify(file);
+      renderResult(result, answer, elapsed);
+      item.dataset.digit = String(answer.digit);
+    } catch (error) {
+      if (error.status === 401) state.retryAfterToken.push(run);
+      result.textContent = explain(error);
+      result.classList.add("failed");
+      item.dataset.error = String(error.status || "network");
+    }
+  };
+  await run();
+}
+
+function predictFiles(files) {
+  for (const file of files) predictFile(file);
+}
+
+for (const id of ["files", "camera"]) {
+  $(id).addEventListener("change", (event) => {
+    predictFiles(event.target.files);
+    event.target.value = "";
+  });
+}
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  predictFiles(event.dataTransfer.files);
+});
+document.addEventListener("paste", (event) => {
+  const files = [...(event.clipboardData ? event.clipboardData.files : [])];
+  if (files.length) predictFiles(files);
+});
+
+// ---------- model choice and token ----------
+
+$("model").addEventListener("change", (event) => {
+  state.model = event.target.value;
+  showModel();
+  if (state.strokes.length) predictDrawing();
+});
+
+$("token-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  state.token = $("token").value.trim() || null;
+  $("token").value = "";
+  try {
+    await loadModels();
+    $("token-form").hidden = true;
+    showError("");
+    const retries = state.retryAfterToken.splice(0);
+    retries.forEach((retry) => retry());
+  } catch (error) {
+    showError(error.status === 401 ? "That token was refused; check it and try again." : explain(error));
+    askForToken();
+  }
+});
+
+// ---------- start ----------
+
+repaint();
+loadModels().catch((error) => {
+  if (error.status !== 401) showError(explain(error));
+});
