@@ -14,12 +14,14 @@
 #   A=models/mnist.onnx B=models/mnist-int8.onnx scripts/bench-fairness.sh
 #   GHZ=/path/to/ghz scripts/bench-fairness.sh               default ../shared/tools/ghz
 #   CORES=split scripts/bench-fairness.sh                    server on core 0, ghz on core 1
+#   SERVER_FLAGS="--intra-threads 1" scripts/bench-fairness.sh  extra mnist-server flags
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/server-env.sh"
 ROUNDS="${1:-3}"
 SECONDS_PER_POINT="${2:-5}"
 A="${A:-models/mnist.onnx}"
 B="${B:-models/mnist-int8.onnx}"
+read -r -a EXTRA_SERVER_FLAGS <<<"${SERVER_FLAGS:-}"
 cores_layout bench-fairness
 require_ghz bench-fairness
 OUT="$(mktemp -d)"
@@ -40,20 +42,21 @@ GHZ_BASE=(${LOAD[@]+"${LOAD[@]}"} "$GHZ" ${GHZ_CPUS[@]+"${GHZ_CPUS[@]}"} --insec
   --proto proto/mnist/v1/classifier.proto --import-paths proto --call mnist.v1.Classifier.PredictOne)
 lone() {  # output name, then extra ghz flags
   local name="$1"; shift
-  "${GHZ_BASE[@]}" -c 1 --connections 1 -z "${SECONDS_PER_POINT}s" -D "$OUT/a.json" -O json -o "$OUT/$name.json" \
-    "$@" "$ADDR"
+  "${GHZ_BASE[@]}" -c 1 --connections 1 -z "${SECONDS_PER_POINT}s" --duration-stop wait -D "$OUT/a.json" \
+    -O json -o "$OUT/$name.json" "$@" "$ADDR"
 }
 # flood MODEL NAME: 64 callers on 4 connections for a bit longer than the lone caller runs.
 flood() {
-  "${GHZ_BASE[@]}" -c 64 --connections 4 -z "$((SECONDS_PER_POINT + 2))s" -D "$OUT/$1.json" -O json \
-    -o "$OUT/$2.json" "$ADDR" &
+  "${GHZ_BASE[@]}" -c 64 --connections 4 -z "$((SECONDS_PER_POINT + 2))s" --duration-stop wait \
+    -D "$OUT/$1.json" -O json -o "$OUT/$2.json" "$ADDR" &
   FLOOD_PID=$!
   sleep 1  # let the flood reach its steady state first
 }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
-echo "== cores: $CORES; A=$A B=$B; $ROUNDS rounds of ${SECONDS_PER_POINT} s" >&2
-start_server "$OUT" --model "a=$A" --model "b=$B" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"}
+echo "== cores: $CORES; A=$A B=$B; server flags: ${SERVER_FLAGS:-none}; $ROUNDS rounds of ${SECONDS_PER_POINT} s" >&2
+start_server "$OUT" --model "a=$A" --model "b=$B" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"} \
+  ${EXTRA_SERVER_FLAGS[@]+"${EXTRA_SERVER_FLAGS[@]}"}
 trap stop_server EXIT
 "${GHZ_BASE[@]}" -c 8 -n 2000 -D "$OUT/a.json" "$ADDR" >/dev/null
 "${GHZ_BASE[@]}" -c 8 -n 2000 -D "$OUT/b.json" "$ADDR" >/dev/null

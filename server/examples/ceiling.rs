@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if models.is_empty() {
         models.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx"));
     }
-    let options = RuntimeOptions { device: Device::Cpu, intra_threads: threads, spinning };
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: threads, spinning, sessions: 1 };
     let mut backends = Vec::new();
     for model in &models {
         backends.push(OnnxBackend::load(model, &options)?.0);

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
-    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false };
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, _) = OnnxBackend::load(&model, &options)?;
     let test = Mnist::load(&default_dir(), Split::Test)?;
     let limits = DecodeLimits::default();

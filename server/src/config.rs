@@ -64,7 +64,8 @@ pub struct Config {
     pub device: Device,
 
     /// Threads ONNX Runtime uses inside one inference (0: one per core; fewer when the process may
-    /// use fewer CPUs: its CPU affinity, a container's CPU limit).
+    /// use fewer CPUs: its CPU affinity, a container's CPU limit; with several models, the cores
+    /// divided among them, at least one each).
     #[arg(long, env = "MNIST_INTRA_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
 
@@ -201,12 +202,13 @@ impl Config {
         models::order(specs, self.default_model.as_deref())
     }
 
-    /// The ONNX Runtime settings.
+    /// The ONNX Runtime settings for each served model.
     pub fn runtime_options(&self) -> crate::backend::RuntimeOptions {
         crate::backend::RuntimeOptions {
             device: self.device,
             intra_threads: self.intra_threads,
             spinning: self.intra_op_spinning,
+            sessions: self.models().map_or(1, |models| models.len()),
         }
     }
 

@@ -26,7 +26,7 @@ fn intra_op_threads_default_to_the_cpus_this_process_may_use() {
         libc::CPU_SET(0, &mut set);
         assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
     }
-    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false };
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     assert_eq!(options.intra_op_threads(), Some(1));
     let (_backend, _) = OnnxBackend::load(&common::shipped_model(), &options).unwrap();
     let intra_op_threads = std::fs::read_dir("/proc/self/task")

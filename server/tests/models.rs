@@ -27,7 +27,8 @@ use tonic::transport::Channel;
 /// The probabilities `model` gives `images` when run directly, outside the
 /// server: what the server must answer for requests that name it.
 fn direct_probabilities(model: &Path, images: &[&[u8]]) -> Vec<Vec<f32>> {
-    let options = RuntimeOptions { device: mnist_server::config::Device::Cpu, intra_threads: 1, spinning: false };
+    let options =
+        RuntimeOptions { device: mnist_server::config::Device::Cpu, intra_threads: 1, spinning: false, sessions: 1 };
     let (mut backend, _) = OnnxBackend::load(model, &options).expect("load the model");
     let mut input = Vec::with_capacity(images.len() * IMAGE_PIXELS);
     for image in images {

@@ -1,5 +1,6 @@
-//! The two shipped models, checked against each other and against their
-//! cards on all 10,000 test images, through the server's own backend:
+//! Every shipped model (each float model `models/NAME.onnx` with its int8
+//! twin `models/NAME-int8.onnx`), checked against each other and against
+//! their cards on all 10,000 test images, through the server's own backend:
 //! the int8 model stays within a tenth of a point of the float model and
 //! predicts the same digit on at least 99.8 % of images, each scores exactly
 //! what its card says, and the temperature the float card reports is the one
@@ -27,7 +28,7 @@ fn card(model: &Path) -> serde_json::Value {
 
 /// Predicted digits of every test image, with the model's description.
 fn predictions(model: &Path, input: &[f32]) -> (Vec<usize>, ModelDescription) {
-    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 1, spinning: false };
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 1, spinning: false, sessions: 1 };
     let (mut backend, description) = OnnxBackend::load(model, &options).unwrap();
     let mut digits = Vec::with_capacity(input.len() / IMAGE_PIXELS);
     for chunk in input.chunks(500 * IMAGE_PIXELS) {
@@ -37,8 +38,32 @@ fn predictions(model: &Path, input: &[f32]) -> (Vec<usize>, ModelDescription) {
     (digits, description)
 }
 
+/// The shipped float models, by file name: every `.onnx` in `models/` that
+/// is not an int8 twin.
+fn float_models() -> Vec<PathBuf> {
+    let mut models: Vec<PathBuf> = std::fs::read_dir(models_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "onnx"))
+        .filter(|path| !path.file_stem().unwrap().to_string_lossy().ends_with("-int8"))
+        .collect();
+    models.sort();
+    models
+}
+
 #[test]
 fn int8_and_float_models_agree_and_score_what_their_cards_say() {
+    let floats = float_models();
+    assert!(floats.iter().any(|path| path.ends_with("mnist.onnx")), "{floats:?}");
+    for float_path in floats {
+        let stem = float_path.file_stem().unwrap().to_string_lossy().into_owned();
+        let int8_path = models_dir().join(format!("{stem}-int8.onnx"));
+        assert!(int8_path.is_file(), "{} ships without its int8 twin", float_path.display());
+        check_pair(&float_path, &int8_path);
+    }
+}
+
+fn check_pair(float_path: &Path, int8_path: &Path) {
     let test = common::test_set();
     let mut input = Vec::new();
     mnist::normalize_into(&test.images, PIXEL_MEAN, PIXEL_STD, &mut input);
@@ -46,11 +71,9 @@ fn int8_and_float_models_agree_and_score_what_their_cards_say() {
         digits.iter().zip(&test.labels).filter(|(d, l)| **d == usize::from(**l)).count() as f64 / digits.len() as f64
     };
 
-    let float_path = models_dir().join("mnist.onnx");
-    let int8_path = models_dir().join("mnist-int8.onnx");
-    let (float_digits, float_model) = predictions(&float_path, &input);
-    let (int8_digits, int8_model) = predictions(&int8_path, &input);
-    let (float_card, int8_card) = (card(&float_path), card(&int8_path));
+    let (float_digits, float_model) = predictions(float_path, &input);
+    let (int8_digits, int8_model) = predictions(int8_path, &input);
+    let (float_card, int8_card) = (card(float_path), card(int8_path));
 
     let (float_accuracy, int8_accuracy) = (accuracy(&float_digits), accuracy(&int8_digits));
     assert_eq!(Some(int8_accuracy), int8_card["test_accuracy"].as_f64(), "int8 card");

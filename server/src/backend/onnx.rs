@@ -35,6 +35,9 @@ pub struct RuntimeOptions {
     /// Let idle intra-op threads spin waiting for work. Off by default: the
     /// spinning threads take the cores the server's network threads need.
     pub spinning: bool,
+    /// Sessions running side by side (the served models), each with its
+    /// own inference thread: with `intra_threads` 0 they divide the CPUs.
+    pub sessions: usize,
 }
 
 impl RuntimeOptions {
@@ -47,10 +50,20 @@ impl RuntimeOptions {
     /// fewer (a CPU affinity such as `taskset`'s, a container's CPU quota),
     /// that would start threads for CPUs it cannot have, so 0 then means
     /// as many threads as Rust's `available_parallelism` counts.
+    ///
+    /// Several sessions (several served models) divide the CPUs the process
+    /// may use between them, at least one thread each: each session's
+    /// threads on every core would make a lone request to one model wait
+    /// for the operating system to give it a core back from another
+    /// model's batch (a lone caller's p99 beside a flooded model: 6.0x its
+    /// unloaded p99 with two threads each, 2.6x with one; docs/benchmarks.md).
     pub fn intra_op_threads(&self) -> Option<usize> {
         match self.intra_threads {
             0 => {
                 let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if self.sessions > 1 {
+                    return Some((usable / self.sessions).max(1));
+                }
                 (usable < online_cpus().unwrap_or(usable)).then_some(usable)
             }
             n => Some(n),
@@ -327,4 +340,22 @@ fn system_library() -> Option<PathBuf> {
         .iter()
         .flat_map(|dir| ["libonnxruntime.so", "libonnxruntime.dylib"].map(|n| Path::new(dir).join(n)))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_sessions_divide_the_cpus_and_an_explicit_count_wins() {
+        let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let options =
+            |intra_threads, sessions| RuntimeOptions { device: Device::Cpu, intra_threads, spinning: false, sessions };
+        assert_eq!(options(0, 2).intra_op_threads(), Some((usable / 2).max(1)));
+        assert_eq!(options(0, usable + 5).intra_op_threads(), Some(1), "at least one thread each");
+        assert_eq!(options(3, 2).intra_op_threads(), Some(3));
+        if usable == online_cpus().unwrap_or(usable) {
+            assert_eq!(options(0, 1).intra_op_threads(), None, "one session: ONNX Runtime's own choice");
+        }
+    }
 }
