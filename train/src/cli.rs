@@ -25,7 +25,8 @@ Examples:
 
   # Score a run and write its charts; export it to ship:
   mnist-train eval --run runs/best
-  mnist-train export --run runs/best --int8 --out-dir models";
+  mnist-train export --run runs/best --int8 --out-dir models
+  mnist-train export --run runs/three-block --int8 --name mnist-three-block --out-dir models";
 
 /// Trains the reference MNIST CNN with libtorch, evaluates it, and exports ONNX.
 #[derive(Debug, Parser)]
@@ -77,11 +78,19 @@ pub struct ShipArgs {
     /// Training images the int8 activation ranges are measured on.
     #[arg(long, default_value_t = mnist_train::quantize::DEFAULT_CALIBRATION_IMAGES)]
     pub calibration_images: usize,
+    /// The files' name: NAME.onnx and NAME-int8.onnx, with their cards (the server names each
+    /// model after its file).
+    #[arg(long, default_value = mnist_train::export::DEFAULT_NAME)]
+    pub name: String,
 }
 
 impl ShipArgs {
     pub fn options(&self) -> mnist_train::export::ExportOptions {
-        mnist_train::export::ExportOptions { int8: self.int8, calibration_images: self.calibration_images }
+        mnist_train::export::ExportOptions {
+            int8: self.int8,
+            calibration_images: self.calibration_images,
+            name: self.name.clone(),
+        }
     }
 }
 

@@ -26,10 +26,8 @@ use crate::{
     runtime,
 };
 
-/// File name of the float model.
-pub const FLOAT_MODEL: &str = "mnist.onnx";
-/// File name of the int8 model.
-pub const INT8_MODEL: &str = "mnist-int8.onnx";
+/// The models' name unless told otherwise: `mnist.onnx` and `mnist-int8.onnx`.
+pub const DEFAULT_NAME: &str = "mnist";
 
 /// A held-out split (validation or test), as bytes (for ONNX Runtime) and
 /// as tensors (for libtorch).
@@ -66,12 +64,15 @@ pub struct Splits<'a> {
 }
 
 /// How to export.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExportOptions {
     /// Also write the int8 model.
     pub int8: bool,
     /// Training images the int8 activation ranges are measured on.
     pub calibration_images: usize,
+    /// The files' name: `NAME.onnx` and `NAME-int8.onnx` (the server names
+    /// each model after its file).
+    pub name: String,
 }
 
 /// The cards written.
@@ -83,8 +84,8 @@ pub struct Exported {
     pub int8: Option<ModelCard>,
 }
 
-/// Fits the temperature, writes `mnist.onnx` and `mnist.json` (and, with
-/// `options.int8`, `mnist-int8.onnx` and `mnist-int8.json`) to `dir`, and
+/// Fits the temperature, writes `NAME.onnx` and `NAME.json` (and, with
+/// `options.int8`, `NAME-int8.onnx` and `NAME-int8.json`) to `dir`, and
 /// draws `reliability.png` there when there is a validation split.
 pub fn export(
     net: &Net,
@@ -123,16 +124,17 @@ pub fn export(
             ("epochs".to_string(), progress.completed_epochs.to_string()),
         ]))
     };
-    let float_path = dir.join(FLOAT_MODEL);
+    let (float_file, int8_file) = (format!("{}.onnx", options.name), format!("{}-int8.onnx", options.name));
+    let float_path = dir.join(&float_file);
     onnx::write(&onnx::build_model(&weights, &metadata(&test_eval)?)?, &float_path)?;
-    let mut float_card = ModelCard::new(FLOAT_MODEL.into(), file_sha256(&float_path)?, &test_eval, progress);
+    let mut float_card = ModelCard::new(float_file.clone(), file_sha256(&float_path)?, &test_eval, progress);
     float_card.validation_accuracy = validation_eval.as_ref().map(|e| e.accuracy());
     float_card.calibration = calibration;
     write_card(&float_card, &float_path)?;
 
     let int8_card = if options.int8 {
         let ranges = quantize::activation_ranges(net, splits.train, options.calibration_images)?;
-        let int8_path = dir.join(INT8_MODEL);
+        let int8_path = dir.join(&int8_file);
         // The metadata's accuracy is the float model's until the int8 file
         // has been scored; the card, written after, has its own.
         let model = build_int8_model(&weights, &ranges, &metadata(&test_eval)?)?;
@@ -143,7 +145,7 @@ pub fn export(
         let int8_test = unfolded(runtime::logits(&int8_path, &splits.test.data)?);
         let int8_eval = Evaluation::from_logits(&int8_test, &test_labels)?;
         let agreement = int8_test.argmax(1, false).eq_tensor(&test_logits.argmax(1, false)).to_kind(Kind::Double);
-        let mut card = ModelCard::new(INT8_MODEL.into(), file_sha256(&int8_path)?, &int8_eval, progress);
+        let mut card = ModelCard::new(int8_file.clone(), file_sha256(&int8_path)?, &int8_eval, progress);
         if let (Some((validation, labels)), Some(float_calibration)) = (&validation, calibration) {
             let int8_validation = unfolded(runtime::logits(&int8_path, &validation.data)?);
             card.validation_accuracy = Some(Evaluation::from_logits(&int8_validation, labels)?.accuracy());
@@ -157,7 +159,7 @@ pub fn export(
             format: "QDQ: per-channel symmetric int8 weights, int32 biases, uint8 activations (MinMax)".into(),
             calibration_images: options.calibration_images.min(splits.train.len()),
             ranges,
-            float_model: FLOAT_MODEL.into(),
+            float_model: float_file.clone(),
             float_test_accuracy: test_eval.accuracy(),
             test_argmax_agreement: agreement.mean(Kind::Double).double_value(&[]),
         });

@@ -168,7 +168,7 @@ fn export_writes_a_calibrated_float_model_and_an_int8_model_that_agree() {
         train(&config(recipe, out.path(), false), &train_set, &validation.set, &AtomicBool::new(false)).unwrap();
 
     let splits = Splits { train: &train_set, validation: Some(&validation), test: &test };
-    let options = ExportOptions { int8: true, calibration_images: 1000 };
+    let options = ExportOptions { int8: true, calibration_images: 1000, name: "strong".into() };
     let exported = export(&trained.net, &trained.vs, &trained.progress, &splits, out.path(), options).unwrap();
 
     let float = &exported.float;
@@ -177,6 +177,7 @@ fn export_writes_a_calibrated_float_model_and_an_int8_model_that_agree() {
     assert!(calibration.validation.after.nll <= calibration.validation.before.nll + 1e-12, "{calibration:?}");
     assert!(float.validation_accuracy.is_some());
     assert!(out.path().join("reliability.png").is_file());
+    assert_eq!(float.model_file, "strong.onnx");
 
     let int8 = exported.int8.as_ref().expect("--int8 was asked for");
     let quantization = int8.quantization.as_ref().unwrap();
