@@ -99,3 +99,15 @@ def run_grpcurl(*args, data_file=None):
     data = pathlib.Path(data_file).read_text() if data_file else None
     cmd = [os.environ.get("GRPCURL", "grpcurl"), "-emit-defaults", *(["-d", "@"] if data_file else []), *args]
     return subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=60)
+
+
+def start_secure_server(test_class, *flags):
+    """A server with development TLS certificates, a bearer token and the HTTP
+    port, for `test_class` (its class cleanups remove them): sets `certs`,
+    `token` and `server` on it."""
+    import tempfile
+    directory = tempfile.TemporaryDirectory()
+    test_class.addClassCleanup(directory.cleanup)
+    test_class.certs, test_class.token, secure = credentials(directory.name)
+    test_class.server = Server(*secure, "--http-addr", "127.0.0.1:0", *flags)
+    test_class.addClassCleanup(stop_server, test_class.server)

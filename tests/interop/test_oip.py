@@ -40,7 +40,8 @@ from PIL import Image
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from common import GHZ, NO_GHZ, ROOT, Server, credentials, load_test_images, run_ghz, run_grpcurl, stop_server
+from common import (GHZ, NO_GHZ, ROOT, Server, load_test_images, run_ghz, run_grpcurl, start_secure_server,
+                    stop_server)
 
 CARD = json.loads((ROOT / "models/mnist.json").read_text())
 REQUESTS = ROOT / "examples/requests"
@@ -474,11 +475,7 @@ class OipSecureTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.addClassCleanup(cls.dir.cleanup)
-        cls.certs, cls.token, flags = credentials(cls.dir.name)
-        cls.server = Server(*flags, "--http-addr", "127.0.0.1:0")
-        cls.addClassCleanup(stop_server, cls.server)
+        start_secure_server(cls)
         cls.grpc_target = "localhost:" + cls.server.addr.rsplit(":", 1)[1]
         cls.https = "https://localhost:" + cls.server.http_addr.rsplit(":", 1)[1]
         cls.images, cls.labels = images_and_labels(2)

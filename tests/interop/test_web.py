@@ -23,7 +23,7 @@ import tempfile
 import time
 import unittest
 
-from common import ROOT, Server, credentials, stop_server
+from common import ROOT, Server, start_secure_server, stop_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -235,11 +235,7 @@ class SecurePageTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.addClassCleanup(cls.dir.cleanup)
-        cls.certs, cls.token, flags = credentials(cls.dir.name)
-        cls.server = Server(*flags, "--http-addr", "127.0.0.1:0")
-        cls.addClassCleanup(stop_server, cls.server)
+        start_secure_server(cls)
         port = cls.server.http_addr.rsplit(":", 1)[1]
         cls.origin = f"https://localhost:{port}"
         cls.driver = browser()
