@@ -5,8 +5,9 @@
 #   scripts/container.sh run [FLAGS...]   run it, ports published on 127.0.0.1 (gRPC 50051,
 #                                         HTTP 8000, metrics 9464); FLAGS go to mnist-server
 #   scripts/container.sh test             build, start, wait for health SERVING, run
-#                                         mnist-client predict and eval against it, SIGTERM,
-#                                         check exit code 0; prints size and start-up time
+#                                         mnist-client predict and eval against it, check that
+#                                         every shipped model is served (info, eval by name),
+#                                         SIGTERM, check exit code 0; prints size and start-up time
 #
 # Uses podman, else docker ($MNIST_CONTAINER_ENGINE to choose). With a registry
 # at hand this is the plain `build` and `run`. On machines without one, a base
@@ -159,6 +160,13 @@ test_image() {
   log "SERVING ${ready} s after \`run\` (container start, model load, warm-up)"
   "${client[@]}" predict examples/digits
   "${client[@]}" eval --data-dir "${MNIST_DIR:-$ROOT/../shared/data/mnist}" --limit 2000
+  # Every shipped model is served, each by its name.
+  local served expected
+  served=$("${client[@]}" info --format json | python3 -c 'import json, sys; print(" ".join(sorted(m["name"] for m in json.load(sys.stdin))))')
+  expected=$(cd models && ls -1 -- *.onnx | sed 's/\.onnx$//' | sort | xargs)
+  [[ "$served" == "$expected" ]] || { echo "container.sh: the image serves '$served', not every shipped model ('$expected')" >&2; exit 1; }
+  log "serves every shipped model: $served"
+  "${client[@]}" --model mnist-three-block-int8 eval --data-dir "${MNIST_DIR:-$ROOT/../shared/data/mnist}" --limit 2000
   curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null && log "HTTP port ready"
   curl -sf "http://127.0.0.1:$metrics/metrics" | grep -q mnist_requests_total && log "metrics served"
   log "runs as user $("$ENGINE" image inspect "$IMAGE:$VERSION" --format '{{.Config.User}}')"
