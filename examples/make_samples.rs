@@ -53,6 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let label = test.labels[0];
     fs::write(requests.join("pixels.json"), format!("{{\"id\": \"digit-{label}\", \"pixels\": \"{pixels}\"}}\n"))?;
     fs::write(requests.join("png.json"), format!("{{\"id\": \"digit-{label}-png\", \"image\": \"{png}\"}}\n"))?;
+    // The same digit for one model by name (a server serving several).
+    fs::write(
+        requests.join("pixels-int8.json"),
+        format!("{{\"id\": \"digit-{label}\", \"model\": \"mnist-int8\", \"pixels\": \"{pixels}\"}}\n"),
+    )?;
     // Ten digits for one Predict stream: ghz takes a JSON array of messages,
     // grpcurl a sequence of JSON objects.
     let stream: Vec<String> =

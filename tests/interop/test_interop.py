@@ -85,6 +85,20 @@ class InteropTest(unittest.TestCase):
         self.assertEqual(len(replies), 10)
         self.assertEqual([r["digit"] for r in replies], self.labels[:10])
 
+    def test_grpcurl_readme_commands_for_several_models(self):
+        server = Server("--model", str(ROOT / "models/mnist.onnx"), "--model", str(ROOT / "models/mnist-int8.onnx"))
+        try:
+            requests = ROOT / "examples/requests"
+            reply = json.loads(self.grpcurl(server.addr, "mnist.v1.Classifier/PredictOne",
+                                            data_file=requests / "pixels-int8.json"))
+            self.assertEqual(reply["modelName"], "mnist-int8")
+            self.assertEqual(str(reply["digit"]), json.loads((requests / "pixels.json").read_text())["id"].split("-")[1])
+            listed = json.loads(self.grpcurl(server.addr, "mnist.v1.Classifier/ListModels"))
+            self.assertEqual([m["name"] for m in listed["models"]], ["mnist", "mnist-int8"])
+            self.assertTrue(listed["models"][0]["isDefault"])
+        finally:
+            stop_server(server)
+
     def test_grpcurl_with_the_proto_file(self):
         out = self.grpcurl("-import-path", str(ROOT / "proto"), "-proto", "mnist/v1/classifier.proto",
                            self.server.addr, "mnist.v1.Classifier/GetModelInfo")
