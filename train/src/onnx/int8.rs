@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    INPUT_NAME, OUTPUT_NAME, Weights, conv_attributes, float_tensor, int, model_proto, node, numbered, pool_attributes,
-    proto::*, tensor_value,
+    INPUT_NAME, NodeNames, OUTPUT_NAME, Weights, float_tensor, int, model_proto, node, operator, proto::*, tensor_value,
 };
 use crate::{Error, Result, model::Layer};
 
@@ -117,30 +116,30 @@ pub fn build_int8_model(
     let first = next_weighted(0).ok_or_else(|| Error::Config("the network has no weighted layer".into()))?;
     let mut range = ranges.get(first)?;
     let mut value = graph.quantized_activation("input", INPUT_NAME, range)?;
-    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut names = NodeNames::default();
     for (i, layer) in layers.iter().enumerate() {
-        value = match layer {
-            Layer::Conv(w) => graph.layer(w.name, "Conv", &value, weights, conv_attributes())?,
-            Layer::Dense(w) => graph.layer(w.name, "Gemm", &value, weights, vec![int("transB", 1)])?,
-            Layer::Relu | Layer::MaxPool | Layer::Flatten => {
-                let (kind, op, attributes) = match layer {
-                    Layer::Relu => ("relu", "Relu", vec![]),
-                    Layer::MaxPool => ("pool", "MaxPool", pool_attributes()),
-                    _ => ("flatten", "Flatten", vec![int("axis", 1)]),
-                };
-                let name = numbered(&mut counts, kind);
+        let name = names.of(layer);
+        let (op, attributes) = operator(layer);
+        value = match layer.weighted() {
+            Some(_) => graph.layer(&name, op, &value, weights, attributes)?,
+            None => {
                 let output = format!("{name}_out");
                 graph.nodes.push(node(&name, op, &[&value], &output, attributes));
                 // After a ReLU, a new scale: the next layer's input range.
                 // Pooling and flattening only move uint8 values around, so
                 // they keep their input's scale.
-                if matches!(layer, Layer::Relu) {
-                    match next_weighted(i) {
-                        Some(next) => range = ranges.get(next)?,
-                        None => continue,
+                let scale_from = match layer {
+                    Layer::Relu => next_weighted(i).map(|next| ranges.get(next)).transpose()?,
+                    _ => Some(range),
+                };
+                match scale_from {
+                    Some(next) => {
+                        range = next;
+                        graph.quantized_activation(&name, &output, range)?
                     }
+                    // No weighted layer reads it: it stays float.
+                    None => output,
                 }
-                graph.quantized_activation(&name, &output, range)?
             }
         };
     }

@@ -127,29 +127,16 @@ pub fn build_model(weights: &Weights, metadata: &BTreeMap<String, String>) -> Re
     let layers = arch.layers();
     let mut node = Vec::with_capacity(layers.len());
     let mut value = INPUT_NAME.to_string();
-    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut names = NodeNames::default();
     for (i, layer) in layers.iter().enumerate() {
-        let output = if i + 1 == layers.len() { OUTPUT_NAME.to_string() } else { String::new() };
-        let step = match layer {
-            Layer::Conv(w) => (
-                w.name.to_string(),
-                "Conv",
-                vec![format!("{}.weight", w.name), format!("{}.bias", w.name)],
-                conv_attributes(),
-            ),
-            Layer::Dense(w) => (
-                w.name.to_string(),
-                "Gemm",
-                vec![format!("{}.weight", w.name), format!("{}.bias", w.name)],
-                vec![int("transB", 1)],
-            ),
-            Layer::Relu => (numbered(&mut counts, "relu"), "Relu", vec![], vec![]),
-            Layer::MaxPool => (numbered(&mut counts, "pool"), "MaxPool", vec![], pool_attributes()),
-            Layer::Flatten => (numbered(&mut counts, "flatten"), "Flatten", vec![], vec![int("axis", 1)]),
-        };
-        let (name, op, parameters, attributes) = step;
-        let output = if output.is_empty() { format!("{name}_out") } else { output };
-        let inputs: Vec<&str> = std::iter::once(value.as_str()).chain(parameters.iter().map(String::as_str)).collect();
+        let name = names.of(layer);
+        let (op, attributes) = operator(layer);
+        let output = if i + 1 == layers.len() { OUTPUT_NAME.to_string() } else { format!("{name}_out") };
+        let mut inputs = vec![value];
+        if let Some(weighted) = layer.weighted() {
+            inputs.extend([format!("{}.weight", weighted.name), format!("{}.bias", weighted.name)]);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         node.push(self::node(&name, op, &inputs, &output, attributes));
         value = output;
     }
@@ -164,11 +151,37 @@ pub fn build_model(weights: &Weights, metadata: &BTreeMap<String, String>) -> Re
     Ok(model_proto(graph, weights, metadata))
 }
 
-/// `relu1`, `relu2`, ...: node names for the layers without parameters.
-fn numbered(counts: &mut BTreeMap<&'static str, usize>, kind: &'static str) -> String {
-    let count = counts.entry(kind).or_default();
-    *count += 1;
-    format!("{kind}{count}")
+/// The ONNX operator a layer is written as, with its attributes: the one
+/// mapping both the float and the int8 graph use.
+fn operator(layer: &Layer) -> (&'static str, Vec<AttributeProto>) {
+    match layer {
+        Layer::Conv(_) => ("Conv", conv_attributes()),
+        Layer::Dense(_) => ("Gemm", vec![int("transB", 1)]),
+        Layer::Relu => ("Relu", vec![]),
+        Layer::MaxPool => ("MaxPool", pool_attributes()),
+        Layer::Flatten => ("Flatten", vec![int("axis", 1)]),
+    }
+}
+
+/// Node names: a weighted layer is named after its parameters (`conv1`),
+/// the others are numbered by kind in graph order (`relu1`, `pool1`, ...).
+#[derive(Default)]
+struct NodeNames {
+    counts: BTreeMap<&'static str, usize>,
+}
+
+impl NodeNames {
+    fn of(&mut self, layer: &Layer) -> String {
+        let kind = match layer {
+            Layer::Conv(weighted) | Layer::Dense(weighted) => return weighted.name.to_string(),
+            Layer::Relu => "relu",
+            Layer::MaxPool => "pool",
+            Layer::Flatten => "flatten",
+        };
+        let count = self.counts.entry(kind).or_default();
+        *count += 1;
+        format!("{kind}{count}")
+    }
 }
 
 /// Wraps `graph` in a model with the properties every exported graph
