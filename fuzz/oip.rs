@@ -24,7 +24,7 @@ pub fn check_oip_request(data: &[u8], limits: &DecodeLimits) -> usize {
     let Some((&selector, rest)) = data.split_first() else { return 0 };
     let parsed = if selector % 2 == 0 {
         let Ok(request) = mnist::proto::inference::ModelInferRequest::decode(rest) else { return 0 };
-        parse_tensors(request).map(|(_, _, request)| request)
+        parse_tensors(request).map(|parsed| parsed.request)
     } else if selector & 2 == 0 {
         parse_infer_body(None, rest.to_vec().into()).map(|parsed| parsed.request)
     } else {

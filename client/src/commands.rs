@@ -65,12 +65,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// Stops a command that names a model the server does not serve before it
 /// reads a file or sends an image: NOT_FOUND names the served ones.
 async fn check_model(server: &ServerAddress, model: &str) -> Result<()> {
+    model_info(server, model).await.map(drop)
+}
+
+/// The served model `model` (GetModelInfo).
+async fn model_info(server: &ServerAddress, model: &str) -> Result<ModelInfo> {
     let mut client = server.first_replica().await?.classifier().await?;
-    client
-        .get_model_info(GetModelInfoRequest { model: model.to_string() })
+    let request = GetModelInfoRequest { model: model.to_string() };
+    Ok(client
+        .get_model_info(request)
         .await
-        .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?;
-    Ok(())
+        .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
+        .into_inner())
 }
 
 fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
@@ -197,23 +203,12 @@ async fn bench_command(server: &ServerAddress, model: &str, args: &BenchArgs) ->
 
 /// Every served model (ListModels), or the one `--model` names (GetModelInfo).
 async fn info_command(server: &ServerAddress, model: &str, args: &InfoArgs) -> Result<ExitCode> {
-    let mut client = server.first_replica().await?.classifier().await?;
     let models = if model.is_empty() {
-        client
-            .list_models(ListModelsRequest {})
-            .await
-            .map_err(|s| mnist_client::ClientError::call("ListModels", s))?
-            .into_inner()
-            .models
+        let mut client = server.first_replica().await?.classifier().await?;
+        let listed = client.list_models(ListModelsRequest {}).await;
+        listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().models
     } else {
-        let request = GetModelInfoRequest { model: model.to_string() };
-        vec![
-            client
-                .get_model_info(request)
-                .await
-                .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
-                .into_inner(),
-        ]
+        vec![model_info(server, model).await?]
     };
     match args.format {
         ReportFormat::Json => {

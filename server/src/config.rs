@@ -175,9 +175,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the settings that depend on each other.
+    /// Checks the settings that depend on each other (the models are
+    /// checked where they are resolved, by [`Config::models`]).
     pub fn validate(&self) -> Result<(), crate::error::ServerError> {
-        self.models()?;
         if self.max_streams >= self.max_queue_size {
             return Err(crate::error::ServerError::Config(format!(
                 "--max-streams ({}) must be smaller than --max-queue-size ({}): an open stream may hold one place \
@@ -202,13 +202,13 @@ impl Config {
         models::order(specs, self.default_model.as_deref())
     }
 
-    /// The ONNX Runtime settings for each served model.
-    pub fn runtime_options(&self) -> crate::backend::RuntimeOptions {
+    /// The ONNX Runtime settings for each of `sessions` served models.
+    pub fn runtime_options(&self, sessions: usize) -> crate::backend::RuntimeOptions {
         crate::backend::RuntimeOptions {
             device: self.device,
             intra_threads: self.intra_threads,
             spinning: self.intra_op_spinning,
-            sessions: self.models().map_or(1, |models| models.len()),
+            sessions,
         }
     }
 

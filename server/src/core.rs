@@ -218,18 +218,14 @@ impl Core {
         deadline: Option<Instant>,
         _admission: Admission,
     ) -> Result<(Prediction, Vec<u8>), ServerError> {
-        if expired(deadline, Instant::now()) {
-            return Err(ServerError::DeadlineExceeded);
-        }
-        let started = Instant::now();
-        let prepared = self.prepare(image).await?;
-        metrics::stage("preprocess", started.elapsed());
-        let ModelImage::Pixels(pixels) = &prepared else {
+        let prepared = self.prepare_all(vec![image], deadline).await?;
+        let Some(ModelImage::Pixels(pixels)) = prepared.first() else {
             return Err(ServerError::Inference("an image to show became normalized values".into()));
         };
         let seen = pixels.clone();
-        let receiver = model.batcher().submit(prepared, deadline)?;
-        let prediction = receiver.await.unwrap_or(Err(ServerError::ShuttingDown))?;
+        let mut predictions = self.infer(model, prepared, deadline).await?;
+        let prediction =
+            predictions.pop().ok_or_else(|| ServerError::Inference("no prediction for an admitted image".into()))?;
         Ok((prediction, seen))
     }
 
@@ -243,6 +239,16 @@ impl Core {
         deadline: Option<Instant>,
         _admission: Admission,
     ) -> Result<Vec<Prediction>, ServerError> {
+        let prepared = self.prepare_all(images, deadline).await?;
+        self.infer(model, prepared, deadline).await
+    }
+
+    /// Validates and preprocesses the images of one request, together.
+    async fn prepare_all(
+        &self,
+        images: Vec<ImageInput>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<ModelImage>, ServerError> {
         // An image whose deadline has passed is not worth decoding.
         if expired(deadline, Instant::now()) {
             return Err(ServerError::DeadlineExceeded);
@@ -250,7 +256,18 @@ impl Core {
         let started = Instant::now();
         let prepared = futures_util::future::try_join_all(images.into_iter().map(|image| self.prepare(image))).await;
         metrics::stage("preprocess", started.elapsed());
-        let receivers = model.batcher().submit_all(prepared?, deadline)?;
+        prepared
+    }
+
+    /// Queues prepared images on `model`'s batcher, side by side, and
+    /// waits for all their predictions.
+    async fn infer(
+        &self,
+        model: &Model,
+        prepared: Vec<ModelImage>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Prediction>, ServerError> {
+        let receivers = model.batcher().submit_all(prepared, deadline)?;
         let mut predictions = Vec::with_capacity(receivers.len());
         for receiver in receivers {
             predictions.push(receiver.await.unwrap_or(Err(ServerError::ShuttingDown))?);

@@ -182,10 +182,11 @@ impl Access {
 /// default one first.
 async fn load_models(config: &Config) -> Result<(ModelLoader, Vec<(models::ModelSpec, model::Loaded)>), ServerError> {
     let specs = config.models()?;
+    let runtime = config.runtime_options(specs.len());
     let loader = ModelLoader::start()?;
     let mut loaded = Vec::with_capacity(specs.len());
     for (i, spec) in specs.into_iter().enumerate() {
-        let model = model::load_on(&loader, &spec, i == 0, config, model::Card::Lenient).await?;
+        let model = model::load_on(&loader, &spec, i == 0, config, runtime, model::Card::Lenient).await?;
         tracing::info!(
             model = %spec.name,
             file = %spec.path.display(),
@@ -229,8 +230,6 @@ async fn serve(
         entries.push(Arc::new(Model::new(spec, batcher, served)));
         inference_threads.push(thread);
     }
-    let batchers: Vec<Batcher> = entries.iter().map(|model| model.batcher().clone()).collect();
-    let close_batchers = move || batchers.iter().for_each(Batcher::close);
     let join_inference_threads = move || inference_threads.into_iter().for_each(|thread| drop(thread.join()));
     let limits = DecodeLimits {
         max_encoded_bytes: config.max_message_bytes,
@@ -325,7 +324,7 @@ async fn serve(
         futures_util::future::try_join_all(core.models().iter().map(|model| warm_up(model, warm_up_batch))).await;
     if let Err(error) = warmed_up {
         let _ = stop_serving.send(true);
-        close_batchers();
+        core.models().close();
         let _ = server.await;
         if let Some(http) = http_task {
             let _ = http.await;
@@ -358,7 +357,7 @@ async fn serve(
         Ok(Err(join_error)) => tracing::error!(%join_error, "server task failed"),
         Err(_) => tracing::warn!("shutdown timeout reached: closing the calls still open"),
     }
-    close_batchers();
+    core.models().close();
     let _ = tokio::task::spawn_blocking(join_inference_threads).await;
     tracing::info!("stopped");
     Ok(())

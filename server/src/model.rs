@@ -23,7 +23,7 @@ use mnist::{
 };
 
 use crate::{
-    backend::{ModelDescription, OnnxBackend},
+    backend::{ModelDescription, OnnxBackend, RuntimeOptions},
     batcher::LoadedModel,
     config::Config,
     error::ServerError,
@@ -54,11 +54,17 @@ pub enum Card {
     Strict,
 }
 
-/// Loads the model `spec` names and its card. Blocking (reads the file
-/// and builds the session). `is_default`: whether it answers requests that
-/// name no model.
-pub fn load(spec: &ModelSpec, is_default: bool, config: &Config, card: Card) -> Result<Loaded, ServerError> {
-    let (backend, description) = OnnxBackend::load(&spec.path, &config.runtime_options())?;
+/// Loads the model `spec` names and its card, with the ONNX Runtime
+/// settings `runtime`. Blocking (reads the file and builds the session).
+/// `is_default`: whether it answers requests that name no model.
+pub fn load(
+    spec: &ModelSpec,
+    is_default: bool,
+    config: &Config,
+    runtime: &RuntimeOptions,
+    card: Card,
+) -> Result<Loaded, ServerError> {
+    let (backend, description) = OnnxBackend::load(&spec.path, runtime)?;
     let card = read_card(&spec.path, &description.sha256, card)?;
     let served = served_model(spec, is_default, config, &description, card.as_ref());
     let model = LoadedModel {
@@ -77,10 +83,11 @@ pub async fn load_on(
     spec: &ModelSpec,
     is_default: bool,
     config: &Config,
+    runtime: RuntimeOptions,
     card: Card,
 ) -> Result<Loaded, ServerError> {
     let (spec, config) = (spec.clone(), config.clone());
-    loader.run(move || load(&spec, is_default, &config, card)).await?
+    loader.run(move || load(&spec, is_default, &config, &runtime, card)).await?
 }
 
 /// Runs a model once on one image and once on a full batch, directly (not
@@ -171,6 +178,9 @@ fn read_card(model: &Path, sha256: &str, mode: Card) -> Result<Option<serde_json
 pub struct Reloader {
     config: Config,
     models: Vec<Arc<Model>>,
+    /// The settings every model was loaded with (they divide the CPUs
+    /// among the served models).
+    runtime: RuntimeOptions,
     loader: ModelLoader,
     /// Reloads run one after the other.
     busy: tokio::sync::Mutex<()>,
@@ -179,7 +189,8 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for `models`, each loaded again from its own file.
     pub fn new(config: Config, models: Vec<Arc<Model>>, loader: ModelLoader) -> Self {
-        Self { config, models, loader, busy: tokio::sync::Mutex::new(()) }
+        let runtime = config.runtime_options(models.len());
+        Self { config, models, runtime, loader, busy: tokio::sync::Mutex::new(()) }
     }
 
     /// Loads every model's file again and swaps in those that changed;
@@ -203,10 +214,11 @@ impl Reloader {
         let name = model.name().to_string();
         let max_batch = self.config.max_batch_size.min(self.config.max_queue_size) as usize;
         let (config, spec, is_default) = (self.config.clone(), model.spec().clone(), model.served().info.is_default);
+        let runtime = self.runtime;
         let loaded = self
             .loader
             .run(move || {
-                let mut loaded = load(&spec, is_default, &config, Card::Strict)?;
+                let mut loaded = load(&spec, is_default, &config, &runtime, Card::Strict)?;
                 warm_up(&mut loaded.model, max_batch)?;
                 Ok::<_, ServerError>(loaded)
             })

@@ -211,6 +211,12 @@ impl Models {
         self.entries.iter()
     }
 
+    /// Refuses new images on every model; each inference thread finishes
+    /// what is queued, then exits.
+    pub fn close(&self) {
+        self.entries.iter().for_each(|model| model.batcher().close());
+    }
+
     /// `'mnist', 'mnist-int8'`: for messages.
     pub fn names(&self) -> String {
         self.entries.iter().map(|model| format!("'{}'", model.name())).collect::<Vec<_>>().join(", ")

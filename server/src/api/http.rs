@@ -244,14 +244,19 @@ async fn infer_body(
             String::from_utf8_lossy(encoding.as_bytes())
         )));
     }
-    let limit = core.limits().decode.max_encoded_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })?;
+    let body = read_body(core, body).await?;
     let parsed = parse_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), body)?;
     *images = parsed.request.images.len();
     let admission = core.try_admit(*images)?;
     let binary = parsed.binary_outputs();
     let answer = oip::infer(core, model, parsed.request, parsed.deadline, admission).await?;
     Ok(response(model, parsed.id, answer, &binary))
+}
+
+/// A request's whole body, refused past `--max-message-bytes`.
+pub(super) async fn read_body(core: &Core, body: Body) -> Result<Bytes, ServerError> {
+    let limit = core.limits().decode.max_encoded_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })
 }
 
 /// An inference request's body, parsed.

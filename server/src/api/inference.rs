@@ -48,10 +48,8 @@ impl InferenceService {
     }
 }
 
-/// A request, validated: its model found and its tensors parsed.
+/// A request, validated: its tensors parsed.
 pub struct Parsed {
-    /// The served model it names.
-    pub model: Arc<Model>,
     /// The request's id, echoed in the response.
     pub id: String,
     /// Whether to answer in `raw_output_contents` (the request used raw inputs).
@@ -60,17 +58,16 @@ pub struct Parsed {
     pub request: oip::InferRequest,
 }
 
-fn parse(core: &Core, request: ModelInferRequest) -> Result<Parsed, ServerError> {
+/// The served model a request names, and its tensors parsed.
+fn parse(core: &Core, request: ModelInferRequest) -> Result<(Arc<Model>, Parsed), ServerError> {
     let model = Arc::clone(oip::find_model(core, &request.model_name, &request.model_version)?);
-    let (id, raw_outputs, request) = parse_tensors(request)?;
-    Ok(Parsed { model, id, raw_outputs, request })
+    Ok((model, parse_tensors(request)?))
 }
 
 /// Parses a request's tensors (all but the model's name and version): all
 /// that a request's bytes go through before admission. Public so that the
-/// fuzzer drives the very code that serves. Returns the request's id,
-/// whether to answer in raw bytes, and the images and outputs.
-pub fn parse_tensors(request: ModelInferRequest) -> Result<(String, bool, oip::InferRequest), ServerError> {
+/// fuzzer drives the very code that serves.
+pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> {
     let raw_outputs = !request.raw_input_contents.is_empty();
     let inputs = input_tensors(request.inputs, request.raw_input_contents)?;
     let outputs: Vec<_> = request
@@ -81,7 +78,7 @@ pub fn parse_tensors(request: ModelInferRequest) -> Result<(String, bool, oip::I
             name: output.name,
         })
         .collect();
-    Ok((request.id, raw_outputs, oip::parse(inputs, &outputs)?))
+    Ok(Parsed { id: request.id, raw_outputs, request: oip::parse(inputs, &outputs)? })
 }
 
 /// Pairs each input with its data: the raw entry of the same position when
@@ -161,16 +158,17 @@ fn response(model: &Model, id: String, answer: oip::InferAnswer, raw_outputs: bo
     }
 }
 
-/// Runs one parsed, admitted request.
+/// Runs one parsed, admitted request on `model`.
 async fn infer(
     core: &Core,
+    model: &Model,
     parsed: Parsed,
     deadline: Option<Instant>,
     admission: Admission,
 ) -> Result<ModelInferResponse, ServerError> {
-    let Parsed { model, id, raw_outputs, request } = parsed;
-    let answer = oip::infer(core, &model, request, deadline, admission).await?;
-    Ok(response(&model, id, answer, raw_outputs))
+    let Parsed { id, raw_outputs, request } = parsed;
+    let answer = oip::infer(core, model, request, deadline, admission).await?;
+    Ok(response(model, id, answer, raw_outputs))
 }
 
 /// One `ModelStreamInfer` message, admitted for one image: its place grows
@@ -184,10 +182,10 @@ async fn infer_item(
     let started = Instant::now();
     let mut images = 0;
     let result = async {
-        let parsed = parse(&core, request)?;
+        let (model, parsed) = parse(&core, request)?;
         images = parsed.request.images.len();
         core.admit_rest(&mut admission, images).await?;
-        infer(&core, parsed, deadline, admission).await
+        infer(&core, &model, parsed, deadline, admission).await
     }
     .await;
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
@@ -264,10 +262,10 @@ impl GrpcInferenceService for InferenceService {
         let deadline = super::deadline(request.metadata());
         let mut images = 0;
         let result = match parse(&self.core, request.into_inner()) {
-            Ok(parsed) => {
+            Ok((model, parsed)) => {
                 images = parsed.request.images.len();
                 match self.core.try_admit(images) {
-                    Ok(admission) => infer(&self.core, parsed, deadline, admission).await,
+                    Ok(admission) => infer(&self.core, &model, parsed, deadline, admission).await,
                     Err(error) => Err(error),
                 }
             }

@@ -194,10 +194,11 @@ pub struct IndexEntry {
 /// Triton's repository index: every served model (the default one first)
 /// with its version and state; with `ready_only`, only the ready ones.
 pub fn repository_index(core: &Core, ready_only: bool) -> Vec<IndexEntry> {
-    let state = if core.is_ready() { "READY" } else { "UNAVAILABLE" };
-    if ready_only && !core.is_ready() {
+    let ready = core.is_ready();
+    if ready_only && !ready {
         return Vec::new();
     }
+    let state = if ready { "READY" } else { "UNAVAILABLE" };
     core.models()
         .iter()
         .map(|model| IndexEntry { name: model.name().to_string(), version: model.served().version.clone(), state })

@@ -35,7 +35,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ApiError, require_token};
+use super::http::{ApiError, read_body, require_token};
 use crate::{auth::BearerAuth, core::Core, core::ImageInput, error::ServerError, metrics, models::Model};
 
 /// The protocol's name in metrics.
@@ -130,8 +130,7 @@ async fn classify(
 
 async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
     let model = core.model(model)?;
-    let limit = core.limits().decode.max_encoded_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })?;
+    let body = read_body(core, body).await?;
     if body.is_empty() {
         return Err(ServerError::EmptyInput);
     }
