@@ -50,7 +50,7 @@ pub struct Config {
     pub model: Vec<String>,
 
     /// Also serve every *.onnx file of this folder (with its card), named after the files, after
-    /// the --model ones, in file name order.
+    /// the --model ones, in the order of their names.
     #[arg(long, env = "MNIST_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
 

@@ -82,7 +82,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `*.onnx` files of a model repository folder, by file name.
+/// The `*.onnx` files of a model repository folder, in the order of the
+/// models' names (`mnist` before `mnist-int8`: sorting the file names would
+/// put `mnist-int8.onnx` first, since `-` sorts before `.`).
 pub fn repository(dir: &Path) -> Result<Vec<ModelSpec>, ServerError> {
     let unreadable =
         |e: std::io::Error| ServerError::Config(format!("--model-repository {}: cannot read it: {e}", dir.display()));
@@ -93,11 +95,12 @@ pub fn repository(dir: &Path) -> Result<Vec<ModelSpec>, ServerError> {
             paths.push(path);
         }
     }
-    paths.sort();
     if paths.is_empty() {
         return Err(ServerError::Config(format!("--model-repository {}: holds no .onnx file", dir.display())));
     }
-    paths.iter().map(|path| ModelSpec::from_path(path)).collect()
+    let mut specs = paths.iter().map(|path| ModelSpec::from_path(path)).collect::<Result<Vec<_>, _>>()?;
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(specs)
 }
 
 /// Puts `default` (a name) first and checks that names are unique.
@@ -270,14 +273,14 @@ mod tests {
     }
 
     #[test]
-    fn a_repository_serves_its_onnx_files_in_name_order() {
+    fn a_repository_serves_its_onnx_files_in_model_name_order() {
         let dir = tempfile::tempdir().unwrap();
-        for file in ["b.onnx", "a.onnx", "a.json", "notes.txt"] {
+        for file in ["b.onnx", "a-int8.onnx", "a.onnx", "a.json", "notes.txt"] {
             std::fs::write(dir.path().join(file), b"x").unwrap();
         }
         std::fs::create_dir(dir.path().join("c.onnx")).unwrap();
         let specs = repository(dir.path()).unwrap();
-        assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "a-int8", "b"]);
         let empty = tempfile::tempdir().unwrap();
         assert!(repository(empty.path()).unwrap_err().to_string().contains("no .onnx"));
         assert!(repository(&empty.path().join("missing")).is_err());
