@@ -137,6 +137,38 @@ pub enum Error {
     /// A raw pixel buffer does not hold exactly 28x28 bytes.
     #[error("pixels must be exactly 784 bytes (28x28, row-major), got {0}")]
     PixelCount(usize),
+
+    /// Raw pixels of a number do not match the width and height given with them.
+    #[error("pixels must be width x height bytes ({width}x{height} = {expected}), got {found}")]
+    PixelDimensions {
+        /// Width given.
+        width: u32,
+        /// Height given.
+        height: u32,
+        /// Bytes expected (width x height).
+        expected: u64,
+        /// Bytes sent.
+        found: usize,
+    },
+
+    /// An image holds more separate marks on its line than one handwritten
+    /// number can have (a page of text, a field of dust): reading it would
+    /// take long and mean nothing.
+    #[error(
+        "the image holds {found} separate marks along its line of writing, more than the {limit} that one \
+         handwritten number can have; photograph one number, one line"
+    )]
+    TooManyMarks {
+        /// Marks found.
+        found: usize,
+        /// Most allowed.
+        limit: usize,
+    },
+
+    /// A reading was given classifier output that does not match its
+    /// candidates (a bug in the caller, not bad input).
+    #[error("cannot read the number: {0}")]
+    Reading(String),
 }
 
 /// Result with the shared library's [`Error`].

@@ -14,6 +14,7 @@ pub mod download;
 mod error;
 pub mod preprocess;
 pub mod proto;
+pub mod read;
 pub mod scoring;
 #[cfg(feature = "synth")]
 pub mod synth;

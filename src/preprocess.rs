@@ -141,7 +141,7 @@ pub fn to_mnist_steps(image: &DynamicImage) -> Vec<(&'static str, GrayImage)> {
 }
 
 /// An observer of the intermediate planes (see [`to_mnist_steps`]).
-type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
+pub(crate) type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
 
 fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
     let side = IMAGE_SIDE as u32;
@@ -150,28 +150,118 @@ fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
         plane.make_ink_bright();
         return plane.to_bytes();
     }
-    let image = shrink_to_work_size(image);
+    match page_ink(image, WORK_SIDE, steps) {
+        Some(page) => page.isolate_digit(steps).fit_and_center().to_bytes(),
+        None => vec![0; IMAGE_PIXELS],
+    }
+}
+
+/// Steps 1 to 3 up to the mask, shared with [`crate::read`]: the image
+/// shrunk to at most `work_side` pixels a side, its paper divided out, the
+/// ink thresholded and ruled lines removed. `None` when nothing on the page
+/// stands out from the paper.
+pub(crate) fn page_ink(image: &DynamicImage, work_side: u32, steps: &mut Steps<'_>) -> Option<InkPage> {
+    let image = shrink_to_work_size(image, work_side);
     let mut plane = GrayPlane::from_image(&image);
     plane.make_paper_light();
     steps("gray, at most 320 px, paper light", &plane);
     let ink = plane.ink_on_flat_paper(steps);
     steps("ink: how much darker than its paper each pixel is", &ink);
-    ink.isolate_digit(steps).fit_and_center().to_bytes()
+    ink.threshold_without_lines(steps)
 }
 
 /// The image itself when it is small enough, else a copy whose longer side
-/// is [`WORK_SIDE`] (each source pixel averaged into one target pixel).
-fn shrink_to_work_size(image: &DynamicImage) -> std::borrow::Cow<'_, DynamicImage> {
-    if image.width().max(image.height()) <= WORK_SIDE {
+/// is `work_side` (each source pixel averaged into one target pixel).
+fn shrink_to_work_size(image: &DynamicImage, work_side: u32) -> std::borrow::Cow<'_, DynamicImage> {
+    if image.width().max(image.height()) <= work_side {
         std::borrow::Cow::Borrowed(image)
     } else {
-        std::borrow::Cow::Owned(image.thumbnail(WORK_SIDE, WORK_SIDE))
+        std::borrow::Cow::Owned(image.thumbnail(work_side, work_side))
+    }
+}
+
+/// A page's ink (how much darker than its paper each pixel is, 0 to 1) and
+/// the mask of the pixels taken for strokes: above the Otsu threshold, ruled
+/// and grid lines removed. Digits are cut from it.
+pub(crate) struct InkPage {
+    /// Width of the page, in pixels (at the work size).
+    pub width: usize,
+    /// Height of the page, in pixels (at the work size).
+    pub height: usize,
+    /// Ink of every pixel, row-major.
+    pub ink: Vec<f32>,
+    /// Whether each pixel belongs to a stroke.
+    pub mask: Vec<bool>,
+    /// The threshold the mask was taken at.
+    pub level: f32,
+}
+
+impl InkPage {
+    /// The one digit of a page: the component with the most ink and the
+    /// pieces near it, stretched (step 3's end).
+    fn isolate_digit(self, steps: &mut Steps<'_>) -> GrayPlane {
+        let blank =
+            GrayPlane { width: self.width as u32, height: self.height as u32, values: vec![0.0; self.ink.len()] };
+        let Some(keep) = digit_components(&self.mask, &self.ink, self.width, self.height) else { return blank };
+        let digit = self.keep_only(&keep).unwrap_or(blank);
+        steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
+        digit
+    }
+
+    /// The 784 pixels the model sees for the strokes `keep(x, y)` selects
+    /// within the `x0..x1` x `y0..y1` window of the page: the window's ink
+    /// masked, stretched, fitted and centred as for a single digit.
+    pub fn digit_pixels(
+        &self,
+        (x0, y0, x1, y1): (usize, usize, usize, usize),
+        keep: impl Fn(usize, usize) -> bool,
+    ) -> Vec<u8> {
+        let (x1, y1) = (x1.min(self.width), y1.min(self.height));
+        if x0 >= x1 || y0 >= y1 {
+            return vec![0; IMAGE_PIXELS];
+        }
+        let (w, h) = (x1 - x0, y1 - y0);
+        let mut window =
+            InkPage { width: w, height: h, ink: Vec::with_capacity(w * h), mask: Vec::new(), level: self.level };
+        let mut window_keep = Vec::with_capacity(w * h);
+        for y in y0..y1 {
+            let row = y * self.width;
+            window.ink.extend_from_slice(&self.ink[row + x0..row + x1]);
+            window_keep.extend((x0..x1).map(|x| keep(x, y)));
+        }
+        match window.keep_only(&window_keep) {
+            Some(digit) => digit.fit_and_center().to_bytes(),
+            None => vec![0; IMAGE_PIXELS],
+        }
+    }
+
+    /// The ink of the pixels `keep` selects, widened by a pixel or two so
+    /// the strokes' antialiased edges (below the threshold) come along, and
+    /// stretched so the strongest strokes become MNIST's 1.0. The ink keeps
+    /// its gray levels: the mask selects pixels, the model sees antialiased
+    /// strokes. `None` when nothing is kept.
+    fn keep_only(&self, keep: &[bool]) -> Option<GrayPlane> {
+        let (w, h) = (self.width, self.height);
+        let keep_image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(w as u32, h as u32, |x, y| {
+            Luma([if keep[y as usize * w + x as usize] { 255 } else { 0 }])
+        });
+        let grow = (w.max(h) / 256).clamp(1, 2) as u8;
+        let keep = imageproc::morphology::dilate(&keep_image, imageproc::distance_transform::Norm::LInf, grow);
+        let mut values: Vec<f32> =
+            self.ink.iter().zip(keep.as_raw()).map(|(&v, &k)| if k > 0 { v } else { 0.0 }).collect();
+        let mut strokes: Vec<f32> = values.iter().copied().filter(|&v| v > self.level).collect();
+        let full = percentile(&mut strokes, 0.95);
+        if full <= 0.0 {
+            return None;
+        }
+        values.iter_mut().for_each(|v| *v = (*v / full).min(1.0));
+        Some(GrayPlane { width: w as u32, height: h as u32, values })
     }
 }
 
 /// One channel of f32 values in [0, 1], row-major.
 #[derive(Debug, Clone)]
-struct GrayPlane {
+pub(crate) struct GrayPlane {
     width: u32,
     height: u32,
     values: Vec<f32>,
@@ -279,17 +369,14 @@ impl GrayPlane {
         Self { width: w, height: h, values }
     }
 
-    /// Keeps only the digit of an ink plane: thresholds it (Otsu), removes
-    /// ruled and grid lines (restoring the strokes that cross them), keeps
-    /// the connected component with the most ink and the pieces near it,
-    /// and stretches the ink to full range. The ink keeps its gray levels:
-    /// the mask selects pixels, the model sees antialiased strokes.
-    fn isolate_digit(self, steps: &mut Steps<'_>) -> Self {
+    /// Thresholds an ink plane (Otsu) into a mask and removes ruled and
+    /// grid lines from it (restoring the strokes that cross them); `None`
+    /// when nothing stands out from the paper.
+    fn threshold_without_lines(self, steps: &mut Steps<'_>) -> Option<InkPage> {
         let (w, h) = (self.width as usize, self.height as usize);
-        let blank = Self { width: self.width, height: self.height, values: vec![0.0; w * h] };
         let mut sorted = self.values.clone();
         if w == 0 || h == 0 || percentile(&mut sorted, 0.999) < MIN_INK * 2.0 {
-            return blank; // nothing on the page stands out from the paper
+            return None; // nothing on the page stands out from the paper
         }
         let level = (f32::from(imageproc::contrast::otsu_level(&self.to_gray_image())) / 255.0).max(MIN_INK);
         let mut ink = self.values;
@@ -302,26 +389,7 @@ impl GrayPlane {
         steps("ink above the Otsu threshold", &as_plane(&mask));
         remove_lines(&mut mask, &mut ink, w, h);
         steps("ruled and grid lines removed, crossing strokes restored", &as_plane(&mask));
-
-        let Some(keep) = digit_components(&mask, &ink, w, h) else { return blank };
-        // Widen the kept pixels by one or two, so the strokes' antialiased
-        // edges (below the threshold) come along.
-        let keep_image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(self.width, self.height, |x, y| {
-            Luma([if keep[y as usize * w + x as usize] { 255 } else { 0 }])
-        });
-        let grow = (w.max(h) / 256).clamp(1, 2) as u8;
-        let keep = imageproc::morphology::dilate(&keep_image, imageproc::distance_transform::Norm::LInf, grow);
-        let mut values: Vec<f32> = ink.iter().zip(keep.as_raw()).map(|(&v, &k)| if k > 0 { v } else { 0.0 }).collect();
-        // Faint ink to full range: the strongest strokes become MNIST's 1.0.
-        let mut strokes: Vec<f32> = values.iter().copied().filter(|&v| v > level).collect();
-        let full = percentile(&mut strokes, 0.95);
-        if full <= 0.0 {
-            return blank;
-        }
-        values.iter_mut().for_each(|v| *v = (*v / full).min(1.0));
-        let digit = Self { width: self.width, height: self.height, values };
-        steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
-        digit
+        Some(InkPage { width: w, height: h, ink, mask, level })
     }
 
     /// Crops to the digit, scales it to fit 20x20 and centers it by mass in 28x28.
@@ -435,7 +503,7 @@ fn remove_lines(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
 /// The pixels of the digit: the 8-connected component of `mask` with the
 /// most ink, and the components near it with a real share of ink (the
 /// pieces of a broken stroke); specks and marks elsewhere are left out.
-fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
+pub(crate) fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
     use imageproc::region_labelling::{Connectivity, connected_components};
     let image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(w as u32, h as u32, |x, y| {
         Luma([u8::from(mask[y as usize * w + x as usize])])

@@ -69,6 +69,16 @@ Examples:
   mnist-client predict examples/digits --send-encoded     # let the server decode")]
     Predict(PredictArgs),
 
+    /// Read handwritten numbers: one line of digits per image (a meter reading, a form field, a zip
+    /// code), left to right.
+    #[command(after_help = "\
+Examples:
+  mnist-client read meter.jpg
+  mnist-client read forms/ -r --format csv > numbers.csv
+  mnist-client read zip-codes/ --expect-digits 5 --min-confidence 0.9
+  mnist-client read photo.jpg --debug-preprocess debug/     # see where each digit was cut")]
+    Read(ReadArgs),
+
     /// Stream the MNIST test set through the server: accuracy, per-class accuracy, confusion, throughput.
     #[command(after_help = "\
 Examples:
@@ -126,6 +136,41 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 1)]
     pub top_k: usize,
     /// Flag predictions whose confidence is below this as uncertain.
+    #[arg(long)]
+    pub min_confidence: Option<f32>,
+    /// No progress bar or summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Image files or directories (any format: PNG, JPEG, BMP, GIF, WebP, PNM, TIFF).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Descend into subdirectories.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Most candidate digits in flight on the stream (files, with --send-encoded).
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+    /// Send each file's bytes for the server to read (ReadOne), instead of segmenting locally
+    /// and sending only the digits.
+    #[arg(long, conflicts_with = "debug_preprocess")]
+    pub send_encoded: bool,
+    /// The number of digits every image holds, when known: the best reading of that length, and
+    /// readings of another length flagged as uncertain.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=48))]
+    pub expect_digits: Option<u32>,
+    /// Write, for each file, a picture of it with the boxes and digits read drawn on it
+    /// (NNNN-<file name>.png, NNNN its row in the output) and each 28x28 the model saw
+    /// (NNNN-<file name>.digit-K.png).
+    #[arg(long, value_name = "DIR")]
+    pub debug_preprocess: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Flag readings whose confidence is below this as uncertain.
     #[arg(long)]
     pub min_confidence: Option<f32>,
     /// No progress bar or summary on stderr.

@@ -15,10 +15,13 @@ use mnist_client::{
     eval, files,
     output::{self, Annotations},
     predict::{self, Outcome, PredictOptions},
+    read::{self, ReadOptions, ReadOutcome},
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-use crate::cli::{BenchArgs, Cli, Command, DataArgs, EvalArgs, HealthArgs, InfoArgs, PredictArgs, ReportFormat};
+use crate::cli::{
+    BenchArgs, Cli, Command, DataArgs, EvalArgs, HealthArgs, InfoArgs, PredictArgs, ReadArgs, ReportFormat,
+};
 
 /// Runs the command and returns its exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -46,11 +49,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         token,
     };
     let model = cli.model.as_str();
-    if !model.is_empty() && matches!(cli.command, Command::Predict(_) | Command::Eval(_) | Command::Bench(_)) {
+    if !model.is_empty()
+        && matches!(cli.command, Command::Predict(_) | Command::Read(_) | Command::Eval(_) | Command::Bench(_))
+    {
         check_model(&server, model).await?;
     }
     match cli.command {
         Command::Predict(args) => predict_command(&server, model, &args).await,
+        Command::Read(args) => read_command(&server, model, &args).await,
         Command::Eval(args) => eval_command(&server, model, &args).await,
         Command::Bench(args) => bench_command(&server, model, &args).await,
         Command::Info(args) => info_command(&server, model, &args).await,
@@ -96,7 +102,7 @@ async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs
     }
     let found = files::collect(&args.paths, args.recursive);
     if found.images.is_empty() && found.unreadable.is_empty() {
-        bail!("no image files found in {} (skipped {} other files)", display_paths(args), found.skipped);
+        bail!("no image files found in {} (skipped {} other files)", display_paths(&args.paths), found.skipped);
     }
     let bar = progress_bar(found.images.len(), args.quiet);
     if let Some(dir) = &args.debug_preprocess {
@@ -140,8 +146,59 @@ async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn display_paths(args: &PredictArgs) -> String {
-    args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> Result<ExitCode> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let found = files::collect(&args.paths, args.recursive);
+    if found.images.is_empty() && found.unreadable.is_empty() {
+        bail!("no image files found in {} (skipped {} other files)", display_paths(&args.paths), found.skipped);
+    }
+    let bar = progress_bar(found.images.len(), args.quiet);
+    if let Some(dir) = &args.debug_preprocess {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let expected_digits = args.expect_digits.map(|n| n as usize);
+    let options = ReadOptions {
+        window: args.concurrency,
+        send_encoded: args.send_encoded,
+        debug_dir: args.debug_preprocess.clone(),
+        model: model.to_string(),
+        expected_digits,
+    };
+    let mut results = read::read_files(server, found.images, &options, bar.clone()).await?;
+    bar.finish_and_clear();
+    results.extend(
+        found
+            .unreadable
+            .into_iter()
+            .map(|(path, error)| read::ReadResult { path, outcome: ReadOutcome::Failed { error } }),
+    );
+    let notes = output::ReadAnnotations { min_confidence: args.min_confidence, expected_digits };
+    print!("{}", output::render_readings(&results, args.format, &notes));
+    let failed = results.iter().filter(|r| matches!(r.outcome, ReadOutcome::Failed { .. })).count();
+    let uncertain = results
+        .iter()
+        .filter(|r| matches!(&r.outcome, ReadOutcome::Read(n) if notes.doubt(&n.text, n.confidence).is_some()))
+        .count();
+    if !args.quiet {
+        if let Some(dir) = &args.debug_preprocess {
+            eprintln!("pictures of each reading and the 28x28 digits the model saw are in {}", dir.display());
+        }
+        let mut summary = format!("{} read, {failed} failed", results.len() - failed);
+        if found.skipped > 0 {
+            summary += &format!(", {} non-image files skipped", found.skipped);
+        }
+        if args.min_confidence.is_some() || expected_digits.is_some() {
+            summary += &format!(", {uncertain} uncertain");
+        }
+        eprintln!("{summary}");
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn display_paths(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn load_test_set(data: &DataArgs) -> Result<Mnist> {

@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::predict::{FileResult, Outcome};
+use crate::{
+    predict::{FileResult, Outcome},
+    read::{ReadOutcome, ReadResult},
+};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -135,6 +138,119 @@ fn csv(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// How to annotate readings of numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAnnotations {
+    /// Flag readings below this confidence as uncertain.
+    pub min_confidence: Option<f32>,
+    /// Flag readings with another number of digits.
+    pub expected_digits: Option<usize>,
+}
+
+impl ReadAnnotations {
+    /// Why a reading is uncertain, if it is.
+    pub fn doubt(&self, text: &str, confidence: f32) -> Option<String> {
+        if let Some(expected) = self.expected_digits
+            && text.chars().count() != expected
+        {
+            return Some(format!("{} digits, not {expected}", text.chars().count()));
+        }
+        self.min_confidence.filter(|&m| confidence < m).map(|m| format!("confidence below {m}"))
+    }
+}
+
+#[derive(Serialize)]
+struct ReadRow<'a> {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f32>,
+    uncertain: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doubt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digits: Option<&'a [crate::read::NumberDigit]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// Renders the readings of numbers in `format`: one row per file with its
+/// path, text and confidence (JSON: each digit's confidence and box nested).
+pub fn render_readings(results: &[ReadResult], format: Format, notes: &ReadAnnotations) -> String {
+    let rows: Vec<ReadRow> = results
+        .iter()
+        .map(|result| {
+            let path = result.path.display().to_string();
+            match &result.outcome {
+                ReadOutcome::Read(number) => {
+                    let doubt = notes.doubt(&number.text, number.confidence);
+                    ReadRow {
+                        path,
+                        text: Some(&number.text),
+                        confidence: Some(number.confidence),
+                        uncertain: doubt.is_some(),
+                        doubt,
+                        digits: Some(&number.digits),
+                        error: None,
+                    }
+                }
+                ReadOutcome::Failed { error } => ReadRow {
+                    path,
+                    text: None,
+                    confidence: None,
+                    uncertain: false,
+                    doubt: None,
+                    digits: None,
+                    error: Some(error),
+                },
+            }
+        })
+        .collect();
+    match format {
+        Format::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
+        Format::Csv => {
+            let mut out = String::from("path,text,confidence,digit_confidences,uncertain,error\n");
+            for r in &rows {
+                let digits = r.digits.unwrap_or_default();
+                let confidences: Vec<String> = digits.iter().map(|d| format!("{:.4}", d.confidence)).collect();
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{}",
+                    csv_field(&r.path),
+                    r.text.unwrap_or_default(),
+                    r.confidence.map(|c| format!("{c:.6}")).unwrap_or_default(),
+                    confidences.join(" "),
+                    r.uncertain,
+                    csv_field(r.error.unwrap_or("")),
+                );
+            }
+            out
+        }
+        Format::Table => {
+            let width = rows.iter().map(|r| r.path.chars().count()).max().unwrap_or(4).max(4);
+            let text_width = rows.iter().filter_map(|r| r.text.map(str::len)).max().unwrap_or(4).max(4);
+            let mut out = format!("{:width$}  {:>text_width$}  confidence\n", "path", "text");
+            for r in &rows {
+                match (r.text, r.confidence) {
+                    (Some(text), Some(confidence)) => {
+                        let shown = if text.is_empty() { "-" } else { text };
+                        let _ = write!(out, "{:width$}  {shown:>text_width$}  {confidence:>10.4}", r.path);
+                        if let Some(doubt) = &r.doubt {
+                            let _ = write!(out, "  (uncertain: {doubt})");
+                        }
+                    }
+                    _ => {
+                        let _ = write!(out, "{:width$}  error: {}", r.path, r.error.unwrap_or("unknown"));
+                    }
+                }
+                out.push('\n');
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]

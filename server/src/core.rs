@@ -26,7 +26,8 @@ use std::{
 
 use mnist::{
     IMAGE_PIXELS,
-    preprocess::{DecodeLimits, check_pixels, preprocess},
+    preprocess::{DecodeLimits, check_pixels, decode, preprocess},
+    read::{Reading, Segmentation, gray_image, segment},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -61,6 +62,44 @@ pub enum ImageInput {
     Encoded(Vec<u8>),
     /// 784 values already normalized as the model expects.
     Normalized(Vec<f32>),
+}
+
+/// A photo of a handwritten number as a request carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageInput {
+    /// An encoded image file.
+    Encoded(Vec<u8>),
+    /// Raw 8-bit gray pixels, `width` x `height`, row-major.
+    Gray {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// The pixels.
+        pixels: Vec<u8>,
+    },
+}
+
+/// Whether a call that needs more places than it holds waits for them (a
+/// stream, held back by flow control) or is refused at once (a unary call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MorePlaces {
+    /// Wait in the admission queue.
+    Wait,
+    /// Refuse with RESOURCE_EXHAUSTED when they are not free now.
+    Refuse,
+}
+
+/// A number read by [`Core::read`].
+#[derive(Debug, Clone)]
+pub struct NumberReading {
+    /// The digits, their confidences and boxes.
+    pub reading: Reading,
+    /// The segmentation the digits were chosen from (the candidates the
+    /// model saw), for callers that show it.
+    pub segmentation: Segmentation,
+    /// The first 12 hex digits of the answering model's SHA-256.
+    pub model: String,
 }
 
 /// The shared core; fronts hold it in an `Arc`.
@@ -241,6 +280,65 @@ impl Core {
     ) -> Result<Vec<Prediction>, ServerError> {
         let prepared = self.prepare_all(images, deadline).await?;
         self.infer(model, prepared, deadline).await
+    }
+
+    /// Reads the handwritten number in one admitted photo with `model`: the
+    /// photo is decoded and segmented on a blocking thread, its candidate
+    /// digits take places beside the photo's (`more`: waiting for them or
+    /// not), and all of them go through the model's batcher together.
+    pub async fn read(
+        &self,
+        model: &Model,
+        page: PageInput,
+        expected_digits: Option<usize>,
+        deadline: Option<Instant>,
+        admission: &mut Admission,
+        more: MorePlaces,
+    ) -> Result<NumberReading, ServerError> {
+        if expired(deadline, Instant::now()) {
+            return Err(ServerError::DeadlineExceeded);
+        }
+        let started = Instant::now();
+        let limits = self.limits.decode;
+        let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
+        let segmentation = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let image = match page {
+                PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
+                PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
+            };
+            segment(&image)
+        })
+        .await
+        .map_err(|e| ServerError::Inference(format!("segmentation task failed: {e}")))??;
+        metrics::stage("segment", started.elapsed());
+
+        // Every candidate is an image in the server: it takes a place.
+        let places = segmentation.candidates.len().min(self.limits.max_images_per_request);
+        match more {
+            MorePlaces::Wait => self.admit_rest(admission, places).await?,
+            MorePlaces::Refuse => {
+                let extra = places.saturating_sub(admission.num_permits());
+                if extra > 0 {
+                    let permits = Arc::clone(&self.admitted)
+                        .try_acquire_many_owned(extra as u32)
+                        .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })?;
+                    admission.merge(permits);
+                }
+            }
+        }
+        let candidates =
+            segmentation.candidates.iter().map(|candidate| ModelImage::Pixels(candidate.pixels.clone())).collect();
+        let predictions =
+            if segmentation.is_empty() { Vec::new() } else { self.infer(model, candidates, deadline).await? };
+        let model_prefix = match predictions.first() {
+            Some(prediction) => prediction.model_prefix().to_string(),
+            None => model.served().sha256_prefix().to_string(),
+        };
+        let probabilities: Vec<Vec<f32>> = predictions.into_iter().map(|p| p.probabilities).collect();
+        let reading =
+            segmentation.read(&probabilities, expected_digits).map_err(|e| ServerError::Inference(e.to_string()))?;
+        Ok(NumberReading { reading, segmentation, model: model_prefix })
     }
 
     /// Validates and preprocesses the images of one request, together.

@@ -138,6 +138,13 @@ pub struct ServedModel {
     pub version: String,
 }
 
+impl ServedModel {
+    /// The first 12 hex digits of the model file's SHA-256 (as answers carry it).
+    pub fn sha256_prefix(&self) -> &str {
+        self.info.model_sha256.get(..12).unwrap_or(&self.info.model_sha256)
+    }
+}
+
 /// One served model: its file, its description and the batcher that runs it.
 pub struct Model {
     spec: ModelSpec,

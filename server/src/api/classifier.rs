@@ -16,15 +16,18 @@ use mnist::{
     preprocess::DecodeLimits,
     proto::v1::{
         GetModelInfoRequest, ListModelsRequest, ListModelsResponse, ModelInfo, PredictRequest, PredictResponse,
-        classifier_server::Classifier, predict_request::Input,
+        ReadRequest, ReadResponse, classifier_server::Classifier, predict_request::Input,
     },
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::stream::{self, ResponseStream};
+use super::{
+    reader,
+    stream::{self, ResponseStream},
+};
 use crate::{
     batcher::{ModelImage, Prediction},
-    core::{Admission, Core, ImageInput, prepare_image},
+    core::{Admission, Core, ImageInput, MorePlaces, prepare_image},
     error::ServerError,
     metrics, timing,
 };
@@ -129,6 +132,32 @@ impl Classifier for ClassifierService {
         };
         let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
         metrics::request(PROTOCOL, "PredictOne", code, started.elapsed(), 1);
+        Ok(timing::answered(Response::new(result?)))
+    }
+
+    type ReadStream = ResponseStream<ReadResponse>;
+
+    async fn read(&self, request: Request<Streaming<ReadRequest>>) -> Result<Response<Self::ReadStream>, Status> {
+        let deadline = super::deadline(request.metadata());
+        let slot = stream::open(&self.core, PROTOCOL, "Read")?;
+        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
+            reader::read_item(core, request, deadline, place)
+        });
+        Ok(Response::new(answers))
+    }
+
+    async fn read_one(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let started = Instant::now();
+        timing::received(&request);
+        let deadline = super::deadline(request.metadata());
+        let result = match self.core.try_admit(1) {
+            Ok(admission) => {
+                reader::read(&self.core, request.into_inner(), deadline, admission, MorePlaces::Refuse).await
+            }
+            Err(error) => Err(error),
+        };
+        let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+        metrics::request(PROTOCOL, "ReadOne", code, started.elapsed(), 1);
         Ok(timing::answered(Response::new(result?)))
     }
 

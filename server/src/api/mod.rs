@@ -1,7 +1,8 @@
 //! The protocol fronts: each translates its messages into the [`core`]'s
 //! images and predictions back, and nothing more.
 //!
-//! - [`classifier`]: `mnist.v1.Classifier` over gRPC, the service's own API;
+//! - [`classifier`]: `mnist.v1.Classifier` over gRPC, the service's own API,
+//!   with [`reader`] translating its `Read` calls (handwritten numbers);
 //! - [`inference`]: the Open Inference Protocol (KServe v2, Triton) over
 //!   gRPC, on the same port;
 //! - [`http`]: the Open Inference Protocol's REST API, on `--http-addr`;
@@ -17,6 +18,7 @@ pub mod classifier;
 pub mod http;
 pub mod inference;
 pub mod oip;
+pub mod reader;
 mod stream;
 pub mod web;
 

@@ -1,0 +1,355 @@
+//! `mnist-client read`: handwritten numbers, one per file.
+//!
+//! By default each file is decoded and segmented here, with the very code
+//! the server's `Read` runs (`mnist::read`), and only its candidate digits
+//! (784 bytes each) travel, over the same `Predict` streams, replicas and
+//! failover as `predict`; the digits are then chosen here from the server's
+//! probabilities. A 12-megapixel photo costs the network a few kilobytes.
+//! With `send_encoded`, each file goes whole to the server's `ReadOne`.
+//! Both give the same reading for the same file and model.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use futures_util::{StreamExt, stream};
+use image::DynamicImage;
+use indicatif::ProgressBar;
+use mnist::{
+    preprocess::{DecodeLimits, decode},
+    proto::v1::{PredictRequest, ReadRequest, predict_request::Input, read_request},
+    read::{PixelBox, Reading, Segmentation, draw, segment},
+};
+use serde::Serialize;
+
+use crate::{ClientError, connect::ServerAddress, pipeline::stream_predict, predict::debug_image_name};
+
+/// Local files may be large photos: allow more than the server does.
+const LOCAL_LIMITS: DecodeLimits =
+    DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
+
+/// Options of one read run.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Most unanswered candidate digits on the stream (or files, with `send_encoded`).
+    pub window: usize,
+    /// Send each file's bytes for the server to read (`ReadOne`).
+    pub send_encoded: bool,
+    /// Where to write, for each file, a picture of the photo with the boxes
+    /// and digits read drawn on it, and each 28x28 the model saw (files
+    /// read here only, not with `send_encoded`).
+    pub debug_dir: Option<PathBuf>,
+    /// The served model to ask (empty: the server's default model).
+    pub model: String,
+    /// The number of digits expected, when the caller knows it.
+    pub expected_digits: Option<usize>,
+}
+
+/// The reading of one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadResult {
+    /// The file.
+    pub path: PathBuf,
+    /// The reading, or why there is none.
+    #[serde(flatten)]
+    pub outcome: ReadOutcome,
+}
+
+/// A file's reading or error.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ReadOutcome {
+    /// Read.
+    Read(ReadNumber),
+    /// Not read.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A number read from one file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadNumber {
+    /// The digits, left to right.
+    pub text: String,
+    /// The product of the digits' confidences.
+    pub confidence: f32,
+    /// Each digit.
+    pub digits: Vec<NumberDigit>,
+}
+
+/// One digit of a [`ReadNumber`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NumberDigit {
+    /// The digit.
+    pub digit: u32,
+    /// Its probability.
+    pub confidence: f32,
+    /// Probabilities of 0-9 (empty when the server was not asked for them).
+    #[serde(skip)]
+    pub probabilities: Vec<f32>,
+    /// Where it is in the file's image.
+    #[serde(rename = "box")]
+    pub bounds: PixelBox,
+}
+
+impl From<Reading> for ReadNumber {
+    fn from(reading: Reading) -> Self {
+        Self {
+            text: reading.text,
+            confidence: reading.confidence,
+            digits: reading
+                .digits
+                .into_iter()
+                .map(|d| NumberDigit {
+                    digit: u32::from(d.digit),
+                    confidence: d.confidence,
+                    probabilities: d.probabilities,
+                    bounds: d.bounds,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Reads `paths` (in that order); `progress` advances once per file.
+pub async fn read_files(
+    server: &ServerAddress,
+    paths: Vec<PathBuf>,
+    options: &ReadOptions,
+    progress: ProgressBar,
+) -> Result<Vec<ReadResult>, ClientError> {
+    let outcomes = if options.send_encoded {
+        read_remotely(server, &paths, options, &progress).await?
+    } else {
+        read_locally(server, &paths, options, &progress).await?
+    };
+    Ok(paths.into_iter().zip(outcomes).map(|(path, outcome)| ReadResult { path, outcome }).collect())
+}
+
+/// A file segmented here, waiting for its candidates' probabilities.
+struct Pending {
+    segmentation: Segmentation,
+    /// The decoded image, kept only to draw the debug picture.
+    image: Option<DynamicImage>,
+    probabilities: Vec<Option<Vec<f32>>>,
+}
+
+async fn read_locally(
+    server: &ServerAddress,
+    paths: &[PathBuf],
+    options: &ReadOptions,
+    progress: &ProgressBar,
+) -> Result<Vec<ReadOutcome>, ClientError> {
+    let pending: Arc<Mutex<HashMap<usize, Pending>>> = Arc::default();
+    let failures: Arc<Mutex<HashMap<usize, String>>> = Arc::default();
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    let keep_images = options.debug_dir.is_some();
+    let model = options.model.clone();
+    let (pending_in, failures_in, progress_in) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
+    let requests = stream::iter(paths.to_vec().into_iter().enumerate())
+        .map(move |(index, path)| async move {
+            let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path))
+                .await
+                .unwrap_or_else(|e| Err(format!("segmentation task failed: {e}")));
+            (index, segmented)
+        })
+        .buffered(parallel)
+        .flat_map(move |(index, segmented)| {
+            let requests = match segmented {
+                Ok((image, mut segmentation)) => {
+                    let requests: Vec<PredictRequest> = segmentation
+                        .candidates
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(n, candidate)| PredictRequest {
+                            id: format!("{index}/{n}"),
+                            // The pixels travel; only the debug picture needs them after.
+                            input: Some(Input::Pixels(if keep_images {
+                                candidate.pixels.clone()
+                            } else {
+                                std::mem::take(&mut candidate.pixels)
+                            })),
+                            model: model.clone(),
+                        })
+                        .collect();
+                    if requests.is_empty() {
+                        progress_in.inc(1);
+                    }
+                    let waiting = Pending {
+                        probabilities: vec![None; segmentation.candidates.len()],
+                        segmentation,
+                        image: keep_images.then_some(image),
+                    };
+                    if let Ok(mut map) = pending_in.lock() {
+                        map.insert(index, waiting);
+                    }
+                    requests
+                }
+                Err(error) => {
+                    if let Ok(mut map) = failures_in.lock() {
+                        map.insert(index, error);
+                    }
+                    progress_in.inc(1);
+                    Vec::new()
+                }
+            };
+            stream::iter(requests)
+        });
+
+    let (pending_out, failures_out, progress_out) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
+    stream_predict(server, requests, options.window, move |response| {
+        let Some((file, candidate)) = response.id.split_once('/') else { return };
+        let (Ok(file), Ok(candidate)) = (file.parse::<usize>(), candidate.parse::<usize>()) else { return };
+        if let Some(status) = response.error {
+            if let Ok(mut map) = failures_out.lock()
+                && !map.contains_key(&file)
+            {
+                map.insert(file, format!("{:?}: {}", tonic::Code::from(status.code), status.message));
+                progress_out.inc(1);
+            }
+            return;
+        }
+        if let Ok(mut map) = pending_out.lock()
+            && let Some(waiting) = map.get_mut(&file)
+            && let Some(slot) = waiting.probabilities.get_mut(candidate)
+        {
+            *slot = Some(response.probabilities);
+            if waiting.probabilities.iter().all(Option::is_some) {
+                progress_out.inc(1);
+            }
+        }
+    })
+    .await?;
+
+    let mut pending = std::mem::take(&mut *pending.lock().map_err(|_| ClientError::Usage("lock poisoned".into()))?);
+    let failures = std::mem::take(&mut *failures.lock().map_err(|_| ClientError::Usage("lock poisoned".into()))?);
+    let mut outcomes = Vec::with_capacity(paths.len());
+    for (index, path) in paths.iter().enumerate() {
+        let outcome = match (failures.get(&index), pending.remove(&index)) {
+            (Some(error), _) => ReadOutcome::Failed { error: error.clone() },
+            (None, Some(waiting)) => resolve(index, path, waiting, options),
+            (None, None) => ReadOutcome::Failed { error: "no answer from the server".into() },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Chooses the digits of a file whose candidates all have probabilities,
+/// and writes its debug pictures.
+fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -> ReadOutcome {
+    let Some(probabilities) = waiting.probabilities.into_iter().collect::<Option<Vec<_>>>() else {
+        return ReadOutcome::Failed { error: "the server did not answer every digit".into() };
+    };
+    let reading = match waiting.segmentation.read(&probabilities, options.expected_digits) {
+        Ok(reading) => reading,
+        Err(error) => return ReadOutcome::Failed { error: error.to_string() },
+    };
+    if let (Some(dir), Some(image)) = (&options.debug_dir, &waiting.image)
+        && let Err(error) = write_debug(dir, index, path, image, &waiting.segmentation, &reading)
+    {
+        return ReadOutcome::Failed { error };
+    }
+    ReadOutcome::Read(reading.into())
+}
+
+/// Writes NNNN-<file>.png (the photo with boxes and digits) and
+/// NNNN-<file>.digit-K.png (the 28x28 the model saw for digit K).
+fn write_debug(
+    dir: &Path,
+    index: usize,
+    path: &Path,
+    image: &DynamicImage,
+    segmentation: &Segmentation,
+    reading: &Reading,
+) -> Result<(), String> {
+    let name = debug_image_name(index, path);
+    let picture = dir.join(&name);
+    draw::annotated(image, segmentation, reading)
+        .save(&picture)
+        .map_err(|e| format!("cannot write {}: {e}", picture.display()))?;
+    let stem = name.trim_end_matches(".png");
+    for (k, digit) in reading.digits.iter().enumerate() {
+        let Some(candidate) = segmentation.candidates.get(digit.candidate) else { continue };
+        let file = dir.join(format!("{stem}.digit-{k}.png"));
+        let side = mnist::IMAGE_SIDE as u32;
+        image::save_buffer(&file, &candidate.pixels, side, side, image::ExtendedColorType::L8)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn load_and_segment(path: &Path) -> Result<(DynamicImage, Segmentation), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let image = decode(&bytes, &LOCAL_LIMITS).map_err(|e| e.to_string())?;
+    let segmentation = segment(&image).map_err(|e| e.to_string())?;
+    Ok((image, segmentation))
+}
+
+/// Each file to the server's `ReadOne`, a window of them at a time.
+async fn read_remotely(
+    server: &ServerAddress,
+    paths: &[PathBuf],
+    options: &ReadOptions,
+    progress: &ProgressBar,
+) -> Result<Vec<ReadOutcome>, ClientError> {
+    let client = server.first_replica().await?.classifier().await?;
+    let expected_digits = options.expected_digits.unwrap_or(0) as u32;
+    let outcomes = stream::iter(paths.iter().enumerate())
+        .map(|(index, path)| {
+            let mut client = client.clone();
+            let model = options.model.clone();
+            async move {
+                let outcome = async {
+                    let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
+                    let request = ReadRequest {
+                        id: index.to_string(),
+                        input: Some(read_request::Input::Image(bytes)),
+                        model,
+                        top_k: 10,
+                        expected_digits,
+                    };
+                    let response = client
+                        .read_one(request)
+                        .await
+                        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+                        .into_inner();
+                    let number = ReadNumber {
+                        text: response.text,
+                        confidence: response.confidence,
+                        digits: response
+                            .digits
+                            .into_iter()
+                            .map(|d| {
+                                let b = d.r#box.unwrap_or_default();
+                                let mut probabilities = vec![0.0; mnist::NUM_CLASSES];
+                                for score in &d.top_k {
+                                    if let Some(p) = probabilities.get_mut(score.digit as usize) {
+                                        *p = score.probability;
+                                    }
+                                }
+                                NumberDigit {
+                                    digit: d.digit,
+                                    confidence: d.confidence,
+                                    probabilities,
+                                    bounds: PixelBox { x: b.x, y: b.y, width: b.width, height: b.height },
+                                }
+                            })
+                            .collect(),
+                    };
+                    Ok::<_, String>(number)
+                }
+                .await;
+                progress.inc(1);
+                outcome.map_or_else(|error| ReadOutcome::Failed { error }, ReadOutcome::Read)
+            }
+        })
+        .buffered(options.window.clamp(1, 64))
+        .collect()
+        .await;
+    Ok(outcomes)
+}

@@ -1,0 +1,147 @@
+//! How well `mnist::read` and the model read handwritten numbers
+//! (`mnist::synth` number photos of 2-8 MNIST digits), per spacing and per
+//! condition: the share of numbers read exactly, digit for digit, and how
+//! well the reading's confidence is calibrated. Inference runs in-process
+//! through the server's own backend, on the same candidates the server's
+//! `Read` batches.
+//!
+//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train] [--model PATH] [--write DIR]`
+//! (`--write DIR` saves each misread photo and its annotated reading.)
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use mnist::{
+    PIXEL_MEAN, PIXEL_STD,
+    dataset::{Mnist, Split, default_dir},
+    preprocess::{DecodeLimits, decode},
+    read::{Segmentation, draw, segment},
+    synth::{Condition, PhotoGenerator, Spacing},
+};
+use mnist_server::{
+    backend::{Backend, OnnxBackend, RuntimeOptions},
+    config::Device,
+};
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), AnyError> {
+    let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Split::Test, None);
+    let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--per-cell" => per_cell = value()?.parse()?,
+            "--page-side" => page_side = value()?.parse()?,
+            "--seed" => seed = value()?.parse()?,
+            "--split" => split = if value()? == "train" { Split::Train } else { Split::Test },
+            "--model" => model = PathBuf::from(value()?),
+            "--write" => write = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
+    let (mut backend, _) = OnnxBackend::load(&model, &options)?;
+    let data = Mnist::load(&default_dir(), split)?;
+    let mut generator = PhotoGenerator::new(seed, page_side);
+    let limits = DecodeLimits::default();
+
+    println!(
+        "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {}\n",
+        model.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    );
+    let mut results = Vec::new(); // (spacing, condition, right, confidence, digits)
+    let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
+    for spacing in Spacing::ALL {
+        for condition in Condition::NUMBERS {
+            for n in 0..per_cell {
+                let indices = generator.pick_number(data.len());
+                let length = indices.len();
+                let truth: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
+                let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+                let photo = generator.number_jpeg(&digits, spacing, condition);
+                let started = Instant::now();
+                let image = decode(&photo, &limits)?;
+                let segmentation = segment(&image)?;
+                segmenting += started.elapsed();
+                photos += 1;
+                let probabilities = classify(&mut backend, &segmentation)?;
+                let reading = segmentation.read(&probabilities, None)?;
+                let right = reading.text == truth;
+                if let (Some(dir), false) = (&write, right) {
+                    let name = format!("{}-{}-{n:03}-{truth}-read-{}", spacing.name(), condition.name(), reading.text);
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::write(dir.join(format!("{name}.jpg")), &photo)?;
+                    draw::annotated(&image, &segmentation, &reading).save(dir.join(format!("{name}.png")))?;
+                }
+                results.push((spacing, condition, right, reading.confidence, length));
+            }
+        }
+    }
+
+    let share = |filter: &dyn Fn(&(Spacing, Condition, bool, f32, usize)) -> bool| {
+        let chosen: Vec<_> = results.iter().filter(|r| filter(r)).collect();
+        let right = chosen.iter().filter(|r| r.2).count();
+        (right, chosen.len())
+    };
+    println!("| spacing | {} | all |", Condition::NUMBERS.map(|c| c.name()).join(" | "));
+    println!("|---|{}---:|", "---:|".repeat(Condition::NUMBERS.len()));
+    for spacing in Spacing::ALL {
+        let cells: Vec<String> = Condition::NUMBERS
+            .iter()
+            .map(|&c| {
+                let (right, total) = share(&|r| r.0 == spacing && r.1 == c);
+                format!("{right}/{total}")
+            })
+            .collect();
+        let (right, total) = share(&|r| r.0 == spacing);
+        println!("| {} | {} | **{:.3}** ({right}/{total}) |", spacing.name(), cells.join(" | "), ratio(right, total));
+    }
+    let (right, total) = share(&|_| true);
+    println!("| **all** | | | | | | **{:.4}** ({right}/{total}) |", ratio(right, total));
+    println!("\n| digits | exact |\n|---:|---:|");
+    for length in 2..=8 {
+        let (right, total) = share(&|r| r.4 == length);
+        println!("| {length} | {:.3} ({right}/{total}) |", ratio(right, total));
+    }
+
+    // Calibration: numbers binned by confidence, the share right in each.
+    println!("\n| confidence | numbers | mean confidence | share right |\n|---|---:|---:|---:|");
+    let bins = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.01];
+    let mut ece = 0.0;
+    for edge in bins.windows(2) {
+        let chosen: Vec<_> = results.iter().filter(|r| f64::from(r.3) >= edge[0] && f64::from(r.3) < edge[1]).collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let mean = chosen.iter().map(|r| f64::from(r.3)).sum::<f64>() / chosen.len() as f64;
+        let right = chosen.iter().filter(|r| r.2).count() as f64 / chosen.len() as f64;
+        ece += (mean - right).abs() * chosen.len() as f64 / results.len() as f64;
+        println!("| {:.2}-{:.2} | {} | {mean:.3} | {right:.3} |", edge[0], edge[1].min(1.0), chosen.len());
+    }
+    println!("\nexpected calibration error (these bins): {ece:.3}");
+    println!(
+        "segmentation: {:.1} ms per photo (mean, decode included)",
+        segmenting.as_secs_f64() * 1e3 / f64::from(photos)
+    );
+    Ok(())
+}
+
+fn ratio(right: usize, total: usize) -> f64 {
+    right as f64 / total.max(1) as f64
+}
+
+/// The ten probabilities of every candidate, in one batch.
+fn classify(backend: &mut OnnxBackend, segmentation: &Segmentation) -> Result<Vec<Vec<f32>>, AnyError> {
+    let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
+    if pixels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut input = Vec::with_capacity(pixels.len());
+    mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
+    let logits = backend.infer(&input, segmentation.candidates.len())?;
+    Ok(logits.chunks(10).map(mnist::softmax).collect())
+}

@@ -1,0 +1,527 @@
+//! Reads a handwritten number: the digits of one line of handwriting, left
+//! to right (`docs/reading-numbers.md` shows each step).
+//!
+//! Reading is split in two around the classifier, so that every digit of
+//! every image in flight goes through the server's micro-batcher together
+//! and the client can use the same code with the server as its classifier:
+//!
+//! 1. [`segment`]: the page's ink, as for one digit ([`crate::preprocess`],
+//!    at up to [`READ_WORK_SIDE`] pixels); its connected components; specks
+//!    and marks off the line of digits dropped; components much wider than
+//!    a digit cut at the valleys of their column profile (where two touching
+//!    digits meet). What remains are *pieces*, left to right. Every run of
+//!    up to [`MAX_PIECES_PER_DIGIT`] neighbouring pieces no wider than a
+//!    digit can be is a *candidate* digit, fitted to 28x28 as a single
+//!    digit is: a broken 5 is its two pieces together, two touching digits
+//!    are the pieces on either side of a cut.
+//! 2. The caller classifies every candidate, in one batch.
+//! 3. [`Segmentation::read`]: the split of the pieces into digits whose
+//!    candidates the classifier is most sure of (the product of their
+//!    confidences, with a penalty for digits wider than handwriting makes
+//!    them) wins; with `expected_digits`, the best split into exactly that
+//!    many. Work is bounded: at most [`MAX_PIECES`] pieces and
+//!    [`MAX_PIECES_PER_DIGIT`] per candidate, so at most a few hundred
+//!    candidates per image, whatever it holds.
+
+pub mod draw;
+
+use image::DynamicImage;
+use imageproc::region_labelling::{Connectivity, connected_components};
+
+use crate::{
+    Error, NUM_CLASSES, Result,
+    preprocess::{DecodeLimits, InkPage, page_ink},
+};
+
+/// Longest side at which a photo of a number is read: twice a single
+/// digit's, so that each of eight digits in a row still has tens of pixels.
+pub const READ_WORK_SIDE: u32 = 640;
+
+/// Most pieces (components and the parts of cut ones) a line may hold;
+/// more is not one handwritten number (a page of text, a field of specks)
+/// and is refused rather than read slowly into nonsense.
+pub const MAX_PIECES: usize = 48;
+
+/// Most pieces one digit may be made of (a 5 written in three strokes and
+/// cut once).
+pub const MAX_PIECES_PER_DIGIT: usize = 4;
+
+/// Components whose ink is less than this share of the heaviest one's and
+/// that are also shorter than [`SPECK_HEIGHT`] of the line are specks.
+const SPECK_MASS: f32 = 0.08;
+
+/// See [`SPECK_MASS`].
+const SPECK_HEIGHT: f32 = 0.35;
+
+/// Components with at least this share of the heaviest one's ink set the
+/// line's height and vertical band.
+const LINE_MASS: f32 = 0.2;
+
+/// A component wider than this many line heights may be two or more
+/// touching digits, and is cut at its column profile's valleys.
+const CUT_ASPECT: f32 = 0.8;
+
+/// Cuts are at least this many line heights from each other and from the
+/// component's ends: a digit is never narrower than a 1.
+const MIN_CUT_SPACING: f32 = 0.12;
+
+/// A piece at least this share of the line's height tall is a digit or most
+/// of one (see [`holds_two_digits`]).
+const TALL_PIECE: f32 = 0.6;
+
+/// A candidate wider than this many line heights is not one digit.
+const MAX_DIGIT_ASPECT: f32 = 1.5;
+
+/// Log-score penalty per line height of width beyond [`WIDE_DIGIT_ASPECT`]:
+/// two digits squeezed into one 28x28 can look like one digit to the
+/// classifier, but not like a digit of handwriting's proportions.
+const WIDTH_PENALTY: f32 = 4.0;
+
+/// Widest a single handwritten digit usually is, in line heights.
+const WIDE_DIGIT_ASPECT: f32 = 1.1;
+
+/// Mean and standard deviation of ln(width / height) of each digit's ink in
+/// MNIST's training set: a 1 is narrow, a 0 or a 2 can be wider than tall,
+/// and two digits squeezed into one box are wider than any.
+const SHAPES: [(f32, f32); NUM_CLASSES] = [
+    (-0.106, 0.196),
+    (-0.931, 0.459),
+    (-0.071, 0.218),
+    (-0.235, 0.212),
+    (-0.241, 0.212),
+    (-0.074, 0.258),
+    (-0.326, 0.217),
+    (-0.264, 0.215),
+    (-0.282, 0.221),
+    (-0.395, 0.205),
+];
+
+/// Standard deviations of shape (see [`SHAPES`]) within which a candidate
+/// is not penalized.
+const SHAPE_SLACK: f32 = 1.0;
+
+/// Log-score penalty per squared standard deviation beyond [`SHAPE_SLACK`].
+const SHAPE_PENALTY: f32 = 1.0;
+
+/// Log-score penalty for each digit read: of two readings the classifier is
+/// equally sure of, the one with fewer digits (a 0 is not two 1s).
+const DIGIT_PENALTY: f32 = 0.3;
+
+/// An axis-aligned box in the original image's pixel coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PixelBox {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// One candidate digit: a run of neighbouring pieces, as the model sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// 784 MNIST-style pixels (28x28, row-major).
+    pub pixels: Vec<u8>,
+    /// Where it is in the original image.
+    pub bounds: PixelBox,
+    /// The first piece and how many (in left-to-right order).
+    first_piece: usize,
+    piece_count: usize,
+    /// Width over the line's height.
+    aspect: f32,
+    /// Width over its own height.
+    shape: f32,
+}
+
+/// A segmented image: the candidates to classify, and how they may combine.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// Every candidate digit, to classify in one batch.
+    pub candidates: Vec<Candidate>,
+    /// Number of pieces, left to right.
+    pieces: usize,
+    /// Pieces that may be left out of the reading: small marks on the line
+    /// (dust, a stray dot) that are not digits.
+    optional: Vec<bool>,
+}
+
+/// The digits read from an image.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Reading {
+    /// The digits, left to right ("" when the image holds no ink).
+    pub text: String,
+    /// How sure the reading is as a whole: the product of the digits'
+    /// confidences (0 when nothing was read).
+    pub confidence: f32,
+    /// Each digit, left to right.
+    pub digits: Vec<ReadDigit>,
+}
+
+/// One digit of a [`Reading`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReadDigit {
+    /// The digit, 0 to 9.
+    pub digit: u8,
+    /// Its probability.
+    pub confidence: f32,
+    /// The probabilities of all ten digits.
+    pub probabilities: Vec<f32>,
+    /// Where it is in the original image.
+    pub bounds: PixelBox,
+    /// Index of its candidate in [`Segmentation::candidates`].
+    #[serde(skip)]
+    pub candidate: usize,
+}
+
+/// A connected component of the ink mask, or the part of one between two cuts.
+#[derive(Debug, Clone)]
+struct Piece {
+    /// Label of the component in the label image.
+    label: u32,
+    /// Columns of the component this piece covers, `x0..x1` (work pixels).
+    x0: usize,
+    x1: usize,
+    /// Rows of the piece's ink, `y0..y1`.
+    y0: usize,
+    y1: usize,
+    mass: f32,
+}
+
+impl Piece {
+    fn center_x(&self) -> f32 {
+        (self.x0 + self.x1) as f32 / 2.0
+    }
+}
+
+/// An image from raw 8-bit gray pixels (`width` x `height`, row-major),
+/// checked against the same limits as encoded files.
+pub fn gray_image(width: u32, height: u32, pixels: Vec<u8>, limits: &DecodeLimits) -> Result<DynamicImage> {
+    let expected = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 || width > limits.max_side || height > limits.max_side || expected > limits.max_pixels
+    {
+        return Err(Error::ImageDimensions { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels });
+    }
+    let found = pixels.len();
+    image::GrayImage::from_raw(width, height, pixels)
+        .filter(|_| found as u64 == expected)
+        .map(DynamicImage::ImageLuma8)
+        .ok_or(Error::PixelDimensions { width, height, expected, found })
+}
+
+/// Segments a decoded image into candidate digits (step 1 of the module
+/// documentation). An image with no ink gives no candidates; one with more
+/// than [`MAX_PIECES`] marks on its line is refused.
+pub fn segment(image: &DynamicImage) -> Result<Segmentation> {
+    let empty = Segmentation { candidates: Vec::new(), pieces: 0, optional: Vec::new() };
+    let Some(page) = page_ink(image, READ_WORK_SIDE, &mut |_, _| {}) else { return Ok(empty) };
+    let scale = image.width().max(image.height()) as f32 / page.width.max(page.height) as f32;
+    let (w, h) = (page.width, page.height);
+    let mask_image = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        image::Luma([u8::from(page.mask[y as usize * w + x as usize])])
+    });
+    let labels = connected_components(&mask_image, Connectivity::Eight, image::Luma([0u8]));
+    let components = measure_components(&page, labels.as_raw());
+    let Some(line) = Line::of(&components) else { return Ok(empty) };
+    let mut pieces = Vec::new();
+    for component in components.iter().filter(|c| line.holds(c)) {
+        pieces.extend(cut_where_digits_touch(component, &page, labels.as_raw(), line.height));
+    }
+    if pieces.len() > MAX_PIECES {
+        return Err(Error::TooManyMarks { found: pieces.len(), limit: MAX_PIECES });
+    }
+    pieces.sort_by(|a, b| a.center_x().total_cmp(&b.center_x()));
+    let heaviest = pieces.iter().map(|p| p.mass).fold(0.0f32, f32::max);
+    let optional = pieces
+        .iter()
+        .map(|p| p.mass < SPECK_MASS * 2.0 * heaviest && ((p.y1 - p.y0) as f32) < 0.5 * line.height)
+        .collect();
+
+    let mut candidates = Vec::new();
+    for first in 0..pieces.len() {
+        for count in 1..=MAX_PIECES_PER_DIGIT.min(pieces.len() - first) {
+            let run = &pieces[first..first + count];
+            let (x0, x1) = (run.iter().map(|p| p.x0).min().unwrap_or(0), run.iter().map(|p| p.x1).max().unwrap_or(0));
+            let aspect = (x1 - x0) as f32 / line.height;
+            if count > 1 && aspect > MAX_DIGIT_ASPECT {
+                break;
+            }
+            if count > 1 && holds_two_digits(run, line.height) {
+                continue;
+            }
+            let (y0, y1) = (run.iter().map(|p| p.y0).min().unwrap_or(0), run.iter().map(|p| p.y1).max().unwrap_or(0));
+            let keep = |x: usize, y: usize| {
+                let label = labels.as_raw()[y * w + x];
+                label != 0 && run.iter().any(|p| p.label == label && (p.x0..p.x1).contains(&x))
+            };
+            // Room for the strokes' antialiased edges.
+            let pad = 3;
+            let window = (x0.saturating_sub(pad), y0.saturating_sub(pad), x1 + pad, y1 + pad);
+            candidates.push(Candidate {
+                pixels: page.digit_pixels(window, keep),
+                bounds: to_original((x0, y0, x1, y1), scale, image.width(), image.height()),
+                first_piece: first,
+                piece_count: count,
+                aspect,
+                shape: (x1 - x0) as f32 / (y1 - y0).max(1) as f32,
+            });
+        }
+    }
+    Ok(Segmentation { candidates, pieces: pieces.len(), optional })
+}
+
+/// Whether a run of pieces holds two separate digits side by side: two
+/// pieces of different components, both nearly the line's height, that do
+/// not overlap in columns. Pieces of one digit overlap (the bar over a 5's
+/// body) or are short (a 7's crossbar); two written digits stand apart.
+fn holds_two_digits(run: &[Piece], line_height: f32) -> bool {
+    let tall = |p: &Piece| (p.y1 - p.y0) as f32 >= TALL_PIECE * line_height;
+    run.iter().enumerate().any(|(i, a)| {
+        run[i + 1..].iter().any(|b| a.label != b.label && tall(a) && tall(b) && (a.x1 <= b.x0 || b.x1 <= a.x0))
+    })
+}
+
+/// A work-size box `x0..x1` x `y0..y1` in the original image's pixels.
+fn to_original((x0, y0, x1, y1): (usize, usize, usize, usize), scale: f32, width: u32, height: u32) -> PixelBox {
+    let left = ((x0 as f32 * scale).floor() as u32).min(width);
+    let top = ((y0 as f32 * scale).floor() as u32).min(height);
+    let right = ((x1 as f32 * scale).ceil() as u32).clamp(left, width);
+    let bottom = ((y1 as f32 * scale).ceil() as u32).clamp(top, height);
+    PixelBox { x: left, y: top, width: right - left, height: bottom - top }
+}
+
+/// Bounding box and ink of each labelled component (index = label - 1).
+fn measure_components(page: &InkPage, labels: &[u32]) -> Vec<Piece> {
+    let w = page.width;
+    let mut components: Vec<Option<Piece>> = Vec::new();
+    for (i, &label) in labels.iter().enumerate() {
+        if label == 0 {
+            continue;
+        }
+        let slot = label as usize - 1;
+        if components.len() <= slot {
+            components.resize(slot + 1, None);
+        }
+        let (x, y) = (i % w, i / w);
+        let piece = components[slot].get_or_insert(Piece { label, x0: x, x1: x + 1, y0: y, y1: y + 1, mass: 0.0 });
+        piece.x0 = piece.x0.min(x);
+        piece.x1 = piece.x1.max(x + 1);
+        piece.y0 = piece.y0.min(y);
+        piece.y1 = piece.y1.max(y + 1);
+        piece.mass += page.ink[i];
+    }
+    components.into_iter().flatten().collect()
+}
+
+/// The line of digits: its height and vertical band, from the components
+/// with a real share of the ink.
+struct Line {
+    height: f32,
+    top: f32,
+    bottom: f32,
+    heaviest: f32,
+}
+
+impl Line {
+    fn of(components: &[Piece]) -> Option<Self> {
+        let heaviest = components.iter().map(|c| c.mass).fold(0.0f32, f32::max);
+        if heaviest <= 0.0 {
+            return None;
+        }
+        let major: Vec<&Piece> = components.iter().filter(|c| c.mass >= LINE_MASS * heaviest).collect();
+        let middle = |values: Vec<f32>| {
+            let mut values = values;
+            values.sort_by(f32::total_cmp);
+            values[values.len() / 2]
+        };
+        let height = middle(major.iter().map(|c| (c.y1 - c.y0) as f32).collect()).max(1.0);
+        let top = middle(major.iter().map(|c| c.y0 as f32).collect());
+        let bottom = middle(major.iter().map(|c| c.y1 as f32).collect());
+        Some(Self { height, top, bottom, heaviest })
+    }
+
+    /// Whether a component belongs to the line: not a speck, and within
+    /// the line's band (with room for a wobbling baseline).
+    fn holds(&self, c: &Piece) -> bool {
+        let is_speck = c.mass < SPECK_MASS * self.heaviest && ((c.y1 - c.y0) as f32) < SPECK_HEIGHT * self.height;
+        let slack = 0.5 * self.height;
+        let in_band = (c.y1 as f32) > self.top - slack && (c.y0 as f32) < self.bottom + slack;
+        !is_speck && in_band
+    }
+}
+
+/// The pieces of one component: itself, or, when it is wider than a digit,
+/// its parts between cuts at the deepest valleys of its column profile
+/// (touching digits meet where few of their pixels share a column).
+fn cut_where_digits_touch(component: &Piece, page: &InkPage, labels: &[u32], line_height: f32) -> Vec<Piece> {
+    let width = component.x1 - component.x0;
+    if (width as f32) < CUT_ASPECT * line_height {
+        return vec![component.clone()];
+    }
+    let w = page.width;
+    let mut profile = vec![0u32; width];
+    for y in component.y0..component.y1 {
+        for (x, count) in profile.iter_mut().enumerate() {
+            if labels[y * w + component.x0 + x] == component.label {
+                *count += 1;
+            }
+        }
+    }
+    let spacing = ((MIN_CUT_SPACING * line_height).round() as usize).max(2);
+    // Valleys: columns no higher than any within `spacing / 2`, away from the ends.
+    let reach = (spacing / 2).max(1);
+    let mut valleys: Vec<usize> = (spacing..width.saturating_sub(spacing))
+        .filter(|&x| {
+            let lo = x.saturating_sub(reach);
+            let hi = (x + reach + 1).min(width);
+            profile[lo..hi].iter().all(|&v| profile[x] <= v)
+        })
+        .collect();
+    // The deepest first, then no two closer than `spacing`.
+    valleys.sort_by_key(|&x| (profile[x], x));
+    let most = ((width as f32 / (MIN_CUT_SPACING * 3.0 * line_height)).ceil() as usize).clamp(1, 8);
+    let mut cuts: Vec<usize> = Vec::new();
+    for x in valleys {
+        if cuts.len() >= most {
+            break;
+        }
+        if cuts.iter().all(|&c| c.abs_diff(x) >= spacing) {
+            cuts.push(x);
+        }
+    }
+    cuts.sort_unstable();
+    let mut bounds = vec![0];
+    bounds.extend(cuts);
+    bounds.push(width);
+    bounds
+        .windows(2)
+        .filter_map(|span| {
+            let (x0, x1) = (component.x0 + span[0], component.x0 + span[1]);
+            let (mut y0, mut y1, mut mass) = (usize::MAX, 0, 0.0);
+            for y in component.y0..component.y1 {
+                for x in x0..x1 {
+                    if labels[y * w + x] == component.label {
+                        y0 = y0.min(y);
+                        y1 = y1.max(y + 1);
+                        mass += page.ink[y * w + x];
+                    }
+                }
+            }
+            (y0 < y1).then_some(Piece { label: component.label, x0, x1, y0, y1, mass })
+        })
+        .collect()
+}
+
+impl Segmentation {
+    /// Whether the image held nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    /// Chooses the digits (step 3 of the module documentation) given the
+    /// classifier's probabilities for each candidate, in order. With
+    /// `expected_digits`, the best reading with exactly that many digits, if
+    /// the pieces allow one; otherwise the best reading of any length.
+    pub fn read(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
+        if probabilities.len() != self.candidates.len() {
+            return Err(Error::Reading(format!(
+                "{} candidates but {} probability vectors",
+                self.candidates.len(),
+                probabilities.len()
+            )));
+        }
+        if let Some(bad) = probabilities.iter().find(|p| p.len() != NUM_CLASSES) {
+            return Err(Error::Reading(format!("a probability vector has {} values, not {NUM_CLASSES}", bad.len())));
+        }
+        let scores: Vec<f32> =
+            self.candidates.iter().zip(probabilities).map(|(c, p)| candidate_score(c, best_of(p))).collect();
+        let n = self.pieces;
+        let most_digits = n;
+        // best[i][k]: the best score of reading the first i pieces as k
+        // digits, and how it was reached (previous i, the candidate or None
+        // for a left-out piece).
+        let mut best = vec![vec![None::<(f32, usize, Option<usize>)>; most_digits + 1]; n + 1];
+        best[0][0] = Some((0.0, 0, None));
+        let mut by_end: Vec<Vec<usize>> = vec![Vec::new(); n + 1];
+        for (index, c) in self.candidates.iter().enumerate() {
+            by_end[c.first_piece + c.piece_count].push(index);
+        }
+        for end in 1..=n {
+            for k in 0..=most_digits {
+                let mut here = None::<(f32, usize, Option<usize>)>;
+                let mut consider = |score: f32, from: usize, candidate: Option<usize>| {
+                    if here.is_none_or(|(s, _, _)| score > s) {
+                        here = Some((score, from, candidate));
+                    }
+                };
+                if self.optional[end - 1]
+                    && let Some((s, _, _)) = best[end - 1][k]
+                {
+                    consider(s, end - 1, None);
+                }
+                if k > 0 {
+                    for &index in &by_end[end] {
+                        let start = self.candidates[index].first_piece;
+                        if let Some((s, _, _)) = best[start][k - 1] {
+                            consider(s + scores[index], start, Some(index));
+                        }
+                    }
+                }
+                best[end][k] = here;
+            }
+        }
+        let reachable = |k: usize| best[n][k].map(|(s, _, _)| (s, k));
+        let chosen = expected_digits
+            .filter(|&k| k <= most_digits)
+            .and_then(reachable)
+            .or_else(|| (0..=most_digits).filter_map(reachable).max_by(|a, b| a.0.total_cmp(&b.0)));
+        let Some((_, mut k)) = chosen else {
+            return Ok(Reading { text: String::new(), confidence: 0.0, digits: Vec::new() });
+        };
+        let mut picked = Vec::new();
+        let mut end = n;
+        while end > 0 {
+            let Some((_, from, candidate)) = best[end][k] else { break };
+            if let Some(index) = candidate {
+                picked.push(index);
+                k -= 1;
+            }
+            end = from;
+        }
+        picked.reverse();
+        let digits: Vec<ReadDigit> = picked
+            .into_iter()
+            .map(|index| {
+                let (digit, confidence) = best_of(&probabilities[index]);
+                ReadDigit {
+                    digit: digit as u8,
+                    confidence,
+                    probabilities: probabilities[index].clone(),
+                    bounds: self.candidates[index].bounds,
+                    candidate: index,
+                }
+            })
+            .collect();
+        let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+        let confidence = if digits.is_empty() { 0.0 } else { digits.iter().map(|d| d.confidence).product() };
+        Ok(Reading { text, confidence, digits })
+    }
+}
+
+/// How much a candidate's being one digit adds to a reading's log-score:
+/// the classifier's confidence, less penalties for a shape unlike that
+/// digit's in handwriting and for a width no digit has.
+fn candidate_score(candidate: &Candidate, (digit, confidence): (usize, f32)) -> f32 {
+    let too_wide = (candidate.aspect - WIDE_DIGIT_ASPECT).max(0.0);
+    let (mean, spread) = SHAPES[digit.min(NUM_CLASSES - 1)];
+    let z = (candidate.shape.max(0.01).ln() - mean) / spread;
+    let unusual = (z.abs() - SHAPE_SLACK).max(0.0);
+    confidence.max(1e-6).ln() - WIDTH_PENALTY * too_wide - SHAPE_PENALTY * unusual * unusual - DIGIT_PENALTY
+}
+
+/// The likeliest digit and its probability.
+fn best_of(probabilities: &[f32]) -> (usize, f32) {
+    probabilities.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0))
+}

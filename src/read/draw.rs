@@ -1,0 +1,105 @@
+//! Pictures of a [`Reading`]: the photo with each digit's box and the digit
+//! read drawn on it, and beneath it the 28x28 images the model saw. For
+//! `mnist-client read --debug-preprocess` and the documentation's figures:
+//! a person sees at once which digit was cut where.
+
+use image::{DynamicImage, Rgb, RgbImage, imageops};
+use imageproc::{drawing::draw_filled_rect_mut, rect::Rect};
+
+use super::{Reading, Segmentation};
+use crate::IMAGE_SIDE;
+
+/// Longest side of the drawn photo: boxes and digits stay legible and the
+/// file small, whatever the camera's resolution.
+const PICTURE_SIDE: u32 = 960;
+
+/// Colours of the boxes, one per digit in turn.
+const COLOURS: [[u8; 3]; 4] = [[220, 40, 40], [30, 110, 220], [20, 150, 60], [200, 120, 0]];
+
+/// 5x7 bitmaps of the digits 0-9, one row per byte (low 5 bits, the
+/// leftmost pixel the highest): the labels need no font file.
+const GLYPHS: [[u8; 7]; 10] = [
+    [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+    [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+    [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+    [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+    [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+    [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+    [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+    [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+    [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+    [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+];
+
+/// The photo (at most [`PICTURE_SIDE`] a side) with a box around each digit
+/// read and the digit above it, and beneath it, for each digit, the 28x28
+/// image the model saw (shown 3x) with the digit read under it.
+pub fn annotated(image: &DynamicImage, segmentation: &Segmentation, reading: &Reading) -> RgbImage {
+    let photo = if image.width().max(image.height()) > PICTURE_SIDE {
+        image.thumbnail(PICTURE_SIDE, PICTURE_SIDE).to_rgb8()
+    } else {
+        image.to_rgb8()
+    };
+    let scale = photo.width() as f32 / image.width().max(1) as f32;
+    let tile = IMAGE_SIDE as u32 * 3;
+    let label_scale = 3u32;
+    let strip = tile + 8 * label_scale + 16;
+    let width = photo.width().max(reading.digits.len() as u32 * (tile + 8) + 8);
+    let mut picture = RgbImage::from_pixel(width, photo.height() + strip, Rgb([255, 255, 255]));
+    imageops::overlay(&mut picture, &photo, 0, 0);
+
+    let glyph_scale = ((photo.height() as f32 / 120.0).round() as u32).clamp(2, 6);
+    for (n, digit) in reading.digits.iter().enumerate() {
+        let colour = Rgb(COLOURS[n % COLOURS.len()]);
+        let b = digit.bounds;
+        let (x, y) = ((b.x as f32 * scale) as i32, (b.y as f32 * scale) as i32);
+        let (w, h) = (((b.width as f32 * scale) as u32).max(1), ((b.height as f32 * scale) as u32).max(1));
+        for t in 0..2 {
+            if w > 2 * t && h > 2 * t {
+                let rect = Rect::at(x + t as i32, y + t as i32).of_size(w - 2 * t, h - 2 * t);
+                imageproc::drawing::draw_hollow_rect_mut(&mut picture, rect, colour);
+            }
+        }
+        let label_y = (y - 8 * glyph_scale as i32).max(0);
+        draw_digit(&mut picture, digit.digit, x, label_y, glyph_scale, colour);
+
+        if let Some(candidate) = segmentation.candidates.get(digit.candidate)
+            && let Some(seen) =
+                image::GrayImage::from_raw(IMAGE_SIDE as u32, IMAGE_SIDE as u32, candidate.pixels.clone())
+        {
+            let seen = DynamicImage::ImageLuma8(seen).resize(tile, tile, imageops::FilterType::Nearest).to_rgb8();
+            let tile_x = 8 + n as u32 * (tile + 8);
+            let tile_y = photo.height() + 8;
+            imageops::overlay(&mut picture, &seen, i64::from(tile_x), i64::from(tile_y));
+            let under = tile_y + tile + 4;
+            draw_digit(&mut picture, digit.digit, tile_x as i32 + (tile as i32 - 5 * 3) / 2, under as i32, 3, colour);
+        }
+    }
+    picture
+}
+
+/// Draws `digit` from [`GLYPHS`], each bitmap pixel `scale` pixels square,
+/// on a white backing so it reads on any photo.
+fn draw_digit(picture: &mut RgbImage, digit: u8, x: i32, y: i32, scale: u32, colour: Rgb<u8>) {
+    let Some(glyph) = GLYPHS.get(usize::from(digit)) else { return };
+    let s = scale as i32;
+    draw_filled_rect_mut(picture, Rect::at(x - s, y - s).of_size(7 * scale, 9 * scale), Rgb([255, 255, 255]));
+    for (row, bits) in glyph.iter().enumerate() {
+        for column in 0..5 {
+            if bits & (0x10 >> column) != 0 {
+                let rect = Rect::at(x + column * s, y + row as i32 * s).of_size(scale, scale);
+                draw_filled_rect_mut(picture, rect, colour);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glyphs_are_five_pixels_wide() {
+        assert!(GLYPHS.iter().flatten().all(|row| row & !0x1F == 0));
+    }
+}
