@@ -7,14 +7,20 @@
 //!   a real digit (base64 pixels and a base64 PNG), and the same digit as
 //!   Open Inference Protocol requests: `oip-infer.json` for
 //!   `inference.GRPCInferenceService/ModelInfer` (grpcurl, ghz) and
-//!   `oip-rest.json` for `POST /v2/models/mnist/infer` (curl).
+//!   `oip-rest.json` for `POST /v2/models/mnist/infer` (curl);
+//! - `examples/numbers/`: photos of handwritten numbers (`mnist::synth`),
+//!   named after the digits they show, and `examples/requests/read.json`, a
+//!   `ReadOne` request holding one of them (ghz, grpcurl).
 //!
-//! Run: `MNIST_DIR=... cargo run --example make_samples`
+//! Run: `MNIST_DIR=... cargo run --features synth --example make_samples`
 
 use std::{fs, io::Cursor, path::Path};
 
 use image::{DynamicImage, GrayImage, ImageFormat, Rgba, RgbaImage, imageops};
-use mnist::dataset::{Mnist, Split, default_dir};
+use mnist::{
+    dataset::{Mnist, Split, default_dir},
+    synth::{Condition, PhotoGenerator, Spacing},
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test = Mnist::load(&default_dir(), Split::Test)?;
@@ -83,7 +89,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              {{\"name\": \"probabilities\", \"parameters\": {{\"classification\": 3}}}}]}}\n"
         ),
     )?;
-    println!("wrote examples/digits and examples/requests");
+    // Numbers: a meter reading, a zip code, an amount; wide to touching.
+    let numbers = Path::new("examples/numbers");
+    fs::create_dir_all(numbers)?;
+    let mut generator = PhotoGenerator::new(2026, 640);
+    let cases = [
+        ("meter", Spacing::Normal, Condition::UnevenLight, &[11usize, 12, 13, 14, 15, 16][..]),
+        ("zip", Spacing::Close, Condition::Ruled, &[20, 21, 22, 23, 24][..]),
+        ("amount", Spacing::Wide, Condition::Clean, &[30, 31, 32][..]),
+        ("touching", Spacing::Touching, Condition::FaintPencil, &[40, 41, 42, 43][..]),
+    ];
+    let mut read_request = None;
+    for (what, spacing, condition, indices) in cases {
+        let digits: Vec<&[u8]> = indices.iter().map(|&i| test.image(i)).collect();
+        let text: String = indices.iter().map(|&i| char::from(b'0' + test.labels[i])).collect();
+        let photo = generator.number_jpeg(&digits, spacing, condition);
+        fs::write(numbers.join(format!("{what}-{text}.jpg")), &photo)?;
+        read_request
+            .get_or_insert_with(|| format!("{{\"id\": \"{what}-{text}\", \"image\": \"{}\"}}\n", base64(&photo)));
+    }
+    if let Some(request) = read_request {
+        fs::write(requests.join("read.json"), request)?;
+    }
+    println!("wrote examples/digits, examples/numbers and examples/requests");
     Ok(())
 }
 

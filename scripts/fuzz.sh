@@ -18,7 +18,7 @@ seconds="${1:-300}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(decode_preprocess to_mnist request oip_request idx)
+    targets=(decode_preprocess to_mnist read request oip_request idx)
 fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

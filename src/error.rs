@@ -151,20 +151,6 @@ pub enum Error {
         found: usize,
     },
 
-    /// An image holds more separate marks on its line than one handwritten
-    /// number can have (a page of text, a field of dust): reading it would
-    /// take long and mean nothing.
-    #[error(
-        "the image holds {found} separate marks along its line of writing, more than the {limit} that one \
-         handwritten number can have; photograph one number, one line"
-    )]
-    TooManyMarks {
-        /// Marks found.
-        found: usize,
-        /// Most allowed.
-        limit: usize,
-    },
-
     /// A reading was given classifier output that does not match its
     /// candidates (a bug in the caller, not bad input).
     #[error("cannot read the number: {0}")]

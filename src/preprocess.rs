@@ -127,6 +127,23 @@ pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
     convert(image, &mut |_, _| {})
 }
 
+/// [`to_mnist`], and how many digit-like marks stand side by side in the
+/// image: more than one means it holds a number (read it with
+/// [`crate::read`]), and the 784 pixels are only its largest digit.
+pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
+    let side = IMAGE_SIDE as u32;
+    if image.width() == side && image.height() == side {
+        return (to_mnist(image), 1);
+    }
+    match page_ink(image, WORK_SIDE, &mut |_, _| {}) {
+        Some(page) => {
+            let digits = crate::read::digits_side_by_side(&page);
+            (page.isolate_digit(&mut |_, _| {}).fit_and_center().to_bytes(), digits)
+        }
+        None => (vec![0; IMAGE_PIXELS], 0),
+    }
+}
+
 /// Every intermediate image of [`to_mnist`], in order, each with what it
 /// shows: for documentation (`docs/preprocessing.md` is drawn from it) and
 /// for seeing why a photo was misread. The last one is what the model sees.
@@ -325,14 +342,29 @@ impl GrayPlane {
     /// the paper is light and the ink dark (the way photos and scans come).
     /// A dark border alone does not decide it: paper in deep shadow can be
     /// darker than mid-gray, but its border then varies widely, while a
-    /// black background (a digital drawing, a blackboard) is even.
+    /// black background (a digital drawing, a blackboard) is even. Nor is
+    /// an image inverted whose darkest pixels lie much further below its
+    /// median than its brightest lie above: that is dark ink, on paper in
+    /// shadow (a strip of handwriting half in shadow has an even, dark
+    /// border too).
     fn make_paper_light(&mut self) {
         let mut border = self.border();
         let median = median(&mut border);
         let spread = percentile(&mut border, 0.9) - percentile(&mut border, 0.1);
-        if median < 0.5 && (median < 0.25 || spread < 0.3) {
+        if median < 0.5 && (median < 0.25 || spread < 0.3) && !self.has_dark_ink() {
             self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
         }
+    }
+
+    /// Whether the image's dark tail (its 1st percentile) lies much further
+    /// from its median than its bright tail (99th): dark marks on a lighter
+    /// ground.
+    fn has_dark_ink(&self) -> bool {
+        let mut values = self.values.clone();
+        let middle = percentile(&mut values, 0.5);
+        let dark = middle - percentile(&mut values, 0.01);
+        let bright = percentile(&mut values, 0.99) - middle;
+        dark > 1.5 * bright
     }
 
     /// Divides the paper out: estimates the paper's brightness everywhere

@@ -159,8 +159,21 @@ impl PhotoGenerator {
     /// JPEG-encoded. See [`PhotoGenerator::number`].
     pub fn number_jpeg(&mut self, digits: &[&[u8]], spacing: Spacing, condition: Condition) -> Vec<u8> {
         let quality = self.jpeg_quality(condition);
-        let page = self.number(digits, spacing, condition);
+        let (page, _) = self.number(digits, spacing, condition);
         jpeg(page, quality)
+    }
+
+    /// [`PhotoGenerator::number_jpeg`], with where each digit's ink is on
+    /// the page: `[x0, y0, x1, y1]` (exclusive ends), in the digits' order.
+    pub fn number_jpeg_with_boxes(
+        &mut self,
+        digits: &[&[u8]],
+        spacing: Spacing,
+        condition: Condition,
+    ) -> (Vec<u8>, Vec<[u32; 4]>) {
+        let quality = self.jpeg_quality(condition);
+        let (page, boxes) = self.number(digits, spacing, condition);
+        (jpeg(page, quality), boxes)
     }
 
     /// Draws a handwritten number as a photo (not encoded): the digits left
@@ -168,8 +181,9 @@ impl PhotoGenerator {
     /// when touching), each 0.85-1.15x the line's size, the baseline
     /// wobbling by up to a tenth of the height, with margins around; the
     /// page's longer side is `page_side`. Ruled lines run every 1.1-1.5
-    /// digit heights and may cross the digits.
-    pub fn number(&mut self, digits: &[&[u8]], spacing: Spacing, condition: Condition) -> RgbImage {
+    /// digit heights and may cross the digits. Also returns each digit's
+    /// ink box, `[x0, y0, x1, y1]`.
+    pub fn number(&mut self, digits: &[&[u8]], spacing: Spacing, condition: Condition) -> (RgbImage, Vec<[u32; 4]>) {
         let rng = &mut self.rng;
         // The layout in digit heights (the 20-pixel box of MNIST = 1.0).
         let sizes: Vec<f32> = digits.iter().map(|_| rng.random_range(0.85..=1.15f32)).collect();
@@ -196,6 +210,7 @@ impl PhotoGenerator {
         let wobble = rng.random_range(0.0..=0.1f32);
         let phase = rng.random_range(0.0..std::f32::consts::TAU);
         let frequency = rng.random_range(0.5..=1.5f32);
+        let mut boxes = Vec::with_capacity(digits.len());
         for (n, digit) in digits.iter().enumerate() {
             let field_units = sizes[n] * IMAGE_SIDE as f32 / 20.0;
             let field = ((field_units * unit) as u32).max(IMAGE_SIDE as u32);
@@ -203,9 +218,15 @@ impl PhotoGenerator {
             let x0 = (lefts[n] * unit) as i64;
             let y0 = ((middle - field_units / 2.0) * unit) as i64;
             lay_ink(&mut page, digit, field, (x0, y0), ink, strength);
+            let (c0, c1) = inks[n];
+            let (r0, r1) = ink_rows(digit);
+            let at = |origin: i64, cell: usize| {
+                (origin + (cell as f32 * field as f32 / IMAGE_SIDE as f32) as i64).max(0) as u32
+            };
+            boxes.push([at(x0, c0), at(y0, r0), at(x0, c1 + 1), at(y0, r1 + 1)]);
         }
         finish(&mut page, rng, condition);
-        page
+        (page, boxes)
     }
 
     /// Picks the digits of a number: 2 to 8 indices below `available` (of
@@ -275,6 +296,14 @@ fn ink_columns(digit: &[u8]) -> (usize, usize) {
     let inked = |x: usize| (0..IMAGE_SIDE).any(|y| digit.get(y * IMAGE_SIDE + x).is_some_and(|&v| v > 64));
     let first = (0..IMAGE_SIDE).find(|&x| inked(x)).unwrap_or(0);
     let last = (0..IMAGE_SIDE).rev().find(|&x| inked(x)).unwrap_or(IMAGE_SIDE - 1);
+    (first, last.max(first))
+}
+
+/// The first and last row of a 28x28 digit holding clear ink.
+fn ink_rows(digit: &[u8]) -> (usize, usize) {
+    let inked = |y: usize| (0..IMAGE_SIDE).any(|x| digit.get(y * IMAGE_SIDE + x).is_some_and(|&v| v > 64));
+    let first = (0..IMAGE_SIDE).find(|&y| inked(y)).unwrap_or(0);
+    let last = (0..IMAGE_SIDE).rev().find(|&y| inked(y)).unwrap_or(IMAGE_SIDE - 1);
     (first, last.max(first))
 }
 

@@ -143,6 +143,14 @@ async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs
         }
         eprintln!("{summary}");
     }
+    let numbers =
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Predicted { digits_side_by_side: Some(_), .. })).count();
+    if numbers > 0 {
+        eprintln!(
+            "warning: {numbers} image(s) hold several digits side by side; predict reads one digit per image \
+             (the largest): `mnist-client read` reads whole numbers"
+        );
+    }
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -159,11 +167,14 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let expected_digits = args.expect_digits.map(|n| n as usize);
+    // The digits cut here go through Predict, which names its model: the
+    // one the server reads numbers with, unless --model says otherwise.
+    let model = if model.is_empty() { reading_model(server).await? } else { model.to_string() };
     let options = ReadOptions {
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
-        model: model.to_string(),
+        model,
         expected_digits,
     };
     let mut results = read::read_files(server, found.images, &options, bar.clone()).await?;
@@ -177,10 +188,8 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     let notes = output::ReadAnnotations { min_confidence: args.min_confidence, expected_digits };
     print!("{}", output::render_readings(&results, args.format, &notes));
     let failed = results.iter().filter(|r| matches!(r.outcome, ReadOutcome::Failed { .. })).count();
-    let uncertain = results
-        .iter()
-        .filter(|r| matches!(&r.outcome, ReadOutcome::Read(n) if notes.doubt(&n.text, n.confidence).is_some()))
-        .count();
+    let uncertain =
+        results.iter().filter(|r| matches!(&r.outcome, ReadOutcome::Read(n) if notes.doubt(n).is_some())).count();
     if !args.quiet {
         if let Some(dir) = &args.debug_preprocess {
             eprintln!("pictures of each reading and the 28x28 digits the model saw are in {}", dir.display());
@@ -195,6 +204,13 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
         eprintln!("{summary}");
     }
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The model the server reads numbers with when a request names none.
+async fn reading_model(server: &ServerAddress) -> Result<String> {
+    let mut client = server.first_replica().await?.classifier().await?;
+    let listed = client.list_models(ListModelsRequest {}).await;
+    Ok(listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().read_model)
 }
 
 fn display_paths(paths: &[std::path::PathBuf]) -> String {

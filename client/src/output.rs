@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     predict::{FileResult, Outcome},
-    read::{ReadOutcome, ReadResult},
+    read::{ReadNumber, ReadOutcome, ReadResult},
 };
 
 /// Output format.
@@ -40,6 +40,8 @@ struct Row<'a> {
     top: Vec<Candidate>,
     uncertain: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    digits_side_by_side: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
 
@@ -52,7 +54,7 @@ struct Candidate {
 fn row<'a>(result: &'a FileResult, notes: &Annotations) -> Row<'a> {
     let path = result.path.display().to_string();
     match &result.outcome {
-        Outcome::Predicted { digit, confidence, probabilities } => {
+        Outcome::Predicted { digit, confidence, probabilities, digits_side_by_side } => {
             let mut ranked: Vec<Candidate> =
                 probabilities.iter().enumerate().map(|(d, &p)| Candidate { digit: d as u32, probability: p }).collect();
             ranked.sort_by(|a, b| b.probability.total_cmp(&a.probability));
@@ -62,13 +64,20 @@ fn row<'a>(result: &'a FileResult, notes: &Annotations) -> Row<'a> {
                 digit: Some(*digit),
                 confidence: Some(*confidence),
                 top: ranked,
-                uncertain: notes.min_confidence.is_some_and(|m| *confidence < m),
+                uncertain: notes.min_confidence.is_some_and(|m| *confidence < m) || digits_side_by_side.is_some(),
+                digits_side_by_side: *digits_side_by_side,
                 error: None,
             }
         }
-        Outcome::Failed { error } => {
-            Row { path, digit: None, confidence: None, top: Vec::new(), uncertain: false, error: Some(error) }
-        }
+        Outcome::Failed { error } => Row {
+            path,
+            digit: None,
+            confidence: None,
+            top: Vec::new(),
+            uncertain: false,
+            digits_side_by_side: None,
+            error: Some(error),
+        },
     }
 }
 
@@ -102,7 +111,10 @@ fn table(rows: &[Row]) -> String {
                 if with_top {
                     let _ = write!(out, "  {}", top_text(&r.top));
                 }
-                if r.uncertain {
+                if let Some(digits) = r.digits_side_by_side {
+                    let _ =
+                        write!(out, "  (uncertain: {digits} digits side by side; `mnist-client read` reads numbers)");
+                } else if r.uncertain {
                     out.push_str("  (uncertain)");
                 }
             }
@@ -124,16 +136,17 @@ fn csv_field(field: &str) -> String {
 }
 
 fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("path,digit,confidence,top,uncertain,error\n");
+    let mut out = String::from("path,digit,confidence,top,uncertain,digits_side_by_side,error\n");
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             csv_field(&r.path),
             r.digit.map(|d| d.to_string()).unwrap_or_default(),
             r.confidence.map(|c| format!("{c:.6}")).unwrap_or_default(),
             csv_field(&top_text(&r.top)),
             r.uncertain,
+            r.digits_side_by_side.unwrap_or(1),
             csv_field(r.error.unwrap_or("")),
         );
     }
@@ -151,11 +164,15 @@ pub struct ReadAnnotations {
 
 impl ReadAnnotations {
     /// Why a reading is uncertain, if it is.
-    pub fn doubt(&self, text: &str, confidence: f32) -> Option<String> {
-        if let Some(expected) = self.expected_digits
-            && text.chars().count() != expected
-        {
-            return Some(format!("{} digits, not {expected}", text.chars().count()));
+    pub fn doubt(&self, number: &ReadNumber) -> Option<String> {
+        let (length, confidence) = (number.text.chars().count(), number.confidence);
+        if let Some(expected) = self.expected_digits {
+            if length != expected {
+                return Some(format!("{length} digits, not {expected}"));
+            }
+            if number.best_length != expected {
+                return Some(format!("{expected} digits as asked, but the marks read best as {}", number.best_length));
+            }
         }
         self.min_confidence.filter(|&m| confidence < m).map(|m| format!("confidence below {m}"))
     }
@@ -174,6 +191,8 @@ struct ReadRow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     digits: Option<&'a [crate::read::NumberDigit]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    best_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
 
@@ -186,7 +205,7 @@ pub fn render_readings(results: &[ReadResult], format: Format, notes: &ReadAnnot
             let path = result.path.display().to_string();
             match &result.outcome {
                 ReadOutcome::Read(number) => {
-                    let doubt = notes.doubt(&number.text, number.confidence);
+                    let doubt = notes.doubt(number);
                     ReadRow {
                         path,
                         text: Some(&number.text),
@@ -194,6 +213,7 @@ pub fn render_readings(results: &[ReadResult], format: Format, notes: &ReadAnnot
                         uncertain: doubt.is_some(),
                         doubt,
                         digits: Some(&number.digits),
+                        best_length: Some(number.best_length),
                         error: None,
                     }
                 }
@@ -204,6 +224,7 @@ pub fn render_readings(results: &[ReadResult], format: Format, notes: &ReadAnnot
                     uncertain: false,
                     doubt: None,
                     digits: None,
+                    best_length: None,
                     error: Some(error),
                 },
             }
@@ -266,7 +287,7 @@ mod tests {
         vec![
             FileResult {
                 path: PathBuf::from("a, b.png"),
-                outcome: Outcome::Predicted { digit: 7, confidence: 0.55, probabilities: p },
+                outcome: Outcome::Predicted { digit: 7, confidence: 0.55, probabilities: p, digits_side_by_side: None },
             },
             FileResult { path: PathBuf::from("bad.png"), outcome: Outcome::Failed { error: "cannot decode".into() } },
         ]
@@ -285,8 +306,8 @@ mod tests {
     fn csv_quotes_fields_and_json_parses() {
         let notes = Annotations { top_k: 1, min_confidence: None };
         let text = render(&results(), Format::Csv, &notes);
-        assert!(text.starts_with("path,digit,confidence,top,uncertain,error\n"));
-        assert!(text.contains("\"a, b.png\",7,0.550000,,false,"), "{text}");
+        assert!(text.starts_with("path,digit,confidence,top,uncertain,digits_side_by_side,error\n"));
+        assert!(text.contains("\"a, b.png\",7,0.550000,,false,1,"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&render(&results(), Format::Json, &notes)).unwrap();
         assert_eq!(json[0]["digit"], 7);
         assert_eq!(json[1]["error"], "cannot decode");

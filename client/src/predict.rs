@@ -13,7 +13,7 @@ use crate::connect::ServerAddress;
 use futures_util::{StreamExt, stream};
 use indicatif::ProgressBar;
 use mnist::{
-    preprocess::{DecodeLimits, preprocess},
+    preprocess::{DecodeLimits, decode, to_mnist_counting_digits},
     proto::v1::{PredictRequest, predict_request::Input},
 };
 use serde::Serialize;
@@ -64,6 +64,11 @@ pub enum Outcome {
         confidence: f32,
         /// Softmax probabilities of 0-9.
         probabilities: Vec<f32>,
+        /// Digit-like marks side by side in the image, when more than one:
+        /// it holds a number (`mnist-client read`), and the prediction is
+        /// about its largest digit only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        digits_side_by_side: Option<usize>,
     },
     /// Not classified.
     Failed {
@@ -80,6 +85,9 @@ pub async fn predict_files(
     progress: ProgressBar,
 ) -> Result<Vec<FileResult>, ClientError> {
     let results: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; paths.len()]));
+    // Per file, the digit-like marks side by side found while preprocessing.
+    let marks: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(vec![1; paths.len()]));
+    let marks_in = Arc::clone(&marks);
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let send_encoded = options.send_encoded;
     let debug_dir = options.debug_dir.clone();
@@ -101,9 +109,13 @@ pub async fn predict_files(
             let results = Arc::clone(&local_results);
             let progress = local_progress.clone();
             let model = model.clone();
+            let marks = Arc::clone(&marks_in);
             async move {
                 match input {
-                    Ok(input) => {
+                    Ok((input, digits)) => {
+                        if let Ok(mut m) = marks.lock() {
+                            m[index] = digits;
+                        }
                         Some(PredictRequest { id: index.to_string(), input: Some(input), model: model.clone() })
                     }
                     Err(error) => {
@@ -118,6 +130,7 @@ pub async fn predict_files(
         });
 
     let response_results = Arc::clone(&results);
+    let response_marks = Arc::clone(&marks);
     stream_predict(server, requests, options.window, move |response| {
         progress.inc(1);
         let Some(index) = response.id.parse::<usize>().ok() else { return };
@@ -125,11 +138,20 @@ pub async fn predict_files(
             Some(status) => {
                 Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) }
             }
-            None => Outcome::Predicted {
-                digit: response.digit,
-                confidence: response.confidence,
-                probabilities: response.probabilities,
-            },
+            None => {
+                let digits = response_marks.lock().ok().and_then(|m| m.get(index).copied()).unwrap_or(1);
+                Outcome::Predicted {
+                    digit: response.digit,
+                    // One digit of several: no claim of certainty about "the" digit.
+                    confidence: if digits > 1 {
+                        response.confidence.min(1.0 / digits as f32)
+                    } else {
+                        response.confidence
+                    },
+                    probabilities: response.probabilities,
+                    digits_side_by_side: (digits > 1).then_some(digits),
+                }
+            }
         };
         if let Ok(mut r) = response_results.lock()
             && let Some(slot) = r.get_mut(index)
@@ -150,20 +172,23 @@ pub async fn predict_files(
         .collect())
 }
 
-/// Reads a file into the request input: preprocessed pixels, or its bytes.
-/// With `debug`, also writes the 28x28 image the model will see there.
-fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Input, String> {
+/// Reads a file into the request input: preprocessed pixels, or its bytes;
+/// and how many digit-like marks it holds side by side (1 when the server
+/// decodes it). With `debug`, also writes the 28x28 image the model will
+/// see there.
+fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<(Input, usize), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if send_encoded && debug.is_none() {
-        return Ok(Input::Image(bytes));
+        return Ok((Input::Image(bytes), 1));
     }
     // Local files may be large photos: allow more than the server does.
     let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
-    let pixels = preprocess(&bytes, &limits).map_err(|e| e.to_string())?;
+    let image = decode(&bytes, &limits).map_err(|e| e.to_string())?;
+    let (pixels, digits) = to_mnist_counting_digits(&image);
     if let Some(debug) = debug {
         let side = mnist::IMAGE_SIDE as u32;
         image::save_buffer(debug, &pixels, side, side, image::ExtendedColorType::L8)
             .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
     }
-    Ok(if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) })
+    Ok((if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) }, digits))
 }

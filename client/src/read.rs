@@ -79,6 +79,8 @@ pub struct ReadNumber {
     pub confidence: f32,
     /// Each digit.
     pub digits: Vec<NumberDigit>,
+    /// Digits of the best reading of any length (see `--expect-digits`).
+    pub best_length: usize,
 }
 
 /// One digit of a [`ReadNumber`].
@@ -101,6 +103,7 @@ impl From<Reading> for ReadNumber {
         Self {
             text: reading.text,
             confidence: reading.confidence,
+            best_length: reading.best_length,
             digits: reading
                 .digits
                 .into_iter()
@@ -286,7 +289,7 @@ fn write_debug(
 fn load_and_segment(path: &Path) -> Result<(DynamicImage, Segmentation), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let image = decode(&bytes, &LOCAL_LIMITS).map_err(|e| e.to_string())?;
-    let segmentation = segment(&image).map_err(|e| e.to_string())?;
+    let segmentation = segment(&image);
     Ok((image, segmentation))
 }
 
@@ -319,6 +322,7 @@ async fn read_remotely(
                         .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
                         .into_inner();
                     let number = ReadNumber {
+                        best_length: response.best_length as usize,
                         text: response.text,
                         confidence: response.confidence,
                         digits: response

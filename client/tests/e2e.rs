@@ -45,7 +45,20 @@ async fn start_server_with(flags: &[&str], scheme: &str, client_flags: &[&str]) 
 
 /// Starts a server on `model` (see [`start_server_with`]).
 async fn start_server_on_model(model: &std::path::Path, flags: &[&str], scheme: &str, client_flags: &[&str]) -> Server {
-    let mut args = vec!["mnist-server", "--model", model.to_str().unwrap(), "--device", "cpu", "--intra-threads", "1"];
+    let mut args = vec!["--model", model.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    start_server_with_args(&args, scheme, client_flags).await
+}
+
+/// Starts a server on every shipped model (`--model-repository models`), `mnist` the default.
+async fn start_repository_server() -> Server {
+    let models = repo().join("models");
+    start_server_with_args(&["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"], "http", &[])
+        .await
+}
+
+async fn start_server_with_args(flags: &[&str], scheme: &str, client_flags: &[&str]) -> Server {
+    let mut args = vec!["mnist-server", "--device", "cpu", "--intra-threads", "1"];
     args.extend_from_slice(flags);
     let config = mnist_server::config::Config::try_parse_from(args).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -148,7 +161,7 @@ async fn predict_in_every_format_with_recursion_errors_and_exit_codes() {
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = stdout(&out);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("path,digit,confidence,top,uncertain,error"));
+    assert_eq!(lines.next(), Some("path,digit,confidence,top,uncertain,digits_side_by_side,error"));
     assert!(lines.next().unwrap().contains(",7,"), "{csv}");
 
     // --debug-preprocess writes the 28x28 image the model saw, per row.
@@ -427,4 +440,150 @@ async fn mutual_tls_and_a_token_through_the_cli() {
     let output = client(&plaintext, &["--ca-cert", &ca, "health"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("https://"), "{}", stderr(&output));
+}
+
+/// Photos of numbers, seeded (`mnist::synth`, MNIST test digits): `per_cell`
+/// of every spacing and condition, named `NNNN-<spacing>-<condition>-<digits>.jpg`.
+fn number_folder(per_cell: usize, seed: u64) -> tempfile::TempDir {
+    use mnist::synth::{Condition, PhotoGenerator, Spacing};
+    let data = test_set();
+    let dir = tempfile::tempdir().unwrap();
+    let mut generator = PhotoGenerator::new(seed, 640);
+    let mut n = 0;
+    for spacing in Spacing::ALL {
+        for condition in Condition::NUMBERS {
+            for _ in 0..per_cell {
+                let indices = generator.pick_number(data.len());
+                let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+                let text: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
+                let photo = generator.number_jpeg(&digits, spacing, condition);
+                let name = format!("{n:04}-{}-{}-{text}.jpg", spacing.name(), condition.name());
+                std::fs::write(dir.path().join(name), photo).unwrap();
+                n += 1;
+            }
+        }
+    }
+    dir
+}
+
+/// The digits a photo of [`number_folder`] shows, and its spacing.
+fn truth(path: &str) -> (&str, &str) {
+    let name = path.rsplit('/').next().unwrap().trim_end_matches(".jpg");
+    let mut parts = name.split('-');
+    let spacing = parts.nth(1).unwrap();
+    (name.rsplit('-').next().unwrap(), spacing)
+}
+
+/// A few hundred numbers of every spacing and condition: read alike here
+/// (segmented by the client, only the digits sent) and by the server
+/// (`ReadOne` on the file), and exactly right often enough for each spacing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_read_alike_by_client_and_server_and_well() {
+    let server = start_repository_server().await;
+    let folder = number_folder(NUMBERS_PER_CELL, 1);
+    let root = folder.path().to_str().unwrap();
+    let local = client(&server.url, &["read", root, "--format", "json", "--quiet"]);
+    assert!(local.status.success(), "{}", stderr(&local));
+    let remote = client(&server.url, &["read", root, "--format", "json", "--quiet", "--send-encoded"]);
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    let local: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
+    let remote: serde_json::Value = serde_json::from_str(&stdout(&remote)).unwrap();
+    let (local, remote) = (local.as_array().unwrap(), remote.as_array().unwrap());
+    assert_eq!(local.len(), 4 * 5 * NUMBERS_PER_CELL);
+
+    let mut right: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for (mine, theirs) in local.iter().zip(remote) {
+        let path = mine["path"].as_str().unwrap();
+        assert_eq!(mine["text"], theirs["text"], "{path}: the client's reading and the server's differ");
+        let (expected, spacing) = truth(path);
+        let cell = right.entry(spacing).or_default();
+        cell.0 += usize::from(mine["text"].as_str() == Some(expected));
+        cell.1 += 1;
+    }
+    let report: Vec<String> = right.iter().map(|(s, (r, t))| format!("{s} {r}/{t}")).collect();
+    eprintln!("exact numbers per spacing: {}", report.join(", "));
+    for (spacing, (r, t)) in &right {
+        let floor = READ_FLOORS.iter().find(|(name, _)| name == spacing).map_or(1.0, |(_, floor)| *floor);
+        assert!(*r as f64 / *t as f64 >= floor, "{spacing}: {r}/{t} numbers read exactly, below {floor}");
+    }
+}
+
+/// Photos of numbers per spacing and condition in [`numbers_are_read_alike_by_client_and_server_and_well`].
+const NUMBERS_PER_CELL: usize = 15;
+
+/// The share of numbers read exactly that each spacing must reach there
+/// (measured on these seeded photos, less a margin: docs/reading-numbers.md).
+const READ_FLOORS: [(&str, f64); 4] = [("wide", 0.9), ("normal", 0.9), ("close", 0.9), ("touching", 0.8)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_in_every_format_with_debug_pictures_and_flags() {
+    let server = start_repository_server().await;
+    let folder = number_folder(1, 9);
+    let root = folder.path().to_str().unwrap();
+    let paths: Vec<String> = {
+        let mut p: Vec<String> =
+            std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+        p.sort();
+        p
+    };
+
+    let out = client(&server.url, &["read", root]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.starts_with("path"), "{table}");
+    assert_eq!(table.lines().count(), 1 + paths.len(), "{table}");
+    assert!(stderr(&out).contains(&format!("{} read, 0 failed", paths.len())), "{}", stderr(&out));
+
+    let out = client(&server.url, &["read", root, "--format", "csv", "--quiet"]);
+    let csv = stdout(&out);
+    assert_eq!(csv.lines().next(), Some("path,text,confidence,digit_confidences,uncertain,error"));
+
+    // --expect-digits: a length the numbers do not have is flagged, and with the right one
+    // the reading has it.
+    let first = &paths[0];
+    let (digits, _) = truth(first);
+    let wrong = (digits.len() % 8 + 2).to_string();
+    let out = client(&server.url, &["read", first, "--format", "json", "--expect-digits", &wrong]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["uncertain"], true, "{rows}");
+    assert!(stderr(&out).contains("1 uncertain"), "{}", stderr(&out));
+    let right = digits.len().to_string();
+    let out = client(&server.url, &["read", first, "--format", "json", "--expect-digits", &right]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["text"].as_str().unwrap().len(), digits.len(), "{rows}");
+    let boxes = rows[0]["digits"].as_array().unwrap();
+    assert!(boxes.iter().all(|d| d["box"]["width"].as_u64().unwrap() > 0 && d["confidence"].as_f64().is_some()));
+
+    // --min-confidence above 1 flags every reading.
+    let out = client(&server.url, &["read", first, "--format", "json", "--min-confidence", "1.01"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["uncertain"], true);
+
+    // --debug-preprocess: the annotated photo and each digit the model saw.
+    let debug = tempfile::tempdir().unwrap();
+    let out = client(&server.url, &["read", first, "--quiet", "--debug-preprocess", debug.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let name = mnist_client::predict::debug_image_name(0, Path::new(first));
+    let picture = image::open(debug.path().join(&name)).unwrap();
+    assert!(picture.width() >= 100);
+    let stem = name.trim_end_matches(".png");
+    let seen = image::open(debug.path().join(format!("{stem}.digit-0.png"))).unwrap();
+    assert_eq!((seen.width(), seen.height()), (28, 28));
+
+    // A bad file is a per-file error with exit code 1, as for predict.
+    std::fs::write(folder.path().join("zz-broken.png"), b"\x89PNG broken").unwrap();
+    let out = client(&server.url, &["read", root, "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = stdout(&out);
+    let broken = table.lines().find(|l| l.contains("zz-broken.png")).expect("a row for the broken file");
+    assert!(broken.contains("error:"), "{table}");
+
+    // predict on a photo of a number: says so, and does not claim certainty.
+    let out = client(&server.url, &["predict", first, "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let several = rows[0]["digits_side_by_side"].as_u64().expect("several digits noticed");
+    assert!(several >= 2, "{rows}");
+    assert_eq!(rows[0]["uncertain"], true);
+    assert!(rows[0]["confidence"].as_f64().unwrap() <= 1.0 / several as f64 + 1e-6);
+    assert!(stderr(&out).contains("mnist-client read"), "{}", stderr(&out));
 }

@@ -55,6 +55,8 @@ fn main() -> Result<(), AnyError> {
     );
     let mut results = Vec::new(); // (spacing, condition, right, confidence, digits)
     let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
+    // Misread numbers whose every digit had a candidate matching it.
+    let mut misread_with_candidates = std::collections::BTreeMap::new();
     for spacing in Spacing::ALL {
         for condition in Condition::NUMBERS {
             for n in 0..per_cell {
@@ -62,15 +64,24 @@ fn main() -> Result<(), AnyError> {
                 let length = indices.len();
                 let truth: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
                 let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
-                let photo = generator.number_jpeg(&digits, spacing, condition);
+                let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
                 let started = Instant::now();
                 let image = decode(&photo, &limits)?;
-                let segmentation = segment(&image)?;
+                let segmentation = segment(&image);
                 segmenting += started.elapsed();
                 photos += 1;
                 let probabilities = classify(&mut backend, &segmentation)?;
                 let reading = segmentation.read(&probabilities, None)?;
                 let right = reading.text == truth;
+                if !right {
+                    let covered = boxes.iter().all(|b| {
+                        segmentation.candidates.iter().any(|c| {
+                            let r = c.bounds;
+                            overlap([r.x, r.y, r.x + r.width, r.y + r.height], *b) >= 0.6
+                        })
+                    });
+                    *misread_with_candidates.entry(spacing.name()).or_insert(0) += usize::from(covered);
+                }
                 if let (Some(dir), false) = (&write, right) {
                     let name = format!("{}-{}-{n:03}-{truth}-read-{}", spacing.name(), condition.name(), reading.text);
                     std::fs::create_dir_all(dir)?;
@@ -122,12 +133,22 @@ fn main() -> Result<(), AnyError> {
         ece += (mean - right).abs() * chosen.len() as f64 / results.len() as f64;
         println!("| {:.2}-{:.2} | {} | {mean:.3} | {right:.3} |", edge[0], edge[1].min(1.0), chosen.len());
     }
+    println!("\nmisread although every digit had a matching candidate (a choosing error): {misread_with_candidates:?}");
     println!("\nexpected calibration error (these bins): {ece:.3}");
     println!(
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
     Ok(())
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
+fn overlap(a: [u32; 4], b: [u32; 4]) -> f32 {
+    let w = a[2].min(b[2]).saturating_sub(a[0].max(b[0]));
+    let h = a[3].min(b[3]).saturating_sub(a[1].max(b[1]));
+    let inter = (w * h) as f32;
+    let area = |r: [u32; 4]| ((r[2] - r[0]) * (r[3] - r[1])) as f32;
+    inter / (area(a) + area(b) - inter).max(1.0)
 }
 
 fn ratio(right: usize, total: usize) -> f64 {

@@ -58,6 +58,11 @@ pub struct Config {
     #[arg(long, env = "MNIST_DEFAULT_MODEL")]
     pub default_model: Option<String>,
 
+    /// The model Read uses for requests that name none (default: `mnist-reader` when it is
+    /// served, a model trained to read numbers; else the default model).
+    #[arg(long, env = "MNIST_READ_MODEL")]
+    pub read_model: Option<String>,
+
     /// Execution provider: auto tries CUDA (Linux, Windows) or CoreML (macOS) and falls back to the CPU;
     /// naming one that cannot be used is an error.
     #[arg(long, env = "MNIST_DEVICE", value_enum, default_value_t = Device::Auto)]

@@ -307,7 +307,7 @@ impl Core {
                 PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
                 PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
             };
-            segment(&image)
+            Ok::<_, ServerError>(segment(&image))
         })
         .await
         .map_err(|e| ServerError::Inference(format!("segmentation task failed: {e}")))??;

@@ -185,18 +185,44 @@ impl Model {
     }
 }
 
+/// The model that reads numbers when a request names none and `--read-model`
+/// names none either, if it is served: trained to be unsure of what is not
+/// one digit (`mnist-train --reading-set`).
+pub const READING_MODEL: &str = "mnist-reader";
+
 /// Every served model, the default one first.
 pub struct Models {
     entries: Vec<Arc<Model>>,
+    /// Index of the model `Read` uses when a request names none.
+    reader: usize,
 }
 
 impl Models {
-    /// The models, the default one first; at least one.
-    pub fn new(entries: Vec<Arc<Model>>) -> Result<Self, ServerError> {
+    /// The models, the default one first; at least one. `read_model` names
+    /// the one that reads numbers for requests naming none (default:
+    /// [`READING_MODEL`] when served, else the default model).
+    pub fn new(entries: Vec<Arc<Model>>, read_model: Option<&str>) -> Result<Self, ServerError> {
         if entries.is_empty() {
             return Err(ServerError::Config("no model to serve".into()));
         }
-        Ok(Self { entries })
+        let position = |name: &str| entries.iter().position(|model| model.name() == name);
+        let reader = match read_model {
+            Some(name) => position(name)
+                .ok_or_else(|| ServerError::Config(format!("--read-model '{name}' is not one of the served models")))?,
+            None => position(READING_MODEL).unwrap_or(0),
+        };
+        Ok(Self { entries, reader })
+    }
+
+    /// The model `Read` uses for requests that name none.
+    pub fn reading_model(&self) -> &Arc<Model> {
+        &self.entries[self.reader]
+    }
+
+    /// The model called `name` to read numbers with; the reading model for
+    /// an empty name.
+    pub fn get_reader(&self, name: &str) -> Result<&Arc<Model>, ServerError> {
+        if name.is_empty() { Ok(self.reading_model()) } else { self.get(name) }
     }
 
     /// The model requests get when they name none.

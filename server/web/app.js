@@ -1,5 +1,5 @@
 // The mnist web page: a drawing pad and photo drop that call the server's
-// own JSON API (/api/models, /api/classify), which shares the core, the
+// own JSON API (/api/models, /api/classify, /api/read), which shares the core, the
 // admission limits and the batcher with every other front. No framework,
 // no request to any other host (the Content-Security-Policy forbids it).
 "use strict";
@@ -9,13 +9,18 @@ const state = {
   token: null,         // the bearer token, when the server asked for one; kept in memory only
   models: [],
   model: "",           // the selected model's name; "" until the list is known
+  modelChosen: false,  // whether the person picked it (else numbers are read by the server's reading model)
   strokes: [],         // each stroke: [[x, y], ...] in pad pixels
   drawing: null,
   sequence: 0,         // drawing requests sent; a late answer to an older one is dropped
   lastStrokeAt: 0,     // performance.now() when the pen last moved or lifted
   debounce: null,
   retryAfterToken: [],
+  mode: "digit",       // "digit": /api/classify; "number": /api/read, on a wider pad
+  boxes: [],           // the digits read from the pad, drawn over it in number mode
 };
+const PAD_WIDTH = { digit: 280, number: 700 };
+const BOX_COLOURS = ["#dc2828", "#1e6edc", "#14963c", "#c87800"];
 const INK_WIDTH = 22;     // in a 280-pixel pad: MNIST's stroke width once the digit is fitted to 20x20
 const LIVE_DELAY_MS = 60; // wait this long after the pen's last move before asking
 
@@ -159,6 +164,60 @@ function drawSeen(canvas, pixels) {
   context.putImageData(image, 0, 0);
 }
 
+/** A number read: its text, confidence and, per digit, what the model saw. */
+function renderReading(container, answer, elapsedMs) {
+  const node = $("reading-template").content.firstElementChild.cloneNode(true);
+  node.querySelector(".digit").textContent = answer.text || "–";
+  node.querySelector(".confidence").textContent = `${(answer.confidence * 100).toFixed(1)} %`;
+  if (answer.confidence < 0.9) node.classList.add("uncertain");
+  node.querySelector(".read-digits").replaceChildren(...answer.digits.map((digit, n) => {
+    const li = document.createElement("li");
+    const seen = document.createElement("canvas");
+    seen.width = 28;
+    seen.height = 28;
+    drawSeen(seen, digit.seen);
+    const label = document.createElement("span");
+    label.className = "read-digit";
+    label.style.color = BOX_COLOURS[n % BOX_COLOURS.length];
+    label.textContent = String(digit.digit);
+    const confidence = document.createElement("span");
+    confidence.textContent = `${(digit.confidence * 100).toFixed(1)} %`;
+    li.append(seen, label, confidence);
+    return li;
+  }));
+  const length = answer.best_length !== answer.digits.length ? ` (best as ${answer.best_length} digits)` : "";
+  node.querySelector(".meta").textContent =
+    `${answer.model_name} (${answer.model}) read ${answer.digits.length} digits${length} in ${Math.round(elapsedMs)} ms`;
+  node.dataset.text = answer.text;
+  container.replaceChildren(node);
+  container.classList.remove("empty");
+}
+
+/** Each digit's box, and the digit, over an image drawn in `context` at `scale`. */
+function drawBoxes(context, digits, scale) {
+  context.lineWidth = 2;
+  context.font = "bold 18px sans-serif";
+  digits.forEach((digit, n) => {
+    const colour = BOX_COLOURS[n % BOX_COLOURS.length];
+    const b = digit.box;
+    context.strokeStyle = colour;
+    context.fillStyle = colour;
+    context.strokeRect(b.x * scale, b.y * scale, b.width * scale, b.height * scale);
+    context.fillText(String(digit.digit), b.x * scale, Math.max(16, b.y * scale - 4));
+  });
+}
+
+async function readNumber(blob) {
+  const started = performance.now();
+  const query = state.modelChosen && state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+  const answer = await api(`/api/read${query}`, {
+    method: "POST",
+    headers: { "Content-Type": blob.type || "application/octet-stream" },
+    body: blob,
+  });
+  return { answer, elapsed: performance.now() - started };
+}
+
 async function classify(blob) {
   const started = performance.now();
   const query = state.model ? `?model=${encodeURIComponent(state.model)}` : "";
@@ -188,7 +247,7 @@ function paintStroke(points) {
   ink.stroke();
 }
 
-function repaint() {
+function repaint(withBoxes = true) {
   ink.fillStyle = "#fff";
   ink.fillRect(0, 0, pad.width, pad.height);
   ink.strokeStyle = "#000";
@@ -196,12 +255,17 @@ function repaint() {
   ink.lineCap = "round";
   ink.lineJoin = "round";
   state.strokes.forEach(paintStroke);
+  if (withBoxes && state.mode === "number") drawBoxes(ink, state.boxes, 1);
 }
 
-/** The pad as a PNG. Synchronously: Chromium runs toBlob's encoding as an
- * idle task, which in a busy or headless tab arrives up to a second late. */
+/** The pad's strokes (not the boxes drawn over them) as a PNG.
+ * Synchronously: Chromium runs toBlob's encoding as an idle task, which in
+ * a busy or headless tab arrives up to a second late. */
 function padImage() {
-  const bytes = atob(pad.toDataURL("image/png").split(",")[1]);
+  repaint(false);
+  const url = pad.toDataURL("image/png");
+  repaint(true);
+  const bytes = atob(url.split(",")[1]);
   const png = new Uint8Array(bytes.length);
   for (let i = 0; i < bytes.length; i++) png[i] = bytes.charCodeAt(i);
   return new Blob([png], { type: "image/png" });
@@ -216,8 +280,10 @@ function drawingChanged() {
 async function predictDrawing() {
   const result = $("drawing-result");
   if (state.strokes.length === 0) {
+    state.boxes = [];
     result.classList.add("empty");
-    result.replaceChildren(Object.assign(document.createElement("p"), { className: "placeholder", textContent: "Draw a digit on the pad." }));
+    const hint = state.mode === "number" ? "Write a number on the pad." : "Draw a digit on the pad.";
+    result.replaceChildren(Object.assign(document.createElement("p"), { className: "placeholder", textContent: hint }));
     delete result.dataset.latencyMs;
     return;
   }
@@ -225,9 +291,17 @@ async function predictDrawing() {
   const strokeAt = state.lastStrokeAt;
   const blob = padImage();
   try {
-    const { answer, elapsed } = await classify(blob);
-    if (sequence !== state.sequence) return; // a newer drawing is on its way
-    renderResult(result, answer, elapsed);
+    if (state.mode === "number") {
+      const { answer, elapsed } = await readNumber(blob);
+      if (sequence !== state.sequence) return; // a newer drawing is on its way
+      state.boxes = answer.digits;
+      repaint();
+      renderReading(result, answer, elapsed);
+    } else {
+      const { answer, elapsed } = await classify(blob);
+      if (sequence !== state.sequence) return; // a newer drawing is on its way
+      renderResult(result, answer, elapsed);
+    }
     // From the pen's last move to the answer on the page (read by the browser test).
     result.dataset.latencyMs = (performance.now() - strokeAt).toFixed(1);
     showError("");
@@ -299,11 +373,19 @@ async function predictFile(file) {
   result.textContent = "reading…";
   item.append(source, result);
   $("photo-results").prepend(item);
+  const mode = state.mode;
   const run = async () => {
     try {
-      const { answer, elapsed } = await classify(file);
-      renderResult(result, answer, elapsed);
-      item.dataset.digit = String(answer.digit);
+      if (mode === "number") {
+        const { answer, elapsed } = await readNumber(file);
+        renderReading(result, answer, elapsed);
+        item.dataset.text = answer.text;
+        boxPhoto(source, file, answer.digits);
+      } else {
+        const { answer, elapsed } = await classify(file);
+        renderResult(result, answer, elapsed);
+        item.dataset.digit = String(answer.digit);
+      }
     } catch (error) {
       if (error.status === 401) state.retryAfterToken.push(run);
       result.textContent = explain(error);
@@ -312,6 +394,27 @@ async function predictFile(file) {
     }
   };
   await run();
+}
+
+/** Replaces a photo's thumbnail by a canvas with the digits' boxes drawn on it. */
+function boxPhoto(source, file, digits) {
+  const url = URL.createObjectURL(file);
+  const image = new Image();
+  image.addEventListener("load", () => {
+    const canvas = document.createElement("canvas");
+    const scale = Math.min(1, 480 / image.naturalWidth);
+    canvas.width = Math.max(1, Math.round(image.naturalWidth * scale));
+    canvas.height = Math.max(1, Math.round(image.naturalHeight * scale));
+    canvas.className = "boxed";
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0, canvas.width, canvas.height);
+    drawBoxes(context, digits, scale);
+    const thumb = source.querySelector("img");
+    if (thumb) thumb.replaceWith(canvas); else source.prepend(canvas);
+    URL.revokeObjectURL(url);
+  }, { once: true });
+  image.addEventListener("error", () => URL.revokeObjectURL(url), { once: true });
+  image.src = url;
 }
 
 function predictFiles(files) {
@@ -337,10 +440,26 @@ document.addEventListener("paste", (event) => {
   if (files.length) predictFiles(files);
 });
 
+// ---------- one digit or a number ----------
+
+for (const radio of document.querySelectorAll('input[name="mode"]')) {
+  radio.addEventListener("change", (event) => {
+    state.mode = event.target.value;
+    state.strokes = [];
+    state.boxes = [];
+    pad.width = PAD_WIDTH[state.mode];
+    pad.classList.toggle("wide", state.mode === "number");
+    pad.setAttribute("aria-label", state.mode === "number" ? "drawing pad: write a number" : "drawing pad: draw one digit");
+    repaint();
+    predictDrawing();
+  });
+}
+
 // ---------- model choice and token ----------
 
 $("model").addEventListener("change", (event) => {
   state.model = event.target.value;
+  state.modelChosen = true;
   showModel();
   if (state.strokes.length) predictDrawing();
 });

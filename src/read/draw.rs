@@ -78,6 +78,28 @@ pub fn annotated(image: &DynamicImage, segmentation: &Segmentation, reading: &Re
     picture
 }
 
+/// The photo (at most [`PICTURE_SIDE`] a side) with a thin box around each
+/// piece the segmentation found, in alternating colours: where components
+/// were cut, and which marks were left out (no box).
+pub fn pieces(image: &DynamicImage, segmentation: &Segmentation) -> RgbImage {
+    let mut picture = if image.width().max(image.height()) > PICTURE_SIDE {
+        image.thumbnail(PICTURE_SIDE, PICTURE_SIDE).to_rgb8()
+    } else {
+        image.to_rgb8()
+    };
+    let scale = picture.width() as f32 / image.width().max(1) as f32;
+    for (n, b) in segmentation.piece_bounds.iter().enumerate() {
+        let (x, y) = ((b.x as f32 * scale) as i32, (b.y as f32 * scale) as i32);
+        let (w, h) = (((b.width as f32 * scale) as u32).max(1), ((b.height as f32 * scale) as u32).max(1));
+        imageproc::drawing::draw_hollow_rect_mut(
+            &mut picture,
+            Rect::at(x, y).of_size(w, h),
+            Rgb(COLOURS[n % COLOURS.len()]),
+        );
+    }
+    picture
+}
+
 /// Draws `digit` from [`GLYPHS`], each bitmap pixel `scale` pixels square,
 /// on a white backing so it reads on any photo.
 fn draw_digit(picture: &mut RgbImage, digit: u8, x: i32, y: i32, scale: u32, colour: Rgb<u8>) {

@@ -47,6 +47,8 @@ if MISSING:
 
 PHOTO = ROOT / "examples/digits/photo-label-4.jpg"
 SCAN = ROOT / "examples/digits/scan-dark-on-white-label-4.png"
+# A photo of a number (widely spaced, on clean paper), named after its digits.
+NUMBER_PHOTO = next((ROOT / "examples/numbers").glob("amount-*.jpg"), ROOT / "examples/numbers/missing.jpg")
 
 
 def browser(width=1280, height=900):
@@ -75,13 +77,13 @@ def close_browser(driver):
     shutil.rmtree(driver.profile_dir, ignore_errors=True)
 
 
-def draw(driver, strokes):
-    """Draws `strokes` (lists of (x, y) in a 280x280 pad's pixels) with pointer events."""
+def draw(driver, strokes, width=280):
+    """Draws `strokes` (lists of (x, y) in the pad's pixels: 280x280, or `width`x280) with pointer events."""
     pad = driver.find_element(By.ID, "pad")
-    scale = pad.size["width"] / 280
+    scale = pad.size["width"] / width
     for stroke in strokes:
         # Offsets are from the element's centre.
-        points = [((x - 140) * scale, (y - 140) * scale) for x, y in stroke]
+        points = [((x - width / 2) * scale, (y - 140) * scale) for x, y in stroke]
         actions = ActionChains(driver, duration=10)
         actions.move_to_element_with_offset(pad, int(points[0][0]), int(points[0][1])).click_and_hold()
         for (x0, y0), (x1, y1) in zip(points, points[1:]):
@@ -217,6 +219,27 @@ class WebPageTest(unittest.TestCase):
         wait_for(driver, lambda d: "mnist-int8 (" in d.execute_script(
             "const m = document.querySelector('#drawing-result .meta'); return m ? m.textContent : '';"))
         self.assertIn("int8", driver.find_element(By.ID, "model-info").text)
+
+    def test_5_write_a_number_and_read_a_photo_of_one(self):
+        driver = self.driver
+        driver.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="number"]').click()
+        wait_for(driver, lambda d: d.find_element(By.ID, "pad").get_attribute("width") == "700")
+        seven = [[(x + 230, y) for x, y in SEVEN[0]]]
+        one_left, one_right = [[(120, 50), (120, 235)]], [[(560, 50), (560, 235)]]
+        draw(driver, one_left + seven + one_right, width=700)
+        text = lambda d: d.execute_script(
+            "const r = document.querySelector('#drawing-result .reading'); return r ? r.dataset.text : null;")
+        wait_for(driver, lambda d: text(d) == "171")
+        boxes = driver.find_elements(By.CSS_SELECTOR, "#drawing-result .read-digits li")
+        self.assertEqual(len(boxes), 3)
+        # A photo of a number, read in number mode, with its boxes drawn on it.
+        driver.find_element(By.ID, "files").send_keys(str(NUMBER_PHOTO))
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo-results > li[data-text]"))
+        item = driver.find_element(By.CSS_SELECTOR, "#photo-results > li[data-text]")
+        self.assertEqual(item.get_attribute("data-text"), NUMBER_PHOTO.stem.rsplit("-", 1)[1])
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo-results canvas.boxed"))
+        driver.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="digit"]').click()
+        wait_for(driver, lambda d: d.find_element(By.ID, "pad").get_attribute("width") == "280")
 
     def test_9_no_request_outside_the_server_and_a_clean_console(self):
         self.page.collect()

@@ -147,6 +147,11 @@ pub struct TrainArgs {
     /// the test set, as the reference does.
     #[arg(long, default_value_t = Recipe::default().validation_images)]
     pub validation_images: usize,
+    /// Also train on the reading set in DIR (written by `cargo run --example reading_set`):
+    /// candidates cut from photos of numbers, digits and not-digits, for the model that
+    /// mnist-server's Read uses.
+    #[arg(long, value_name = "DIR")]
+    pub reading_set: Option<PathBuf>,
     /// Evaluate on the first N test images only (faster runs for experiments).
     #[arg(long)]
     pub test_images: Option<usize>,
@@ -177,6 +182,7 @@ impl TrainArgs {
             seed: self.seed,
             train_images: self.train_images,
             validation_images: self.validation_images,
+            reading_set: self.reading_set.clone(),
         }
     }
 }

@@ -73,6 +73,11 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
         Some(n) => test_data.take(n),
         None => test_data,
     };
+    let train_data = match &recipe.reading_set {
+        Some(dir) => data::with_reading_set(train_data, dir)
+            .with_context(|| format!("loading the reading set from {}", dir.display()))?,
+        None => train_data,
+    };
     let train_set = TensorSet::new(&train_data, device);
     let test = HeldOut::new(test_data, device);
     let validation = validation_data.map(|v| HeldOut::new(v, device));

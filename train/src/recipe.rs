@@ -69,6 +69,13 @@ pub struct Recipe {
     /// field did).
     #[serde(default)]
     pub validation_images: usize,
+    /// A reading set (`examples/reading_set.rs`) trained on besides MNIST:
+    /// candidate digits cut from photos of numbers, each labelled with its
+    /// digit or as not one digit (label 10, trained towards equal
+    /// probabilities), so the model is unsure of what `mnist::read` must
+    /// not take for a digit.
+    #[serde(default)]
+    pub reading_set: Option<std::path::PathBuf>,
 }
 
 impl Default for Recipe {
@@ -89,6 +96,7 @@ impl Default for Recipe {
             seed: 0,
             train_images: None,
             validation_images: DEFAULT_VALIDATION_IMAGES,
+            reading_set: None,
         }
     }
 }
@@ -132,7 +140,7 @@ impl Recipe {
     /// A one-line summary for logs and charts.
     pub fn summary(&self) -> String {
         format!(
-            "{}{:?} lr {} {:?} batch {} epochs {}{}{}{}",
+            "{}{:?} lr {} {:?} batch {} epochs {}{}{}{}{}",
             match self.arch {
                 Arch::Reference => "",
                 Arch::ThreeBlock => "three-block ",
@@ -149,6 +157,7 @@ impl Recipe {
             } else {
                 String::new()
             },
+            if self.reading_set.is_some() { " +reading set" } else { "" },
         )
         .to_lowercase()
     }

@@ -9,13 +9,13 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tch::{Device, Reduction, Tensor, nn::ModuleT, nn::VarStore};
+use tch::{Device, Kind, Reduction, Tensor, nn::ModuleT, nn::VarStore};
 
 use crate::{
     Error, Result,
     augment::Augment,
     checkpoint,
-    data::{TensorSet, normalize},
+    data::{NOT_A_DIGIT, TensorSet, normalize},
     device,
     error::io_error,
     eval::evaluate,
@@ -125,8 +125,7 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
                 None => images,
             };
             let logits = net.forward_t(&normalize(&images), true);
-            let loss =
-                logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, recipe.label_smoothing);
+            let loss = loss(&logits, &labels, recipe.label_smoothing);
             lr = learning_rate(recipe.schedule, recipe.lr, progress.steps as usize, total_steps);
             optimizer.zero_grad();
             loss.backward();
@@ -174,6 +173,23 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         write_metrics(config, &progress)?;
     }
     Ok(Trained { vs, net, progress })
+}
+
+/// The training loss: cross-entropy (with label smoothing), and for a
+/// reading set's candidates that are not one digit, cross-entropy against
+/// equal probabilities for all ten (outlier exposure, Hendrycks et al.
+/// 2019): the model learns to be unsure of them.
+fn loss(logits: &Tensor, labels: &Tensor, smoothing: f64) -> Tensor {
+    let not_digit = labels.ge(i64::from(NOT_A_DIGIT));
+    if not_digit.any().int64_value(&[]) == 0 {
+        return logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, smoothing);
+    }
+    let log_p = logits.log_softmax(-1, Kind::Float);
+    let digit = labels.clamp_max(i64::from(NOT_A_DIGIT) - 1).unsqueeze(1);
+    let nll = log_p.gather(1, &digit, false).squeeze_dim(1).neg();
+    let spread = log_p.mean_dim(&[1i64][..], false, Kind::Float).neg();
+    let digit_loss = nll * (1.0 - smoothing) + &spread * smoothing;
+    digit_loss.where_self(&not_digit.logical_not(), &spread).mean(Kind::Float)
 }
 
 /// Rewrites `metrics.jsonl` (one JSON object per epoch) and `run.json`.

@@ -168,6 +168,7 @@ impl Classifier for ClassifierService {
 
     async fn list_models(&self, _request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
         let models = self.core.models().iter().map(|model| model.served().info.clone()).collect();
-        Ok(Response::new(ListModelsResponse { models }))
+        let read_model = self.core.models().reading_model().name().to_string();
+        Ok(Response::new(ListModelsResponse { models, read_model }))
     }
 }

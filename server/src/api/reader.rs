@@ -38,7 +38,7 @@ pub async fn read(
     mut admission: Admission,
     more: MorePlaces,
 ) -> Result<ReadResponse, ServerError> {
-    let model = core.model(&request.model)?;
+    let model = core.models().get_reader(&request.model)?;
     let page = page_input(request.input)?;
     let expected = (request.expected_digits > 0).then_some(request.expected_digits as usize);
     let top_k = request.top_k.min(10) as usize;
@@ -51,6 +51,7 @@ pub async fn read(
         error: None,
         model: read.model,
         model_name: model.name().to_string(),
+        best_length: read.reading.best_length as u32,
     })
 }
 

@@ -16,6 +16,10 @@
 //! - `POST /api/classify?model=NAME`: the body is an image file (any format
 //!   the `image` crate reads); the answer is the digit, the ten
 //!   probabilities, the model that answered and the 784 pixels it saw.
+//! - `POST /api/read?model=NAME&digits=N`: the body is a photo of a
+//!   handwritten number; the answer is its text and confidence and, per
+//!   digit, its box in the photo, its probabilities and the 784 pixels the
+//!   model saw (as `Read` answers, through [`Core::read`]).
 //!
 //! The `/api` routes need the bearer token when the server has one; the
 //! page asks for it and sends it in the `Authorization` header, never in a
@@ -36,7 +40,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{ApiError, read_body, require_token};
-use crate::{auth::BearerAuth, core::Core, core::ImageInput, error::ServerError, metrics, models::Model};
+use crate::{
+    auth::BearerAuth,
+    core::{Core, ImageInput, MorePlaces, PageInput},
+    error::ServerError,
+    metrics,
+    models::Model,
+};
 
 /// The protocol's name in metrics.
 const PROTOCOL: &str = "web";
@@ -59,6 +69,7 @@ pub fn router(core: Arc<Core>, auth: BearerAuth) -> Router {
     let api = Router::new()
         .route("/api/models", get(models))
         .route("/api/classify", post(classify))
+        .route("/api/read", post(read))
         .route_layer(middleware::from_fn_with_state(auth, require_token))
         .with_state(core);
     Router::new()
@@ -143,6 +154,62 @@ async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, Se
         "confidence": prediction.confidence,
         "probabilities": prediction.probabilities,
         "seen": seen,
+    }))
+}
+
+/// `?model=NAME&digits=N`; absent or empty: the reading model, any length.
+#[derive(Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    digits: Option<usize>,
+}
+
+async fn read(
+    State(core): State<Arc<Core>>,
+    Query(query): Query<ReadQuery>,
+    body: Body,
+) -> Result<axum::Json<Value>, ApiError> {
+    let started = Instant::now();
+    let result = read_number(&core, &query, body).await;
+    let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
+    metrics::request(PROTOCOL, "read", code, started.elapsed(), 1);
+    Ok(axum::Json(result?))
+}
+
+async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
+    let model = core.models().get_reader(&query.model)?;
+    let body = read_body(core, body).await?;
+    if body.is_empty() {
+        return Err(ServerError::EmptyInput);
+    }
+    let mut admission = core.try_admit(1)?;
+    let expected = query.digits.filter(|&n| n > 0);
+    let page = PageInput::Encoded(body.to_vec());
+    let read = core.read(model, page, expected, None, &mut admission, MorePlaces::Refuse).await?;
+    let digits: Vec<Value> = read
+        .reading
+        .digits
+        .iter()
+        .map(|digit| {
+            let seen = read.segmentation.candidates.get(digit.candidate).map(|c| c.pixels.clone()).unwrap_or_default();
+            json!({
+                "digit": digit.digit,
+                "confidence": digit.confidence,
+                "probabilities": digit.probabilities,
+                "box": digit.bounds,
+                "seen": seen,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "model_name": model.name(),
+        "model": read.model,
+        "text": read.reading.text,
+        "confidence": read.reading.confidence,
+        "best_length": read.reading.best_length,
+        "digits": digits,
     }))
 }
 

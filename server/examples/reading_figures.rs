@@ -1,0 +1,67 @@
+//! Draws the figures of docs/reading-numbers.md: for a photo of a number
+//! of each spacing, the pieces `mnist::read` cut it into (top) and the
+//! digits it chose, with the 28x28 each became (bottom). The photos are
+//! seeded `mnist::synth` numbers of MNIST test digits; the classifier is
+//! the shipped reading model, in-process.
+//!
+//! Run: `cargo run --release -p mnist-server --example reading_figures -- [OUT_DIR]` (default docs/img)
+
+use std::path::PathBuf;
+
+use image::{Rgb, RgbImage, imageops};
+use mnist::{
+    PIXEL_MEAN, PIXEL_STD,
+    dataset::{Mnist, Split, default_dir},
+    preprocess::{DecodeLimits, decode},
+    read::{draw, segment},
+    synth::{Condition, PhotoGenerator, Spacing},
+};
+use mnist_server::{
+    backend::{Backend, OnnxBackend, RuntimeOptions},
+    config::Device,
+};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::args().nth(1).map_or_else(|| root.join("docs/img"), PathBuf::from);
+    std::fs::create_dir_all(&out)?;
+    let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
+    let (mut backend, _) = OnnxBackend::load(&root.join("models/mnist-reader.onnx"), &options)?;
+    let data = Mnist::load(&default_dir(), Split::Test)?;
+    let cases = [
+        (Spacing::Wide, Condition::Ruled, [3usize, 14, 15, 92, 65]),
+        (Spacing::Normal, Condition::UnevenLight, [26, 53, 58, 97, 93]),
+        (Spacing::Touching, Condition::Clean, [23, 84, 62, 64, 33]),
+        (Spacing::Touching, Condition::FaintPencil, [8, 32, 79, 50, 28]),
+    ];
+    for (n, (spacing, condition, indices)) in cases.into_iter().enumerate() {
+        let mut generator = PhotoGenerator::new(40 + n as u64, 640);
+        let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+        let photo = generator.number_jpeg(&digits, spacing, condition);
+        let image = decode(&photo, &DecodeLimits::default())?;
+        let segmentation = segment(&image);
+        let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
+        let mut input = Vec::new();
+        mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
+        let logits = backend.infer(&input, segmentation.candidates.len())?;
+        let probabilities: Vec<Vec<f32>> = logits.chunks(10).map(mnist::softmax).collect();
+        let reading = segmentation.read(&probabilities, None)?;
+        let top = draw::pieces(&image, &segmentation);
+        let bottom = draw::annotated(&image, &segmentation, &reading);
+        let mut figure =
+            RgbImage::from_pixel(top.width().max(bottom.width()), top.height() + 8 + bottom.height(), Rgb([255; 3]));
+        imageops::overlay(&mut figure, &top, 0, 0);
+        imageops::overlay(&mut figure, &bottom, 0, i64::from(top.height() + 8));
+        let truth: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
+        let name = format!("reading-{}-{}.png", spacing.name(), condition.name());
+        figure.save(out.join(&name))?;
+        println!(
+            "{name}: {truth} read as {} (confidence {:.3}, {} pieces, {} candidates)",
+            reading.text,
+            reading.confidence,
+            segmentation.piece_bounds.len(),
+            segmentation.candidates.len()
+        );
+    }
+    Ok(())
+}

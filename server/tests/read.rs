@@ -1,0 +1,173 @@
+//! `Read` and `ReadOne` through real gRPC: handwritten numbers read with
+//! their digits' boxes, the reading model chosen by default, raw gray pixels
+//! read as the encoded file is, and errors as `Predict` gives them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, models_dir, test_set};
+use image::{GrayImage, Luma};
+use mnist::{
+    preprocess::{DecodeLimits, decode},
+    proto::v1::{
+        GrayImage as GrayPixels, ListModelsRequest, ReadRequest, classifier_client::ClassifierClient,
+        read_request::Input,
+    },
+    synth::{Condition, PhotoGenerator, Spacing},
+};
+use tonic::{Code, transport::Channel};
+
+async fn repository_server() -> TestServer {
+    let models = models_dir();
+    TestServer::start(&["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"]).await
+}
+
+fn encoded(image: &GrayImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+async fn read_one(
+    client: &mut ClassifierClient<Channel>,
+    input: Input,
+) -> Result<mnist::proto::v1::ReadResponse, tonic::Status> {
+    let request = ReadRequest { id: "n".into(), input: Some(input), top_k: 3, ..Default::default() };
+    client.read_one(request).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_read_with_boxes_by_the_reading_model() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.read_model, "mnist-reader", "the shipped reading model reads by default");
+
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(3, 640);
+    for n in 0..4 {
+        let indices: Vec<usize> = (0..5).map(|k| 100 + n * 5 + k).collect();
+        let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+        let truth: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
+        let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, Spacing::Wide, Condition::Clean);
+        let response = read_one(&mut client, Input::Image(photo.clone())).await.unwrap();
+        assert_eq!(response.text, truth);
+        assert_eq!(response.model_name, "mnist-reader");
+        assert_eq!(response.model.len(), 12);
+        let product: f32 = response.digits.iter().map(|d| d.confidence).product();
+        assert!((response.confidence - product).abs() < 1e-5);
+        for (digit, truth_box) in response.digits.iter().zip(&boxes) {
+            let b = digit.r#box.unwrap();
+            // Each box holds its digit's ink, give or take the strokes' soft edges.
+            let near = |found: u32, drawn: u32| found.abs_diff(drawn) <= 12;
+            assert!(near(b.x, truth_box[0]) && near(b.x + b.width, truth_box[2]), "{b:?} vs {truth_box:?}");
+            assert!(near(b.y, truth_box[1]) && near(b.y + b.height, truth_box[3]), "{b:?} vs {truth_box:?}");
+            assert_eq!(digit.top_k.len(), 3);
+            assert_eq!(digit.top_k[0].digit, digit.digit);
+            assert!(digit.top_k.windows(2).all(|w| w[0].probability >= w[1].probability));
+        }
+        // The same photo as raw gray pixels reads the same.
+        let gray = decode(&photo, &DecodeLimits::default()).unwrap().to_luma8();
+        let (width, height) = gray.dimensions();
+        let pixels = GrayPixels { width, height, pixels: gray.into_raw() };
+        assert_eq!(read_one(&mut client, Input::Pixels(pixels)).await.unwrap().text, truth);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_errors_predict_gives() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let empty = client.read_one(ReadRequest::default()).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
+    let garbage = read_one(&mut client, Input::Image(b"not an image".to_vec())).await.unwrap_err();
+    assert_eq!(garbage.code(), Code::InvalidArgument);
+    assert!(garbage.message().contains("decode"), "{garbage:?}");
+    let short = GrayPixels { width: 10, height: 10, pixels: vec![0; 99] };
+    let short = read_one(&mut client, Input::Pixels(short)).await.unwrap_err();
+    assert_eq!(short.code(), Code::InvalidArgument);
+    assert!(short.message().contains("10x10"), "{short:?}");
+    let unknown = ReadRequest {
+        input: Some(Input::Image(encoded(&GrayImage::new(8, 8)))),
+        model: "no-such-model".into(),
+        ..Default::default()
+    };
+    assert_eq!(client.read_one(unknown).await.unwrap_err().code(), Code::NotFound);
+    let mut late = tonic::Request::new(ReadRequest {
+        input: Some(Input::Image(encoded(&GrayImage::from_pixel(600, 200, Luma([200]))))),
+        ..Default::default()
+    });
+    late.set_timeout(Duration::from_nanos(1));
+    let late = client.read_one(late).await.unwrap_err();
+    assert!(matches!(late.code(), Code::DeadlineExceeded | Code::Cancelled), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pages_get_a_clear_answer() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let mut specks = GrayImage::from_pixel(800, 600, Luma([235]));
+    for i in 0..500u32 {
+        let (x, y) = ((i * 97) % 790 + 4, (i * 61) % 590 + 4);
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            specks.put_pixel(x + dx, y + dy, Luma([30]));
+        }
+    }
+    let mut strip = GrayImage::from_pixel(20_000, 200, Luma([235]));
+    for x in (40..19_900).step_by(60) {
+        for y in 50..150 {
+            for dx in 0..8 {
+                strip.put_pixel(x + dx, y, Luma([20]));
+            }
+        }
+    }
+    let pages = [
+        ("empty", GrayImage::from_pixel(640, 480, Luma([230]))),
+        ("all ink", GrayImage::from_pixel(640, 480, Luma([5]))),
+        ("500 specks", specks),
+        ("20000x200 strip", strip),
+    ];
+    for (name, page) in pages {
+        let response = read_one(&mut client, Input::Image(encoded(&page))).await;
+        if name == "20000x200 strip" {
+            // Longer than the server's 8192-pixel side: refused before decoding, with the reason.
+            let refused = response.expect_err("a 20000-pixel side is over the limit");
+            assert_eq!(refused.code(), Code::InvalidArgument);
+            assert!(refused.message().contains("20000x200"), "{refused:?}");
+            continue;
+        }
+        let response = response.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert!(response.digits.len() <= mnist::read::MAX_PIECES, "{name}: {} digits", response.digits.len());
+        assert!(response.text.chars().all(|c| c.is_ascii_digit()), "{name}: {}", response.text);
+        if name == "empty" {
+            assert_eq!((response.text.as_str(), response.confidence), ("", 0.0));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_stream_answers_in_order_with_failures_in_their_items() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(5, 480);
+    let digits: Vec<&[u8]> = (0..3).map(|i| data.image(i)).collect();
+    let truth: String = (0..3).map(|i| char::from(b'0' + data.labels[i])).collect();
+    let photo = generator.number_jpeg(&digits, Spacing::Wide, Condition::Clean);
+    let requests = vec![
+        ReadRequest { id: "a".into(), input: Some(Input::Image(photo.clone())), ..Default::default() },
+        ReadRequest { id: "b".into(), input: Some(Input::Image(b"garbage".to_vec())), ..Default::default() },
+        ReadRequest { id: "c".into(), input: Some(Input::Image(photo)), expected_digits: 3, ..Default::default() },
+    ];
+    let mut stream = client.read(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    let mut answers = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        answers.push(response);
+    }
+    let ids: Vec<&str> = answers.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!(answers[0].text, truth);
+    assert_eq!(answers[1].error.as_ref().map(|e| e.code), Some(Code::InvalidArgument as i32));
+    assert_eq!(answers[2].text, truth);
+}
