@@ -153,7 +153,9 @@ async fn read_locally(
     let keep_images = options.debug_dir.is_some();
     let model = options.model.clone();
     let (pending_in, failures_in, progress_in) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
-    let requests = stream::iter(paths.to_vec().into_iter().enumerate())
+    // The stream outlives this call's borrow of `paths`: it owns its copy.
+    let owned: Vec<PathBuf> = paths.to_vec();
+    let requests = stream::iter(owned.into_iter().enumerate())
         .map(move |(index, path)| async move {
             let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path))
                 .await

@@ -27,6 +27,10 @@ use mnist_server::{
 
 type AnyError = Box<dyn std::error::Error>;
 
+/// One number read: its spacing and condition, whether it was read exactly,
+/// the reading's confidence and the number of digits.
+type Outcome = (Spacing, Condition, bool, f32, usize);
+
 fn main() -> Result<(), AnyError> {
     let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Split::Test, None);
     let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
@@ -53,7 +57,7 @@ fn main() -> Result<(), AnyError> {
         "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {}\n",
         model.file_name().and_then(|n| n.to_str()).unwrap_or("?")
     );
-    let mut results = Vec::new(); // (spacing, condition, right, confidence, digits)
+    let mut results: Vec<Outcome> = Vec::new();
     let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
     // Misread numbers whose every digit had a candidate matching it.
     let mut misread_with_candidates = std::collections::BTreeMap::new();
@@ -93,7 +97,7 @@ fn main() -> Result<(), AnyError> {
         }
     }
 
-    let share = |filter: &dyn Fn(&(Spacing, Condition, bool, f32, usize)) -> bool| {
+    let share = |filter: &dyn Fn(&Outcome) -> bool| {
         let chosen: Vec<_> = results.iter().filter(|r| filter(r)).collect();
         let right = chosen.iter().filter(|r| r.2).count();
         (right, chosen.len())

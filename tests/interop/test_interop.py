@@ -99,6 +99,47 @@ class InteropTest(unittest.TestCase):
         finally:
             stop_server(server)
 
+    def test_numbers_through_grpcio_grpcurl_and_ghz(self):
+        """ReadOne and Read as other people's clients call them, on the README's sample photos."""
+        server = Server("--model-repository", str(ROOT / "models"), "--default-model", "mnist")
+        try:
+            channel = grpc.insecure_channel(server.addr)
+            pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            ReadRequest = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.ReadRequest"))
+            ReadResponse = message_factory.GetMessageClass(pool.FindMessageTypeByName("mnist.v1.ReadResponse"))
+            read_one = channel.unary_unary("/mnist.v1.Classifier/ReadOne", request_serializer=ReadRequest.SerializeToString,
+                                           response_deserializer=ReadResponse.FromString)
+            read = channel.stream_stream("/mnist.v1.Classifier/Read", request_serializer=ReadRequest.SerializeToString,
+                                         response_deserializer=ReadResponse.FromString)
+            photos = sorted((ROOT / "examples/numbers").glob("*.jpg"))
+            self.assertGreaterEqual(len(photos), 3)
+            # The widely spaced and the normal ones are read exactly (they are named after their digits).
+            for photo in photos:
+                reply = read_one(ReadRequest(id=photo.name, image=photo.read_bytes(), top_k=2), timeout=30)
+                self.assertEqual(reply.model_name, "mnist-reader")
+                self.assertEqual(len(reply.text), len(reply.digits))
+                self.assertTrue(all(len(d.top_k) == 2 and d.box.width > 0 for d in reply.digits))
+                if photo.stem.startswith(("amount", "meter")):
+                    self.assertEqual(reply.text, photo.stem.rsplit("-", 1)[1], photo.name)
+            replies = list(read(ReadRequest(id=p.name, image=p.read_bytes()) for p in photos))
+            self.assertEqual([r.id for r in replies], [p.name for p in photos])
+            with self.assertRaises(grpc.RpcError) as caught:
+                read_one(ReadRequest(id="junk", image=b"not an image"), timeout=30)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            channel.close()
+
+            requests = ROOT / "examples/requests"
+            reply = json.loads(self.grpcurl(server.addr, "mnist.v1.Classifier/ReadOne", data_file=requests / "read.json"))
+            expected = json.loads((requests / "read.json").read_text())["id"].rsplit("-", 1)[1]
+            self.assertEqual(reply["text"], expected)
+            self.assertEqual(len(reply["digits"]), len(expected))
+            if GHZ.exists():
+                codes, report = run_ghz("--insecure", "--call", "mnist.v1.Classifier.ReadOne", "-D",
+                                        str(requests / "read.json"), "-c", "4", "-n", "40", server.addr)
+                self.assertEqual(codes, {"OK": 40}, report.get("errorDistribution"))
+        finally:
+            stop_server(server)
+
     def test_grpcurl_with_the_proto_file(self):
         out = self.grpcurl("-import-path", str(ROOT / "proto"), "-proto", "mnist/v1/classifier.proto",
                            self.server.addr, "mnist.v1.Classifier/GetModelInfo")

@@ -105,6 +105,36 @@ pub fn load(dir: &Path, download: bool, quiet: bool) -> Result<(Mnist, Mnist)> {
     Ok((Mnist::load(dir, Split::Train)?, Mnist::load(dir, Split::Test)?))
 }
 
+/// The training images followed by a reading set's candidates
+/// (`reading-images-idx3-ubyte`, `reading-labels-idx1-ubyte` in `dir`;
+/// label 10 = not one digit).
+pub fn with_reading_set(mut train: Mnist, dir: &Path) -> Result<Mnist> {
+    let images_path = dir.join("reading-images-idx3-ubyte");
+    let labels_path = dir.join("reading-labels-idx1-ubyte");
+    let read = |path: &Path| std::fs::read(path).map_err(crate::error::io_error(path));
+    let images = mnist::dataset::parse_images(&read(&images_path)?, &images_path)?;
+    // Not `parse_labels`: it rightly refuses MNIST labels above 9.
+    let label_file = read(&labels_path)?;
+    let labels = match label_file.get(..8) {
+        Some(header) if header[..4] == [0, 0, 8, 1] => label_file[8..].to_vec(),
+        _ => return Err(crate::Error::Config(format!("{}: not an IDX label file", labels_path.display()))),
+    };
+    if images.len() != labels.len() * mnist::IMAGE_PIXELS || labels.iter().any(|&l| l > NOT_A_DIGIT) {
+        return Err(crate::Error::Config(format!(
+            "{}: {} images but {} labels, or a label above {NOT_A_DIGIT}",
+            dir.display(),
+            images.len() / mnist::IMAGE_PIXELS,
+            labels.len()
+        )));
+    }
+    train.images.extend_from_slice(&images);
+    train.labels.extend_from_slice(&labels);
+    Ok(train)
+}
+
+/// The label of a reading set's candidates that are not one digit.
+pub const NOT_A_DIGIT: u8 = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,33 +177,3 @@ mod tests {
         assert_ne!(order(7), order(8));
     }
 }
-
-/// The training images followed by a reading set's candidates
-/// (`reading-images-idx3-ubyte`, `reading-labels-idx1-ubyte` in `dir`;
-/// label 10 = not one digit).
-pub fn with_reading_set(mut train: Mnist, dir: &Path) -> Result<Mnist> {
-    let images_path = dir.join("reading-images-idx3-ubyte");
-    let labels_path = dir.join("reading-labels-idx1-ubyte");
-    let read = |path: &Path| std::fs::read(path).map_err(crate::error::io_error(path));
-    let images = mnist::dataset::parse_images(&read(&images_path)?, &images_path)?;
-    // Not `parse_labels`: it rightly refuses MNIST labels above 9.
-    let label_file = read(&labels_path)?;
-    let labels = match label_file.get(..8) {
-        Some(header) if header[..4] == [0, 0, 8, 1] => label_file[8..].to_vec(),
-        _ => return Err(crate::Error::Config(format!("{}: not an IDX label file", labels_path.display()))),
-    };
-    if images.len() != labels.len() * mnist::IMAGE_PIXELS || labels.iter().any(|&l| l > NOT_A_DIGIT) {
-        return Err(crate::Error::Config(format!(
-            "{}: {} images but {} labels, or a label above {NOT_A_DIGIT}",
-            dir.display(),
-            images.len() / mnist::IMAGE_PIXELS,
-            labels.len()
-        )));
-    }
-    train.images.extend_from_slice(&images);
-    train.labels.extend_from_slice(&labels);
-    Ok(train)
-}
-
-/// The label of a reading set's candidates that are not one digit.
-pub const NOT_A_DIGIT: u8 = 10;
