@@ -2,7 +2,8 @@
 """Screenshots of the web page for the README, made in the same headless
 Chromium as the browser tests: a server with every shipped model, a 7 drawn
 on the pad and two photos from examples/ read, at desktop width and at a
-phone's 390 pixels.
+phone's 390 pixels; and the page reading numbers: one written on the pad and
+the photos of examples/numbers.
 
     .venv/bin/python scripts/screenshot-page.py [OUT_DIR]   default docs/img
 
@@ -20,6 +21,16 @@ from common import Server, stop_server  # noqa: E402
 from test_web import MISSING, PHOTO, SCAN, SEVEN, By, browser, close_browser, draw, drawn_digit, wait_for  # noqa: E402
 
 
+def save_whole_page(driver, out, width, height):
+    """A screenshot of the whole page, not only the window."""
+    time.sleep(0.3)  # the bars' transition
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, max(height, full + 100))
+    time.sleep(0.2)
+    driver.save_screenshot(str(out))
+    print(f"wrote {out}")
+
+
 def shoot(origin, out, width, height):
     driver = browser(width, height)
     try:
@@ -29,13 +40,25 @@ def shoot(origin, out, width, height):
         wait_for(driver, lambda d: drawn_digit(d) == "7")
         driver.find_element(By.ID, "files").send_keys(f"{PHOTO}\n{SCAN}")
         wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#photo-results > li[data-digit]")) == 2)
-        time.sleep(0.3)  # the bars' transition
-        # The whole page, not only the window.
-        full = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, max(height, full + 100))
-        time.sleep(0.2)
-        driver.save_screenshot(str(out))
-        print(f"wrote {out}")
+        save_whole_page(driver, out, width, height)
+    finally:
+        close_browser(driver)
+
+
+def shoot_numbers(origin, out, width, height):
+    driver = browser(width, height)
+    try:
+        driver.get(origin + "/")
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+        driver.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="number"]').click()
+        wait_for(driver, lambda d: d.find_element(By.ID, "pad").get_attribute("width") == "700")
+        seven = [[(x + 230, y) for x, y in SEVEN[0]]]
+        draw(driver, [[(120, 50), (120, 235)]] + seven + [[(560, 50), (560, 235)]], width=700)
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#drawing-result .reading"))
+        photos = sorted((ROOT / "examples/numbers").glob("*.jpg"))
+        driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in photos))
+        wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#photo-results canvas.boxed")) == len(photos))
+        save_whole_page(driver, out, width, height)
     finally:
         close_browser(driver)
 
@@ -50,6 +73,7 @@ def main():
         origin = f"http://{server.http_addr}"
         shoot(origin, out_dir / "web-page.png", 1280, 800)
         shoot(origin, out_dir / "web-page-phone.png", 390, 844)
+        shoot_numbers(origin, out_dir / "web-page-numbers.png", 1280, 800)
     finally:
         stop_server(server)
 

@@ -110,14 +110,21 @@ Examples:
     },
 }
 
+/// The images a command works on.
 #[derive(Debug, Args)]
-pub struct PredictArgs {
+pub struct FileArgs {
     /// Image files or directories (any format: PNG, JPEG, BMP, GIF, WebP, PNM, TIFF).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Descend into subdirectories.
     #[arg(short, long)]
     pub recursive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
     /// Most images in flight on the stream (more keeps the server's batcher fed;
     /// HTTP/2 flow control bounds what is buffered).
     #[arg(long, default_value_t = 512)]
@@ -145,12 +152,8 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// Image files or directories (any format: PNG, JPEG, BMP, GIF, WebP, PNM, TIFF).
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
-    /// Descend into subdirectories.
-    #[arg(short, long)]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub files: FileArgs,
     /// Most candidate digits in flight on the stream (files, with --send-encoded).
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,

@@ -20,7 +20,7 @@ use mnist_client::{
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::cli::{
-    BenchArgs, Cli, Command, DataArgs, EvalArgs, HealthArgs, InfoArgs, PredictArgs, ReadArgs, ReportFormat,
+    BenchArgs, Cli, Command, DataArgs, EvalArgs, FileArgs, HealthArgs, InfoArgs, PredictArgs, ReadArgs, ReportFormat,
 };
 
 /// Runs the command and returns its exit code.
@@ -97,17 +97,7 @@ fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
 }
 
 async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs) -> Result<ExitCode> {
-    if args.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    let found = files::collect(&args.paths, args.recursive);
-    if found.images.is_empty() && found.unreadable.is_empty() {
-        bail!("no image files found in {} (skipped {} other files)", display_paths(&args.paths), found.skipped);
-    }
-    let bar = progress_bar(found.images.len(), args.quiet);
-    if let Some(dir) = &args.debug_preprocess {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let (found, bar) = start_on_files(&args.files, args.concurrency, args.debug_preprocess.as_deref(), args.quiet)?;
     let options = PredictOptions {
         window: args.concurrency,
         send_encoded: args.send_encoded,
@@ -155,17 +145,7 @@ async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs
 }
 
 async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> Result<ExitCode> {
-    if args.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    let found = files::collect(&args.paths, args.recursive);
-    if found.images.is_empty() && found.unreadable.is_empty() {
-        bail!("no image files found in {} (skipped {} other files)", display_paths(&args.paths), found.skipped);
-    }
-    let bar = progress_bar(found.images.len(), args.quiet);
-    if let Some(dir) = &args.debug_preprocess {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let (found, bar) = start_on_files(&args.files, args.concurrency, args.debug_preprocess.as_deref(), args.quiet)?;
     let expected_digits = args.expect_digits.map(|n| n as usize);
     // The digits cut here go through Predict, which names its model: the
     // one the server reads numbers with, unless --model says otherwise.
@@ -211,6 +191,28 @@ async fn reading_model(server: &ServerAddress) -> Result<String> {
     let mut client = server.first_replica().await?.classifier().await?;
     let listed = client.list_models(ListModelsRequest {}).await;
     Ok(listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().read_model)
+}
+
+/// What predict and read share before any work: the files found (at
+/// least one), a progress bar over them, the debug folder created.
+fn start_on_files(
+    files: &FileArgs,
+    concurrency: usize,
+    debug_dir: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<(files::Collected, ProgressBar)> {
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let found = files::collect(&files.paths, files.recursive);
+    if found.images.is_empty() && found.unreadable.is_empty() {
+        bail!("no image files found in {} (skipped {} other files)", display_paths(&files.paths), found.skipped);
+    }
+    if let Some(dir) = debug_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let bar = progress_bar(found.images.len(), quiet);
+    Ok((found, bar))
 }
 
 fn display_paths(paths: &[std::path::PathBuf]) -> String {

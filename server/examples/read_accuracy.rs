@@ -143,7 +143,55 @@ fn main() -> Result<(), AnyError> {
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
+    time_by_size(&mut backend, &data, seed)
+}
+
+/// Time per photo of a 6-digit number, by size: decoding, segmenting,
+/// classifying every candidate in one batch and choosing (medians of 9).
+/// The 4000x3000 photo is a phone's 4:3 frame with the number across it.
+fn time_by_size(backend: &mut OnnxBackend, data: &Mnist, seed: u64) -> Result<(), AnyError> {
+    println!("\n| photo | candidates | decode ms | segment ms | classify + choose ms | read ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let limits = DecodeLimits::default();
+    let digits: Vec<&[u8]> = (0..6).map(|i| data.image(i)).collect();
+    for (name, side) in [("640 px", 640u32), ("4000x3000", 4000)] {
+        let mut generator = PhotoGenerator::new(seed, 640);
+        let (page, _) = generator.number(&digits, Spacing::Normal, Condition::UnevenLight);
+        let page = if side > 640 {
+            let (w, h) = (3600, page.height() * 3600 / page.width());
+            let mut frame = image::RgbImage::from_pixel(4000, 3000, image::Rgb([225, 225, 220]));
+            let number = image::imageops::resize(&page, w, h, image::imageops::FilterType::Triangle);
+            image::imageops::overlay(&mut frame, &number, 200, i64::from((3000 - h) / 2));
+            frame
+        } else {
+            page
+        };
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageRgb8(page)
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)?;
+        let (mut decoding, mut segmenting, mut classifying, mut candidates) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..9 {
+            let started = Instant::now();
+            let image = decode(&bytes, &limits)?;
+            let decoded = Instant::now();
+            let segmentation = segment(&image);
+            let segmented = Instant::now();
+            let probabilities = classify(backend, &segmentation)?;
+            segmentation.read(&probabilities, None)?;
+            decoding.push((decoded - started).as_secs_f64() * 1e3);
+            segmenting.push((segmented - decoded).as_secs_f64() * 1e3);
+            classifying.push(segmented.elapsed().as_secs_f64() * 1e3);
+            candidates = segmentation.candidates.len();
+        }
+        let (d, g, c) = (median(&mut decoding), median(&mut segmenting), median(&mut classifying));
+        println!("| {name} | {candidates} | {d:.1} | {g:.1} | {c:.1} | **{:.1}** |", d + g + c);
+    }
     Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.

@@ -213,3 +213,30 @@ fn epoch_bar(epoch: usize, epochs: usize, steps: usize, quiet: bool) -> Progress
     bar.set_prefix(format!("{epoch}/{epochs}"));
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_a_digit_is_trained_towards_equal_probabilities() {
+        let even = Tensor::zeros([1, 10], (Kind::Float, Device::Cpu));
+        let not_digit = Tensor::from_slice(&[i64::from(NOT_A_DIGIT)]);
+        // Equal logits are what a not-digit should get: ln 10, the least its loss can be.
+        let at_best = loss(&even, &not_digit, 0.0).double_value(&[]);
+        assert!((at_best - 10f64.ln()).abs() < 1e-5, "{at_best}");
+        let sure = Tensor::from_slice(&[9.0f32, 0., 0., 0., 0., 0., 0., 0., 0., 0.]).view([1, 10]);
+        assert!(loss(&sure, &not_digit, 0.0).double_value(&[]) > at_best + 1.0, "a sure answer costs more");
+        // A digit in the same batch keeps its cross-entropy.
+        let both = Tensor::cat(&[&sure, &even], 0);
+        let labels = Tensor::from_slice(&[0i64, i64::from(NOT_A_DIGIT)]);
+        let digit_loss = -sure.log_softmax(-1, Kind::Float).double_value(&[0, 0]);
+        let mixed = loss(&both, &labels, 0.0).double_value(&[]);
+        assert!((mixed - (digit_loss + at_best) / 2.0).abs() < 1e-5, "{mixed}");
+        // Without not-digits, the loss is libtorch's own cross-entropy.
+        let plain = loss(&sure, &Tensor::from_slice(&[3i64]), 0.05).double_value(&[]);
+        let reference =
+            sure.cross_entropy_loss::<Tensor>(&Tensor::from_slice(&[3i64]), None, Reduction::Mean, -100, 0.05);
+        assert!((plain - reference.double_value(&[])).abs() < 1e-6);
+    }
+}
