@@ -175,6 +175,11 @@ async fn queue_overflow_gives_resource_exhausted_and_admitted_work_completes() {
     let server = TestServer::start(&["--max-queue-size", "4", "--max-streams", "2", "--max-batch-size", "1"]).await;
     let data = test_set().take(1);
     let channel = server.channel().await;
+    // One call first: until the server's HTTP/2 SETTINGS (its limit on
+    // concurrent streams) have reached the client, a burst can open more
+    // streams than allowed and have some reset with REFUSED_STREAM, a
+    // transport refusal before any admission rule is asked.
+    ClassifierClient::new(channel.clone()).predict_one(pixels_request(0, data.image(0))).await.unwrap();
     let calls: Vec<_> = (0..300)
         .map(|i| {
             let mut client = ClassifierClient::new(channel.clone());
