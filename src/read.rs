@@ -222,16 +222,12 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
     let empty = Segmentation { candidates: Vec::new(), pieces: 0, piece_bounds: Vec::new(), optional: Vec::new() };
     let Some(page) = page_ink(image, READ_WORK_SIDE, &mut |_, _| {}) else { return empty };
     let scale = image.width().max(image.height()) as f32 / page.width.max(page.height) as f32;
-    let (w, h) = (page.width, page.height);
-    let mask_image = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
-        image::Luma([u8::from(page.mask[y as usize * w + x as usize])])
-    });
-    let labels = connected_components(&mask_image, Connectivity::Eight, image::Luma([0u8]));
-    let components = measure_components(&page, labels.as_raw());
+    let w = page.width;
+    let (labels, components) = label_components(&page);
     let Some(line) = Line::of(&components) else { return empty };
     let mut pieces = Vec::new();
     for component in components.iter().filter(|c| line.holds(c)) {
-        pieces.extend(cut_where_digits_touch(component, &page, labels.as_raw(), line.height));
+        pieces.extend(cut_where_digits_touch(component, &page, &labels, line.height));
     }
     if pieces.len() > MAX_PIECES {
         // Noise that passed for marks (a grainy, faint photo): the heaviest
@@ -260,7 +256,7 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
             }
             let (y0, y1) = (run.iter().map(|p| p.y0).min().unwrap_or(0), run.iter().map(|p| p.y1).max().unwrap_or(0));
             let keep = |x: usize, y: usize| {
-                let label = labels.as_raw()[y * w + x];
+                let label = labels[y * w + x];
                 label != 0 && run.iter().any(|p| p.label == label && (p.x0..p.x1).contains(&x))
             };
             // Room for the strokes' antialiased edges.
@@ -297,12 +293,7 @@ fn holds_two_digits(run: &[Piece], line_height: f32) -> bool {
 /// overlapping in columns (the pieces of one broken digit). More than one
 /// means the image holds a number, not a digit.
 pub(crate) fn digits_side_by_side(page: &InkPage) -> usize {
-    let (w, h) = (page.width, page.height);
-    let mask_image = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
-        image::Luma([u8::from(page.mask[y as usize * w + x as usize])])
-    });
-    let labels = connected_components(&mask_image, Connectivity::Eight, image::Luma([0u8]));
-    let components = measure_components(page, labels.as_raw());
+    let (_, components) = label_components(page);
     let Some(line) = Line::of(&components) else { return 0 };
     let mut spans: Vec<(usize, usize)> = components
         .iter()
@@ -328,6 +319,18 @@ fn to_original((x0, y0, x1, y1): (usize, usize, usize, usize), scale: f32, width
     let right = ((x1 as f32 * scale).ceil() as u32).clamp(left, width);
     let bottom = ((y1 as f32 * scale).ceil() as u32).clamp(top, height);
     PixelBox { x: left, y: top, width: right - left, height: bottom - top }
+}
+
+/// The 8-connected components of a page's mask: the label of every pixel
+/// (0 for none), and each component's bounding box and ink.
+fn label_components(page: &InkPage) -> (Vec<u32>, Vec<Piece>) {
+    let w = page.width;
+    let mask_image = image::GrayImage::from_fn(w as u32, page.height as u32, |x, y| {
+        image::Luma([u8::from(page.mask[y as usize * w + x as usize])])
+    });
+    let labels = connected_components(&mask_image, Connectivity::Eight, image::Luma([0u8])).into_raw();
+    let components = measure_components(page, &labels);
+    (labels, components)
 }
 
 /// Bounding box and ink of each labelled component (index = label - 1).

@@ -235,6 +235,20 @@ impl Core {
         Ok(())
     }
 
+    /// [`Core::admit_rest`] for a unary call: the places it lacks are taken
+    /// at once, or refused (RESOURCE_EXHAUSTED) as [`Core::try_admit`] does.
+    pub fn try_admit_rest(&self, admission: &mut Admission, images: usize) -> Result<(), ServerError> {
+        self.check_request_size(images)?;
+        let more = images.saturating_sub(admission.num_permits());
+        if more > 0 {
+            let permits = Arc::clone(&self.admitted)
+                .try_acquire_many_owned(more as u32)
+                .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })?;
+            admission.merge(permits);
+        }
+        Ok(())
+    }
+
     /// Classifies one admitted image with `model`.
     pub async fn classify(
         &self,
@@ -300,32 +314,22 @@ impl Core {
         }
         let started = Instant::now();
         let limits = self.limits.decode;
-        let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
-        let segmentation = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let image = match page {
-                PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
-                PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
-            };
-            Ok::<_, ServerError>(segment(&image))
-        })
-        .await
-        .map_err(|e| ServerError::Inference(format!("segmentation task failed: {e}")))??;
+        let segmentation = self
+            .decoding(move || {
+                let image = match page {
+                    PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
+                    PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
+                };
+                Ok(segment(&image))
+            })
+            .await?;
         metrics::stage("segment", started.elapsed());
 
         // Every candidate is an image in the server: it takes a place.
         let places = segmentation.candidates.len().min(self.limits.max_images_per_request);
         match more {
             MorePlaces::Wait => self.admit_rest(admission, places).await?,
-            MorePlaces::Refuse => {
-                let extra = places.saturating_sub(admission.num_permits());
-                if extra > 0 {
-                    let permits = Arc::clone(&self.admitted)
-                        .try_acquire_many_owned(extra as u32)
-                        .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })?;
-                    admission.merge(permits);
-                }
-            }
+            MorePlaces::Refuse => self.try_admit_rest(admission, places)?,
         }
         let candidates =
             segmentation.candidates.iter().map(|candidate| ModelImage::Pixels(candidate.pixels.clone())).collect();
@@ -380,16 +384,26 @@ impl Core {
         if !matches!(image, ImageInput::Encoded(_)) {
             return prepare_image(image, &limits);
         }
+        self.decoding(move || prepare_image(image, &limits)).await
+    }
+
+    /// Runs `work` (decoding an image, and what follows it) on a blocking
+    /// thread once one of the decoding slots is free: decoding a large photo
+    /// takes milliseconds, so it stays off the async workers that serve
+    /// every other call, and no more photos are decoded at once than there
+    /// are cores. The slot goes with the work, which runs to its end even
+    /// when the caller has gone.
+    async fn decoding<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, ServerError> {
         let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
-        // Decoding a large photo takes milliseconds: keep it off the async
-        // workers that serve every other call. The slot goes with the
-        // decoding, which runs to its end even when the caller has gone.
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            prepare_image(image, &limits)
+            work()
         })
         .await
-        .map_err(|e| ServerError::Inference(format!("preprocessing task failed: {e}")))?
+        .map_err(|e| ServerError::Inference(format!("decoding task failed: {e}")))?
     }
 }
 
