@@ -47,8 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sides.iter().enumerate().map(|(i, &side)| PhotoGenerator::new(seed + i as u64, side)).collect();
     for n in 0..photos {
         let generator = &mut generators[n % sides.len()];
-        // Touching digits twice as often: they are where cuts are chosen.
-        let spacings = [Spacing::Wide, Spacing::Normal, Spacing::Close, Spacing::Touching, Spacing::Touching];
+        // Touching digits three times as often: they are where cuts are chosen.
+        let spacings =
+            [Spacing::Wide, Spacing::Normal, Spacing::Close, Spacing::Touching, Spacing::Touching, Spacing::Touching];
         let spacing = spacings[(n / sides.len()) % spacings.len()];
         let condition = Condition::NUMBERS[(n / (sides.len() * spacings.len())) % Condition::NUMBERS.len()];
         let indices = generator.pick_number(TRAINING_IMAGES.min(data.len()));

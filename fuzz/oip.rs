@@ -9,12 +9,12 @@ use mnist::preprocess::DecodeLimits;
 /// `ModelInferRequest` (gRPC); odd, an HTTP body, whose JSON part is the
 /// whole rest (`& 2 == 0`) or as long as the next two bytes say (little
 /// endian, as `Inference-Header-Content-Length`), binary tensor data after
-/// it. Whatever the bytes, parsing and then preparing every image must end
+/// it (its third bit: for the reading model). Whatever the bytes, parsing and then preparing every image must end
 /// in images of 784 values or in INVALID_ARGUMENT, never a panic. Returns
 /// how many images were prepared (decoded within `limits`).
 pub fn check_oip_request(data: &[u8], limits: &DecodeLimits) -> usize {
     use mnist_server::{
-        api::{http::parse_infer_body, inference::parse_tensors},
+        api::{http::parse_infer_body, inference::parse_tensors, oip::Task},
         core::prepare_image,
         error::ServerError,
     };
@@ -22,15 +22,17 @@ pub fn check_oip_request(data: &[u8], limits: &DecodeLimits) -> usize {
 
     let invalid = |error: ServerError| assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
     let Some((&selector, rest)) = data.split_first() else { return 0 };
+    // An HTTP body's model comes from its path: the selector's third bit.
+    let task = if selector & 4 == 0 { Task::Classify } else { Task::Read };
     let parsed = if selector % 2 == 0 {
         let Ok(request) = mnist::proto::inference::ModelInferRequest::decode(rest) else { return 0 };
         parse_tensors(request).map(|parsed| parsed.request)
     } else if selector & 2 == 0 {
-        parse_infer_body(None, rest.to_vec().into()).map(|parsed| parsed.request)
+        parse_infer_body(None, rest.to_vec().into(), task).map(|parsed| parsed.request)
     } else {
         let Some((length, body)) = rest.split_first_chunk::<2>() else { return 0 };
         let length = u16::from_le_bytes(*length).to_string();
-        parse_infer_body(Some(length.as_bytes()), body.to_vec().into()).map(|parsed| parsed.request)
+        parse_infer_body(Some(length.as_bytes()), body.to_vec().into(), task).map(|parsed| parsed.request)
     };
     let request = match parsed {
         Ok(request) => request,

@@ -62,6 +62,19 @@ const MIN_INK: f32 = 0.08;
 /// (height) is a ruled or grid line, not part of a digit.
 const LINE_COVERAGE: f32 = 0.7;
 
+/// A straight run of ink at least this share of the page long may be a
+/// rule that stops short of the edges (see [`remove_short_rules`]).
+const RULE_MIN_RUN: f32 = 0.2;
+
+/// ... and at least this many pixels long.
+const RULE_MIN_PIXELS: usize = 48;
+
+/// A rule is at most this share of the page's short side across.
+const RULE_MAX_WIDTH: f32 = 0.02;
+
+/// Share of a run's length that must be thin for it to be a rule.
+const RULE_THIN_SHARE: f32 = 0.6;
+
 /// Components with less ink than this share of the digit's are specks.
 const MIN_PART_MASS: f32 = 0.04;
 
@@ -384,8 +397,12 @@ impl GrayPlane {
         };
         let small = image::imageops::thumbnail(&gray, small_w, small_h);
         // The window must be wider than a stroke: a digit that fills the
-        // page has strokes about a tenth of its side wide.
-        let radius = (small_w.max(small_h) / 10).clamp(1, 12) as u8;
+        // page has strokes about a tenth of its side wide. On a long strip
+        // (a number) the digits scale with the short side, and a window
+        // as tall as the strip would close a shadow across it over too:
+        // never more than an eighth of the short side (for pages from 3:4 to 1:1,
+        // as single-digit photos are, the first bound is the smaller).
+        let radius = (small_w.max(small_h) / 10).min(small_w.min(small_h) / 8).clamp(1, 12) as u8;
         let paper = imageproc::morphology::grayscale_close(&small, &imageproc::morphology::Mask::square(radius));
         let paper = imageproc::filter::gaussian_blur_f32(&paper, f32::from(radius) / 2.0);
         let paper = image::imageops::resize(&paper, w, h, FilterType::Triangle);
@@ -420,6 +437,7 @@ impl GrayPlane {
         };
         steps("ink above the Otsu threshold", &as_plane(&mask));
         remove_lines(&mut mask, &mut ink, w, h);
+        remove_short_rules(&mut mask, &mut ink, w, h);
         steps("ruled and grid lines removed, crossing strokes restored", &as_plane(&mask));
         Some(InkPage { width: w, height: h, ink, mask, level })
     }
@@ -524,6 +542,63 @@ fn remove_lines(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
                         None => {
                             mask[i] = false;
                             ink[i] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes rules and borders that stop short of the page's edges (a
+/// margin rule, a table's border), which [`remove_lines`] leaves because
+/// they cover too little of any row: straight runs of the mask at least
+/// [`RULE_MIN_RUN`] of the page long, and thin across ([`RULE_MAX_WIDTH`]
+/// of the page's short side, at least 3 px) along most of their length.
+/// A digit's strokes are either short (a small digit's) or thick (a large
+/// one's), never both long and thin. What is kept of such a run is where it
+/// is thick across: where a stroke crosses or touches it.
+///
+/// A run at least `K` long is what an opening with a `K`-pixel line kernel
+/// keeps; finding the runs directly costs one pass over the mask instead of
+/// `K` per pixel.
+fn remove_short_rules(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
+    let thin = (RULE_MAX_WIDTH * w.min(h) as f32).max(3.0) as usize;
+    for horizontal in [true, false] {
+        let (lines, length) = if horizontal { (h, w) } else { (w, h) };
+        let index = |line: usize, along: usize| if horizontal { line * w + along } else { along * w + line };
+        // On a tiny image every stroke is thin and a rule cannot be told apart.
+        let min_run = ((RULE_MIN_RUN * length as f32) as usize).max(RULE_MIN_PIXELS);
+        // How far the mask reaches across the line from (line, along), both ways.
+        let across = |mask: &[bool], line: usize, along: usize| {
+            let up = (1..=thin + 1).take_while(|&d| line >= d && mask[index(line - d, along)]).count();
+            let down = (1..=thin + 1).take_while(|&d| line + d < lines && mask[index(line + d, along)]).count();
+            (up, down)
+        };
+        for line in 0..lines {
+            let mut along = 0;
+            while along < length {
+                if !mask[index(line, along)] {
+                    along += 1;
+                    continue;
+                }
+                let start = along;
+                while along < length && mask[index(line, along)] {
+                    along += 1;
+                }
+                if along - start < min_run {
+                    continue;
+                }
+                let widths: Vec<(usize, usize)> = (start..along).map(|a| across(mask, line, a)).collect();
+                let thin_share = widths.iter().filter(|(up, down)| up + down < thin).count();
+                if (thin_share as f32) < RULE_THIN_SHARE * widths.len() as f32 {
+                    continue;
+                }
+                for (a, (up, down)) in (start..along).zip(widths) {
+                    if up + down < thin {
+                        for l in line - up..=line + down {
+                            mask[index(l, a)] = false;
+                            ink[index(l, a)] = 0.0;
                         }
                     }
                 }
@@ -767,6 +842,29 @@ mod tests {
         assert!(ink_rows.windows(2).all(|w| w[1] == w[0] + 1), "the bar is cut where the line was: {ink_rows:?}");
         let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
         assert!(ink_cols <= 6, "the line was kept: {ink_cols} columns of ink");
+    }
+
+    #[test]
+    fn a_rule_stopping_short_of_the_edges_is_removed_where_it_touches_the_digit() {
+        // A dark vertical bar; a thinner horizontal rule from x = 60 to 250
+        // (well under 70 % of the row) touching its bottom end; a thick,
+        // long stroke elsewhere would be kept (see the next assertion).
+        let img = GrayImage::from_fn(300, 240, |x, y| {
+            let bar = (140..160).contains(&x) && (40..200).contains(&y);
+            let rule = (200..203).contains(&y) && (60..250).contains(&x);
+            image::Luma([if bar || rule { 25 } else { 235 }])
+        });
+        let out = to_mnist(&DynamicImage::ImageLuma8(img));
+        let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
+        assert!(ink_cols <= 6, "the rule was kept: {ink_cols} columns of ink");
+
+        // A long stroke as thick as a large digit's is not a rule.
+        let thick = GrayImage::from_fn(300, 240, |x, y| {
+            image::Luma([if (100..116).contains(&y) && (60..250).contains(&x) { 25 } else { 235 }])
+        });
+        let out = to_mnist(&DynamicImage::ImageLuma8(thick));
+        let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
+        assert!(ink_cols >= 18, "the thick stroke was removed: {ink_cols} columns of ink");
     }
 
     #[test]

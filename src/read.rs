@@ -65,6 +65,18 @@ const CUT_ASPECT: f32 = 0.6;
 /// component's ends: a digit is never narrower than a 1.
 const MIN_CUT_SPACING: f32 = 0.08;
 
+/// How far a cut may wander from its column, in line heights: about half
+/// a narrow digit, so it can follow a slanted gap without reaching the
+/// next cut.
+const PATH_REACH: f32 = 0.15;
+
+/// Cost of a cut's path per column away from its starting column, against
+/// 1 or more per pixel of ink it crosses.
+const PATH_DRIFT_COST: f32 = 0.02;
+
+/// Cost of a cut's path per sideways step.
+const PATH_STEP_COST: f32 = 0.05;
+
 /// A piece at least this share of the line's height tall is a digit or most
 /// of one (see [`holds_two_digits`]).
 const TALL_PIECE: f32 = 0.6;
@@ -105,7 +117,7 @@ const SHAPE_PENALTY: f32 = 0.2;
 
 /// Log-score penalty for each digit read: of two readings the classifier is
 /// equally sure of, the one with fewer digits (a 0 is not two 1s).
-const DIGIT_PENALTY: f32 = 0.3;
+const DIGIT_PENALTY: f32 = 0.1;
 
 /// An axis-aligned box in the original image's pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -186,10 +198,13 @@ pub struct ReadDigit {
 struct Piece {
     /// Label of the component in the label image.
     label: u32,
-    /// Columns of the component this piece covers, `x0..x1` (work pixels).
+    /// The cuts bounding it on the left and right (indices into the
+    /// segmentation's [`CutPath`]s), `None` at the component's own ends.
+    left: Option<usize>,
+    right: Option<usize>,
+    /// Bounds of the piece's ink, `x0..x1` x `y0..y1` (work pixels).
     x0: usize,
     x1: usize,
-    /// Rows of the piece's ink, `y0..y1`.
     y0: usize,
     y1: usize,
     mass: f32,
@@ -198,6 +213,35 @@ struct Piece {
 impl Piece {
     fn center_x(&self) -> f32 {
         (self.x0 + self.x1) as f32 / 2.0
+    }
+
+    /// Whether the pixel at `(x, y)`, labelled `label`, is this piece's.
+    fn holds_pixel(&self, x: usize, y: usize, label: u32, cuts: &[CutPath]) -> bool {
+        label == self.label
+            && self.left.is_none_or(|c| x >= cuts[c].column(y))
+            && self.right.is_none_or(|c| x < cuts[c].column(y))
+    }
+}
+
+/// A cut through a component from its top row to its bottom one: a column
+/// per row, moving at most one column from row to row, so that it can
+/// follow the slanted gap between touching digits (two leaning 1s, a 7's
+/// foot under the next digit) where a straight cut would slice a stroke.
+#[derive(Debug, Clone)]
+struct CutPath {
+    /// The first row it covers.
+    top: usize,
+    /// The column where it crosses each row from `top` on: pixels left of
+    /// it are on its left.
+    columns: Vec<usize>,
+}
+
+impl CutPath {
+    /// The column where it crosses row `y` (rows beyond its ends take the
+    /// nearest end's).
+    fn column(&self, y: usize) -> usize {
+        let row = y.saturating_sub(self.top).min(self.columns.len().saturating_sub(1));
+        self.columns.get(row).copied().unwrap_or(0)
     }
 }
 
@@ -225,9 +269,9 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
     let w = page.width;
     let (labels, components) = label_components(&page);
     let Some(line) = Line::of(&components) else { return empty };
-    let mut pieces = Vec::new();
+    let (mut pieces, mut paths) = (Vec::new(), Vec::new());
     for component in components.iter().filter(|c| line.holds(c)) {
-        pieces.extend(cut_where_digits_touch(component, &page, &labels, line.height));
+        pieces.extend(cut_where_digits_touch(component, &page, &labels, line.height, &mut paths));
     }
     if pieces.len() > MAX_PIECES {
         // Noise that passed for marks (a grainy, faint photo): the heaviest
@@ -257,7 +301,7 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
             let (y0, y1) = (run.iter().map(|p| p.y0).min().unwrap_or(0), run.iter().map(|p| p.y1).max().unwrap_or(0));
             let keep = |x: usize, y: usize| {
                 let label = labels[y * w + x];
-                label != 0 && run.iter().any(|p| p.label == label && (p.x0..p.x1).contains(&x))
+                label != 0 && run.iter().any(|p| p.holds_pixel(x, y, label, &paths))
             };
             // Room for the strokes' antialiased edges.
             let pad = 3;
@@ -346,7 +390,16 @@ fn measure_components(page: &InkPage, labels: &[u32]) -> Vec<Piece> {
             components.resize(slot + 1, None);
         }
         let (x, y) = (i % w, i / w);
-        let piece = components[slot].get_or_insert(Piece { label, x0: x, x1: x + 1, y0: y, y1: y + 1, mass: 0.0 });
+        let piece = components[slot].get_or_insert(Piece {
+            label,
+            left: None,
+            right: None,
+            x0: x,
+            x1: x + 1,
+            y0: y,
+            y1: y + 1,
+            mass: 0.0,
+        });
         piece.x0 = piece.x0.min(x);
         piece.x1 = piece.x1.max(x + 1);
         piece.y0 = piece.y0.min(y);
@@ -396,7 +449,13 @@ impl Line {
 /// The pieces of one component: itself, or, when it is wider than a digit,
 /// its parts between cuts at the deepest valleys of its column profile
 /// (touching digits meet where few of their pixels share a column).
-fn cut_where_digits_touch(component: &Piece, page: &InkPage, labels: &[u32], line_height: f32) -> Vec<Piece> {
+fn cut_where_digits_touch(
+    component: &Piece,
+    page: &InkPage,
+    labels: &[u32],
+    line_height: f32,
+    paths: &mut Vec<CutPath>,
+) -> Vec<Piece> {
     let width = component.x1 - component.x0;
     if (width as f32) < CUT_ASPECT * line_height {
         return vec![component.clone()];
@@ -448,26 +507,83 @@ fn cut_where_digits_touch(component: &Piece, page: &InkPage, labels: &[u32], lin
         }
     }
     cuts.sort_unstable();
-    let mut bounds = vec![0];
-    bounds.extend(cuts);
-    bounds.push(width);
+    let reach = ((PATH_REACH * line_height).round() as usize).max(2);
+    let mut previous: Option<Vec<usize>> = None;
+    let first_cut = paths.len();
+    for cut in cuts {
+        let mut columns = cheapest_cut(component, page, labels, component.x0 + cut, reach);
+        // Cuts never cross: each stays right of the one before.
+        if let Some(before) = &previous {
+            for (column, left) in columns.iter_mut().zip(before) {
+                *column = (*column).max(left + 1);
+            }
+        }
+        previous = Some(columns.clone());
+        paths.push(CutPath { top: component.y0, columns });
+    }
+    let bounds: Vec<Option<usize>> =
+        std::iter::once(None).chain((first_cut..paths.len()).map(Some)).chain(std::iter::once(None)).collect();
     bounds
         .windows(2)
-        .filter_map(|span| {
-            let (x0, x1) = (component.x0 + span[0], component.x0 + span[1]);
+        .filter_map(|pair| {
+            let mut piece = Piece { left: pair[0], right: pair[1], x0: usize::MAX, x1: 0, ..component.clone() };
             let (mut y0, mut y1, mut mass) = (usize::MAX, 0, 0.0);
             for y in component.y0..component.y1 {
-                for x in x0..x1 {
-                    if labels[y * w + x] == component.label {
+                for x in component.x0..component.x1 {
+                    if piece.holds_pixel(x, y, labels[y * w + x], paths) {
+                        piece.x0 = piece.x0.min(x);
+                        piece.x1 = piece.x1.max(x + 1);
                         y0 = y0.min(y);
                         y1 = y1.max(y + 1);
                         mass += page.ink[y * w + x];
                     }
                 }
             }
-            (y0 < y1).then_some(Piece { label: component.label, x0, x1, y0, y1, mass })
+            (y0 < y1).then_some(Piece { y0, y1, mass, ..piece })
         })
         .collect()
+}
+
+/// The cut through a component near column `start` that crosses the least
+/// ink: the cheapest path from its top row to its bottom one, one column
+/// per row, at most `reach` columns from `start` (dynamic programming over
+/// rows; a small cost for each column away from `start` and for each
+/// sideways step keeps it straight where nothing is gained).
+fn cheapest_cut(component: &Piece, page: &InkPage, labels: &[u32], start: usize, reach: usize) -> Vec<usize> {
+    let w = page.width;
+    let lo = start.saturating_sub(reach).max(component.x0 + 1);
+    let hi = (start + reach).min(component.x1.saturating_sub(1)).max(lo);
+    let span = hi - lo + 1;
+    let rows = component.y1 - component.y0;
+    let step_cost = |x: usize, y: usize| {
+        let i = y * w + x;
+        let ink = if labels[i] == component.label { 1.0 + page.ink[i] } else { 0.0 };
+        ink + PATH_DRIFT_COST * x.abs_diff(start) as f32
+    };
+    let mut cost: Vec<f32> = (lo..=hi).map(|x| step_cost(x, component.y0)).collect();
+    // from[row * span + i]: the column index the path came from on the row above.
+    let mut from = vec![0usize; rows * span];
+    for row in 1..rows {
+        let y = component.y0 + row;
+        let next: Vec<f32> = (0..span)
+            .map(|i| {
+                let (best, came) = (i.saturating_sub(1)..=(i + 1).min(span - 1))
+                    .map(|j| (cost[j] + if j == i { 0.0 } else { PATH_STEP_COST }, j))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .unwrap_or((cost[i], i));
+                from[row * span + i] = came;
+                best + step_cost(lo + i, y)
+            })
+            .collect();
+        cost = next;
+    }
+    let mut at = (0..span).min_by(|&a, &b| cost[a].total_cmp(&cost[b])).unwrap_or(0);
+    let mut columns = vec![0; rows];
+    for row in (0..rows).rev() {
+        columns[row] = lo + at;
+        at = from[row * span + at];
+    }
+    columns
 }
 
 impl Segmentation {
@@ -681,6 +797,36 @@ mod tests {
         assert_eq!(segmentation.read(&same, None).unwrap().text, "00");
         // ... unless the caller knows there is one.
         assert_eq!(segmentation.read(&same, Some(1)).unwrap().text, "0");
+    }
+
+    #[test]
+    fn a_cut_follows_the_slanted_gap_between_touching_strokes() {
+        // Two parallel strokes leaning right whose columns overlap (60-104
+        // and 90-134), joined by a bar at mid-height: no straight column
+        // separates them; the cheapest cut runs down the slanted gap and
+        // crosses only the bar.
+        let (w, h) = (200usize, 140usize);
+        let mut mask = vec![false; w * h];
+        for y in 10..130 {
+            let lean = (130 - y) * 36 / 120;
+            for x in (60 + lean..68 + lean).chain(90 + lean..98 + lean) {
+                mask[y * w + x] = true;
+            }
+        }
+        for y in 68..73 {
+            for x in 80..112 {
+                mask[y * w + x] = true;
+            }
+        }
+        let ink = mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+        let page = InkPage { width: w, height: h, ink, mask, level: 0.5 };
+        let (labels, components) = label_components(&page);
+        assert_eq!(components.len(), 1);
+        let path = cheapest_cut(&components[0], &page, &labels, 97, 18);
+        let inked = path.iter().enumerate().filter(|&(row, &x)| page.mask[(10 + row) * w + x]).count();
+        assert!(inked <= 5, "the cut crosses {inked} pixels of ink, not just the bar's 5: {path:?}");
+        let (top, bottom) = (path[0], path[path.len() - 1]);
+        assert!(top >= bottom + 10, "the cut does not lean with the strokes: {top} at the top, {bottom} at the bottom");
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! seed gives the same photos on every machine: tests can assert on them.
 
 use image::{DynamicImage, Rgb, RgbImage, imageops};
+use imageproc::{
+    geometric_transformations::{Border, Interpolation, Projection, rotate_about_center, warp},
+    morphology::Mask,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::IMAGE_SIDE;
@@ -37,6 +41,21 @@ pub enum Condition {
     PencilWithSpecks,
     /// Dark ink on plain light paper, evenly lit: a scan.
     Clean,
+    /// A margin rule or a table border, darker and thicker than a ruled
+    /// line, that stops short of the page's edges and touches the digit.
+    ShortRule,
+    /// Strokes 2-3 times MNIST's width, as a felt-tip marker draws them.
+    Marker,
+    /// The digit turned by 15-30 degrees either way.
+    Rotated,
+    /// The digit touching the photo's frame, a little of it cut off.
+    AtTheFrame,
+    /// Grainy light chalk on a dark board, unevenly lit and smudged.
+    Chalkboard,
+    /// A tiny crop (24-48 px) around the digit, saved as a rough JPEG.
+    TinyCrop,
+    /// The page seen at a slant: a mild perspective.
+    Perspective,
 }
 
 impl Condition {
@@ -51,6 +70,19 @@ impl Condition {
         Condition::SmallWithSpecks,
         Condition::ShadowOnRuled,
         Condition::PencilWithSpecks,
+    ];
+
+    /// The conditions single digits still failed under (rules and borders
+    /// that stop short, marker strokes), and the ones they read right under
+    /// that must stay so.
+    pub const HARDER: [Condition; 7] = [
+        Condition::ShortRule,
+        Condition::Marker,
+        Condition::Rotated,
+        Condition::AtTheFrame,
+        Condition::Chalkboard,
+        Condition::TinyCrop,
+        Condition::Perspective,
     ];
 
     /// The conditions numbers are written under ([`PhotoGenerator::number`]).
@@ -70,6 +102,13 @@ impl Condition {
             Condition::ShadowOnRuled => "shadow-ruled",
             Condition::PencilWithSpecks => "pencil-specks",
             Condition::Clean => "clean",
+            Condition::ShortRule => "short-rule",
+            Condition::Marker => "marker",
+            Condition::Rotated => "rotated",
+            Condition::AtTheFrame => "at-the-frame",
+            Condition::Chalkboard => "chalkboard",
+            Condition::TinyCrop => "tiny-crop",
+            Condition::Perspective => "perspective",
         }
     }
 
@@ -80,11 +119,12 @@ impl Condition {
             Feature::Pencil => matches!(self, FaintPencil | PencilWithSpecks),
             Feature::RuledLines => matches!(self, Ruled | ShadowOnRuled),
             Feature::Grid => self == Squared,
-            Feature::Gradient => self == UnevenLight,
+            Feature::Gradient => matches!(self, UnevenLight | Chalkboard),
             Feature::Shadow => matches!(self, UnevenLight | ShadowOnRuled),
             Feature::Specks => matches!(self, SmallWithSpecks | PencilWithSpecks),
             Feature::SmallDigit => self == SmallWithSpecks,
             Feature::Blur => self == BlurredJpeg,
+            Feature::Smudges => self == Chalkboard,
         }
     }
 }
@@ -100,6 +140,7 @@ enum Feature {
     Specks,
     SmallDigit,
     Blur,
+    Smudges,
 }
 
 /// Draws photos; one generator per seed.
@@ -127,7 +168,7 @@ impl PhotoGenerator {
     pub fn photo(&mut self, digit: &[u8], condition: Condition) -> RgbImage {
         let rng = &mut self.rng;
         // Pages are portrait or landscape, 3:4 to 1:1.
-        let long = self.page_side;
+        let long = if condition == Condition::TinyCrop { rng.random_range(24..=48) } else { self.page_side };
         let short = (long as f32 * rng.random_range(0.75..=1.0)) as u32;
         let (width, height) = if rng.random_bool(0.5) { (long, short) } else { (short, long) };
 
@@ -139,6 +180,8 @@ impl PhotoGenerator {
         // as ink. MNIST digits fill a 20x20 box inside the 28x28 field.
         let digit_height = if condition.has(Feature::SmallDigit) {
             height.min(width) as f32 * rng.random_range(0.10..=0.17)
+        } else if condition == Condition::TinyCrop {
+            height.min(width) as f32 * rng.random_range(0.55..=0.75)
         } else {
             height.min(width) as f32 * rng.random_range(0.35..=0.65)
         };
@@ -146,11 +189,55 @@ impl PhotoGenerator {
         let margin = field / 7; // the field's own empty border
         let max_x = width.saturating_sub(field - margin).max(1);
         let max_y = height.saturating_sub(field - margin).max(1);
-        let x0 = rng.random_range(0..max_x) as i64 - i64::from(margin / 2);
-        let y0 = rng.random_range(0..max_y) as i64 - i64::from(margin / 2);
+        let mut x0 = rng.random_range(0..max_x) as i64 - i64::from(margin / 2);
+        let mut y0 = rng.random_range(0..max_y) as i64 - i64::from(margin / 2);
         let strength = if condition.has(Feature::Pencil) { rng.random_range(0.75..=0.95) } else { 1.0 };
-        lay_ink(&mut page, digit, field, (x0, y0), ink, strength);
+        let mut coverage = scaled_coverage(digit, field);
+        // Where the digit's ink is within its field, in page pixels.
+        let cell = |c: usize| (c as f32 * field as f32 / IMAGE_SIDE as f32) as i64;
+        let ((c0, c1), (r0, r1)) = (ink_columns(digit), ink_rows(digit));
+        match condition {
+            Condition::Marker => {
+                let radius = (field as f32 * rng.random_range(0.035..=0.06)).round().clamp(1.0, 255.0) as u8;
+                coverage = imageproc::morphology::grayscale_dilate(&coverage, &Mask::disk(radius));
+            }
+            Condition::Rotated => {
+                let degrees = rng.random_range(15.0..=30.0f32) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+                coverage = rotate_about_center(
+                    &coverage,
+                    degrees.to_radians(),
+                    Interpolation::Bilinear,
+                    Border::Constant(image::Luma([0])),
+                );
+            }
+            Condition::Chalkboard => {
+                // Chalk leaves grainy strokes: each pixel's coverage thinned at random.
+                for value in coverage.iter_mut() {
+                    *value = (f32::from(*value) * rng.random_range(0.45..=1.0f32)) as u8;
+                }
+            }
+            Condition::AtTheFrame => {
+                // The ink's first or last column or row on the frame, up
+                // to 8 % of the field beyond it.
+                let beyond = (field as f32 * rng.random_range(0.0..=0.08)) as i64;
+                match rng.random_range(0..4) {
+                    0 => x0 = -cell(c0) - beyond,
+                    1 => x0 = i64::from(width) - cell(c1 + 1) + beyond,
+                    2 => y0 = -cell(r0) - beyond,
+                    _ => y0 = i64::from(height) - cell(r1 + 1) + beyond,
+                }
+            }
+            Condition::ShortRule => {
+                let ink_box = [x0 + cell(c0), y0 + cell(r0), x0 + cell(c1 + 1), y0 + cell(r1 + 1)];
+                draw_short_rule(&mut page, rng, ink_box);
+            }
+            _ => {}
+        }
+        lay_coverage(&mut page, &coverage, (x0, y0), ink, strength);
         finish(&mut page, rng, condition);
+        if condition == Condition::Perspective {
+            page = slanted(&page, rng);
+        }
         page
     }
 
@@ -217,7 +304,7 @@ impl PhotoGenerator {
             let middle = height_units / 2.0 + wobble * (phase + frequency * n as f32).sin();
             let x0 = (lefts[n] * unit) as i64;
             let y0 = ((middle - field_units / 2.0) * unit) as i64;
-            lay_ink(&mut page, digit, field, (x0, y0), ink, strength);
+            lay_coverage(&mut page, &scaled_coverage(digit, field), (x0, y0), ink, strength);
             let (c0, c1) = inks[n];
             let (r0, r1) = ink_rows(digit);
             let at = |origin: i64, cell: usize| {
@@ -239,7 +326,11 @@ impl PhotoGenerator {
     /// The JPEG quality a phone would save a page with: strongly
     /// compressed when `condition` blurs.
     fn jpeg_quality(&mut self, condition: Condition) -> u8 {
-        if condition.has(Feature::Blur) { self.rng.random_range(12..=30) } else { 88 }
+        match condition {
+            _ if condition.has(Feature::Blur) => self.rng.random_range(12..=30),
+            Condition::TinyCrop => self.rng.random_range(35..=70),
+            _ => 88,
+        }
     }
 }
 
@@ -342,13 +433,16 @@ fn draw_paper_lines(
     }
 }
 
-/// Lays one digit on the page as ink: its 28x28 coverage map scaled
-/// smoothly to `field` pixels square with its top left corner at `origin`.
-fn lay_ink(page: &mut RgbImage, digit: &[u8], field: u32, origin: (i64, i64), ink: [f32; 3], strength: f32) {
-    let (width, height) = page.dimensions();
-    let coverage = image::GrayImage::from_raw(IMAGE_SIDE as u32, IMAGE_SIDE as u32, digit.to_vec())
+/// A digit's 28x28 coverage map scaled smoothly to `field` pixels square.
+fn scaled_coverage(digit: &[u8], field: u32) -> image::GrayImage {
+    image::GrayImage::from_raw(IMAGE_SIDE as u32, IMAGE_SIDE as u32, digit.to_vec())
         .map(|d| imageops::resize(&d, field, field, imageops::FilterType::CatmullRom))
-        .unwrap_or_else(|| image::GrayImage::new(field, field));
+        .unwrap_or_else(|| image::GrayImage::new(field, field))
+}
+
+/// Lays a coverage map on the page as ink, its top left corner at `origin`.
+fn lay_coverage(page: &mut RgbImage, coverage: &image::GrayImage, origin: (i64, i64), ink: [f32; 3], strength: f32) {
+    let (width, height) = page.dimensions();
     for (x, y, c) in coverage.enumerate_pixels() {
         let (px, py) = (origin.0 + i64::from(x), origin.1 + i64::from(y));
         if px < 0 || py < 0 || px >= i64::from(width) || py >= i64::from(height) {
@@ -387,6 +481,22 @@ fn finish(page: &mut RgbImage, rng: &mut StdRng, condition: Condition) {
                     for channel in &mut pixel.0 {
                         *channel = (f32::from(*channel) * (1.0 - alpha) + level * alpha) as u8;
                     }
+                }
+            }
+        }
+    }
+
+    if condition.has(Feature::Smudges) {
+        // Wiped chalk: soft light blotches, each up to a third of the page.
+        for _ in 0..rng.random_range(3..=6) {
+            let (cx, cy) = (rng.random_range(0..width) as f32, rng.random_range(0..height) as f32);
+            let radius = rng.random_range(0.1..=0.33) * width.max(height) as f32;
+            let lift = rng.random_range(12.0..=35.0f32);
+            for (x, y, pixel) in page.enumerate_pixels_mut() {
+                let distance = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() / radius;
+                let amount = lift * (1.0 - smoothstep(0.0, 1.0, distance));
+                for channel in &mut pixel.0 {
+                    *channel = (f32::from(*channel) + amount).min(255.0) as u8;
                 }
             }
         }
@@ -441,6 +551,11 @@ fn colours(rng: &mut StdRng, condition: Condition) -> ([u8; 3], [f32; 3]) {
         let paper = papers[rng.random_range(0..papers.len())];
         return (paper, inks[rng.random_range(0..inks.len())]);
     }
+    if condition == Condition::Chalkboard {
+        let boards = [[40, 62, 52], [34, 38, 42], [52, 58, 50], [28, 48, 40]];
+        let chalk = rng.random_range(200.0..=240.0f32);
+        return (boards[rng.random_range(0..boards.len())], [chalk; 3]);
+    }
     if condition.has(Feature::Pencil) {
         let paper = rng.random_range(215..=250u8);
         let ink = rng.random_range(110.0..=160.0f32);
@@ -474,4 +589,143 @@ fn draw_line(page: &mut RgbImage, horizontal: bool, at: u32, thickness: u32, lev
 fn smoothstep(edge0: f32, edge1: f32, x: f32) -> f32 {
     let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
+}
+
+/// Draws a margin rule or a table border through or beside the digit whose
+/// ink is `ink_box` (`[x0, y0, x1, y1]`): vertical or horizontal, darker and
+/// thicker than a ruled line, touching the ink (on its edge or up to a
+/// quarter into it), and ending short of the page's edges on both sides.
+fn draw_short_rule(page: &mut RgbImage, rng: &mut StdRng, ink_box: [i64; 4]) {
+    let (width, height) = page.dimensions();
+    let vertical = rng.random_bool(0.5);
+    let (across_from, across_to, along_from, along_to, along_extent) = if vertical {
+        (ink_box[0], ink_box[2], ink_box[1], ink_box[3], i64::from(height))
+    } else {
+        (ink_box[1], ink_box[3], ink_box[0], ink_box[2], i64::from(width))
+    };
+    let thickness = rng.random_range(2..=3u32.max(width.max(height) / 120)) as i64;
+    let ink_width = (across_to - across_from).max(1) as f32;
+    let into = (rng.random_range(-0.05..=0.25f32) * ink_width) as i64;
+    let at = if rng.random_bool(0.5) { across_from + into - thickness / 2 } else { across_to - into - thickness / 2 };
+    let reach = (0.3 * along_extent as f32) as i64;
+    let start = rng.random_range((along_from - reach).max(1)..=along_from.max(1));
+    let end = rng.random_range(along_to.min(along_extent - 2)..=(along_to + reach).min(along_extent - 2).max(along_to));
+    let level = rng.random_range(40.0..=140.0f32);
+    for line in at..at + thickness {
+        for i in start..end {
+            let (x, y) = if vertical { (line, i) } else { (i, line) };
+            if x < 0 || y < 0 || x >= i64::from(width) || y >= i64::from(height) {
+                continue;
+            }
+            let pixel = page.get_pixel_mut(x as u32, y as u32);
+            for channel in &mut pixel.0 {
+                *channel = (f32::from(*channel) * 0.15 + level * 0.85) as u8;
+            }
+        }
+    }
+}
+
+/// The page as a camera held at a slant sees it: each corner of the photo
+/// shows a point up to 8 % of the page in from that corner (a mild
+/// perspective), the page filling the frame.
+fn slanted(page: &RgbImage, rng: &mut StdRng) -> RgbImage {
+    let (w, h) = (page.width() as f32, page.height() as f32);
+    let mut inset = || (rng.random_range(0.0..=0.08f32) * w, rng.random_range(0.0..=0.08f32) * h);
+    let ((ax, ay), (bx, by), (cx, cy), (dx, dy)) = (inset(), inset(), inset(), inset());
+    let from = [(ax, ay), (w - 1.0 - bx, by), (w - 1.0 - cx, h - 1.0 - cy), (dx, h - 1.0 - dy)];
+    let to = [(0.0, 0.0), (w - 1.0, 0.0), (w - 1.0, h - 1.0), (0.0, h - 1.0)];
+    match Projection::from_control_points(from, to) {
+        Some(projection) => warp(page, projection, Interpolation::Bilinear, Border::Replicate),
+        None => page.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain stroke digit: a vertical bar with a foot, 28x28.
+    fn digit() -> Vec<u8> {
+        let mut pixels = vec![0u8; IMAGE_SIDE * IMAGE_SIDE];
+        for y in 4..24 {
+            for x in 12..16 {
+                pixels[y * IMAGE_SIDE + x] = 255;
+            }
+        }
+        for x in 8..20 {
+            pixels[23 * IMAGE_SIDE + x] = 255;
+        }
+        pixels
+    }
+
+    fn darkest(page: &RgbImage, pixels: impl Iterator<Item = (u32, u32)>) -> u8 {
+        pixels.map(|(x, y)| page.get_pixel(x, y).0[0]).min().unwrap_or(255)
+    }
+
+    #[test]
+    fn the_harder_conditions_are_what_they_say() {
+        let digit = digit();
+        let mut generator = PhotoGenerator::new(3, 320);
+        for _ in 0..8 {
+            let tiny = generator.photo(&digit, Condition::TinyCrop);
+            assert!(tiny.width().max(tiny.height()) <= 48, "{:?}", tiny.dimensions());
+
+            let board = generator.photo(&digit, Condition::Chalkboard);
+            let mean = board.pixels().map(|p| f32::from(p.0[1])).sum::<f32>() / (board.width() * board.height()) as f32;
+            assert!(mean < 128.0, "a chalkboard is dark: mean {mean}");
+            assert!(board.pixels().any(|p| p.0[1] > 150), "chalk is light");
+
+            // At the frame: some ink on the photo's border.
+            let framed = generator.photo(&digit, Condition::AtTheFrame);
+            let (w, h) = framed.dimensions();
+            let border = (0..w).flat_map(|x| [(x, 0), (x, h - 1)]).chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]));
+            assert!(darkest(&framed, border) < 120, "the digit does not reach the frame");
+
+            // Marker strokes: more dark pixels than the same digit's clean photo.
+            let dark = |page: &RgbImage| page.pixels().filter(|p| p.0[0] < 120).count() as f32 / page.len() as f32;
+            let (marker, clean) =
+                (generator.photo(&digit, Condition::Marker), generator.photo(&digit, Condition::Clean));
+            assert!(dark(&marker) > dark(&clean), "{} vs {}", dark(&marker), dark(&clean));
+        }
+    }
+
+    #[test]
+    fn a_short_rule_ends_inside_the_page_and_touches_the_digit() {
+        let digit = digit();
+        let mut generator = PhotoGenerator::new(5, 320);
+        for _ in 0..8 {
+            let page = generator.photo(&digit, Condition::ShortRule);
+            let (w, h) = page.dimensions();
+            // A rule is a dark row or column run longer than the digit is
+            // tall or wide; none reaches both of the page's opposite edges.
+            let dark = |x: u32, y: u32| page.get_pixel(x, y).0[0] < 160;
+            let longest = |lines: u32, length: u32, at: &dyn Fn(u32, u32) -> bool| {
+                (0..lines)
+                    .map(|line| {
+                        let (mut run, mut best, mut spans) = (0u32, 0u32, false);
+                        for along in 0..length {
+                            run = if at(line, along) { run + 1 } else { 0 };
+                            best = best.max(run);
+                            spans |= run == length;
+                        }
+                        (best, spans)
+                    })
+                    .fold((0, false), |a, b| (a.0.max(b.0), a.1 || b.1))
+            };
+            let rows = longest(h, w, &|y, x| dark(x, y));
+            let columns = longest(w, h, &|x, y| dark(x, y));
+            assert!(rows.0.max(columns.0) as f32 > 0.2 * w.min(h) as f32, "no rule: {rows:?} {columns:?}");
+            assert!(!rows.1 && !columns.1, "a rule spans the page");
+        }
+    }
+
+    #[test]
+    fn photos_are_the_same_for_the_same_seed() {
+        let digit = digit();
+        for condition in Condition::HARDER {
+            let a = PhotoGenerator::new(9, 200).photo_jpeg(&digit, condition);
+            let b = PhotoGenerator::new(9, 200).photo_jpeg(&digit, condition);
+            assert_eq!(a, b, "{}", condition.name());
+        }
+    }
 }

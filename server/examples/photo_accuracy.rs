@@ -1,11 +1,13 @@
 //! How well preprocessing and the model read phone-style photos, per
 //! condition (`mnist::synth`): each photo is an MNIST test digit on ruled or
-//! squared paper, in uneven light, in faint pencil, small among specks...
+//! squared paper, in uneven light, in faint pencil, small among specks, on a
+//! clean scan, and under `Condition::HARDER` (short rules, marker strokes,
+//! rotation, the frame, chalk, tiny crops, perspective)...
 //! It also times the preprocessing of a 28x28 input, a 500x500 photo and a
 //! 4000x3000 photo. Inference runs in-process through the server's own
 //! backend, on the same 784 pixels the client would send.
 //!
-//! Run: `cargo run --release -p mnist-server --example photo_accuracy -- [--per-condition N] [--page-side PX] [--seed S] [--write DIR]`
+//! Run: `cargo run --release -p mnist-server --example photo_accuracy -- [--per-condition N] [--page-side PX] [--seed S] [--model PATH] [--write DIR]`
 //! (`--write DIR` also saves each photo and the 28x28 image the model saw.)
 
 use std::{
@@ -27,6 +29,7 @@ use mnist_server::{
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut per_condition, mut page_side, mut seed, mut write) = (200usize, 480u32, 1u64, None::<PathBuf>);
+    let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -35,22 +38,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--page-side" => page_side = value()?.parse()?,
             "--seed" => seed = value()?.parse()?,
             "--write" => write = Some(PathBuf::from(value()?)),
+            "--model" => model = PathBuf::from(value()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, _) = OnnxBackend::load(&model, &options)?;
     let test = Mnist::load(&default_dir(), Split::Test)?;
     let limits = DecodeLimits::default();
     let mut generator = PhotoGenerator::new(seed, page_side);
 
-    println!("{per_condition} photos per condition, pages of {page_side} px (longer side), seed {seed}\n");
+    println!(
+        "{per_condition} photos per condition, pages of {page_side} px (longer side), seed {seed}, model {}\n",
+        model.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    );
     println!("| condition | right | share right | preprocessing ms per photo (mean) |");
     println!("|---|---:|---:|---:|");
     let (mut all_right, mut all_total) = (0usize, 0usize);
     let mut rows = BTreeMap::new();
-    for (c, condition) in Condition::ALL.into_iter().enumerate() {
+    // The phone-photo conditions, clean scans, then the harder ones
+    // (`Condition::HARDER`): each gets its own slice of the test set.
+    let conditions = Condition::ALL.into_iter().chain([Condition::Clean]).chain(Condition::HARDER);
+    for (c, condition) in conditions.enumerate() {
         let mut pixels = Vec::with_capacity(per_condition * 784);
         let mut labels = Vec::with_capacity(per_condition);
         let mut preprocessing = Duration::ZERO;

@@ -145,10 +145,11 @@ async fn each_request_is_answered_by_the_model_it_names() {
     // probability checks above tell them apart.
     assert!(differs_from_default.iter().any(|(name, differs)| name != "mnist" && *differs), "{differs_from_default:?}");
 
-    // Triton's repository index lists them all.
+    // Triton's repository index lists them all, then reading numbers.
     let index = oip.repository_index(RepositoryIndexRequest::default()).await.unwrap().into_inner();
     let indexed: Vec<&str> = index.models.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(indexed, names);
+    assert_eq!(indexed[..names.len()], names);
+    assert_eq!(indexed[names.len()..], ["mnist-read"]);
     assert!(index.models.iter().all(|m| m.state == "READY"));
 
     // A name that is not served: NOT_FOUND naming the served ones, on every front.

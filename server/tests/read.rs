@@ -171,3 +171,132 @@ async fn a_read_stream_answers_in_order_with_failures_in_their_items() {
     assert_eq!(answers[1].error.as_ref().map(|e| e.code), Some(Code::InvalidArgument as i32));
     assert_eq!(answers[2].text, truth);
 }
+
+/// `mnist-read` over the Open Inference Protocol's gRPC and HTTP fronts
+/// reads what `ReadOne` reads, lists itself, describes its tensors, and
+/// refuses what it cannot read with INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_read_over_the_open_inference_protocol_as_read_one_reads_them() {
+    use mnist::proto::inference::{
+        InferParameter, ModelInferRequest, ModelMetadataRequest, RepositoryIndexRequest,
+        grpc_inference_service_client::GrpcInferenceServiceClient, infer_parameter::ParameterChoice,
+        model_infer_request::InferInputTensor,
+    };
+
+    let models = models_dir();
+    let server =
+        TestServer::start_with_http(&["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"])
+            .await;
+    let mut classifier = server.client().await;
+    let mut oip = GrpcInferenceServiceClient::new(server.channel().await);
+
+    let index = oip.repository_index(RepositoryIndexRequest::default()).await.unwrap().into_inner();
+    assert!(index.models.iter().any(|m| m.name == "mnist-read"), "{:?}", index.models);
+    let metadata = oip
+        .model_metadata(ModelMetadataRequest { name: "mnist-read".into(), version: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let outputs: Vec<&str> = metadata.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!((metadata.inputs[0].name.as_str(), outputs), ("image", vec!["text", "confidence", "digits"]));
+
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(11, 640);
+    let photos: Vec<Vec<u8>> = (0..3)
+        .map(|n| {
+            let digits: Vec<&[u8]> = (0..4).map(|k| data.image(300 + n * 4 + k)).collect();
+            generator.number_jpeg(&digits, Spacing::Normal, Condition::Ruled)
+        })
+        .collect();
+    let request = |photos: &[Vec<u8>], parameters: Vec<(String, InferParameter)>| ModelInferRequest {
+        model_name: "mnist-read".into(),
+        id: "numbers".into(),
+        inputs: vec![InferInputTensor {
+            name: "image".into(),
+            datatype: "BYTES".into(),
+            shape: vec![photos.len() as i64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![
+            photos.iter().flat_map(|p| [(p.len() as u32).to_le_bytes().to_vec(), p.clone()].concat()).collect(),
+        ],
+        parameters: parameters.into_iter().collect(),
+        ..Default::default()
+    };
+    let response = oip.model_infer(request(&photos, vec![])).await.unwrap().into_inner();
+    assert_eq!(response.model_name, "mnist-read");
+    let names: Vec<&str> = response.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["text", "confidence", "digits"]);
+    let split = |raw: &[u8]| {
+        let mut elements = Vec::new();
+        let mut rest = raw;
+        while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+            let (element, tail) = tail.split_at(u32::from_le_bytes(*length) as usize);
+            elements.push(String::from_utf8(element.to_vec()).unwrap());
+            rest = tail;
+        }
+        elements
+    };
+    let texts = split(&response.raw_output_contents[0]);
+    let confidences: Vec<f32> =
+        response.raw_output_contents[1].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let digits = split(&response.raw_output_contents[2]);
+    for (n, photo) in photos.iter().enumerate() {
+        let one = read_one(&mut classifier, Input::Image(photo.clone())).await.unwrap();
+        assert_eq!(texts[n], one.text);
+        assert!((confidences[n] - one.confidence).abs() < 1e-6);
+        let details: serde_json::Value = serde_json::from_str(&digits[n]).unwrap();
+        assert_eq!(details.as_array().unwrap().len(), one.digits.len());
+        assert_eq!(details[0]["box"]["x"], one.digits[0].r#box.unwrap().x);
+    }
+
+    // A required length, as ReadOne's expected_digits.
+    let three = InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(3)) };
+    let response =
+        oip.model_infer(request(&photos[..1], vec![("expected_digits".into(), three)])).await.unwrap().into_inner();
+    let asked = ReadRequest { input: Some(Input::Image(photos[0].clone())), expected_digits: 3, ..Default::default() };
+    let one = classifier.read_one(asked).await.unwrap().into_inner();
+    assert_eq!(split(&response.raw_output_contents[0])[0], one.text);
+
+    // What it cannot read is INVALID_ARGUMENT, with the reason.
+    let mut pixels = request(&photos[..1], vec![]);
+    pixels.inputs[0] =
+        InferInputTensor { name: "pixels".into(), datatype: "UINT8".into(), shape: vec![1, 784], ..Default::default() };
+    pixels.raw_input_contents = vec![vec![0; 784]];
+    let status = oip.model_infer(pixels).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("encoded photos"), "{}", status.message());
+    let zero = InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(0)) };
+    let status = oip.model_infer(request(&photos[..1], vec![("expected_digits".into(), zero)])).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // HTTP, JSON out: the same text.
+    let addr = server.http_addr.unwrap();
+    let header = serde_json::json!({
+        "inputs": [{ "name": "image", "datatype": "BYTES", "shape": [1],
+                     "parameters": { "binary_data_size": photos[0].len() + 4 } }],
+        "outputs": [{ "name": "text" }],
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&(photos[0].len() as u32).to_le_bytes());
+    body.extend_from_slice(&photos[0]);
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let http_request = hyper::Request::builder()
+        .method("POST")
+        .uri("/v2/models/mnist-read/infer")
+        .header("host", "localhost")
+        .header("inference-header-content-length", header.len().to_string())
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .unwrap();
+    let reply = sender.send_request(http_request).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    use http_body_util::BodyExt;
+    let reply: serde_json::Value =
+        serde_json::from_slice(&reply.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(reply["model_name"], "mnist-read");
+    assert_eq!(reply["outputs"][0]["data"][0], texts[0].as_str());
+}

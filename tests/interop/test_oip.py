@@ -431,7 +431,7 @@ class OipModelsTest(unittest.TestCase):
         grpc_index = self.grpc.get_model_repository_index(as_json=True)["models"]
         http_index = self.http.get_model_repository_index()
         for index in [grpc_index, http_index]:
-            self.assertEqual(sorted(m["name"] for m in index), self.names)
+            self.assertEqual(sorted(m["name"] for m in index), sorted(self.names + ["mnist-read"]))
             self.assertEqual({m["state"] for m in index}, {"READY"})
             self.assertEqual(index[0]["name"], "mnist", "the default model first")
         for name in self.names:
@@ -459,6 +459,40 @@ class OipModelsTest(unittest.TestCase):
             self.assertEqual(correct, round(card["test_accuracy"] * card["test_images"]), name)
         # Different files answer with different numbers: no request went to the wrong model.
         self.assertFalse(np.allclose(probabilities["mnist"], probabilities["mnist-int8"], atol=1e-6))
+
+    def test_numbers_are_read_by_mnist_read(self):
+        """Whole numbers through tritonclient: photos in (BYTES), text,
+        confidence and per-digit JSON out, over gRPC and HTTP alike."""
+        photos = sorted((ROOT / "examples" / "numbers").glob("*.jpg"))[:4]
+        self.assertEqual(len(photos), 4, "examples/numbers holds sample photos")
+        files = np.array([p.read_bytes() for p in photos], dtype=np.object_)
+        self.assertTrue(self.grpc.is_model_ready("mnist-read"))
+        metadata = self.http.get_model_metadata("mnist-read")
+        self.assertEqual([o["name"] for o in metadata["outputs"]], ["text", "confidence", "digits"])
+        self.assertEqual(self.grpc.get_model_config("mnist-read").config.parameters["reading_model"].string_value,
+                         "mnist-reader")
+        texts = {}
+        for client, module in [(self.grpc, triton_grpc), (self.http, triton_http)]:
+            image = module.InferInput("image", [len(photos)], "BYTES")
+            image.set_data_from_numpy(files)
+            result = client.infer("mnist-read", [image])
+            texts[module.__name__] = [t.decode() for t in result.as_numpy("text")]
+            confidence = result.as_numpy("confidence")
+            digits = [json.loads(d) for d in result.as_numpy("digits")]
+            self.assertEqual(confidence.shape, (len(photos),))
+            for text, details, conf in zip(texts[module.__name__], digits, confidence):
+                self.assertEqual("".join(str(d["digit"]) for d in details), text)
+                self.assertAlmostEqual(float(np.prod([d["confidence"] for d in details])), float(conf), places=5)
+                self.assertTrue(all(d["box"]["width"] > 0 for d in details))
+        self.assertEqual(texts["tritonclient.grpc"], texts["tritonclient.http"])
+        # The sample photos' names end with the number they show.
+        truth = [p.stem.split("-")[-1] for p in photos]
+        right = sum(t == n for t, n in zip(texts["tritonclient.grpc"], truth))
+        self.assertGreaterEqual(right, 3, f"{texts} vs {truth}")
+        with self.assertRaises(InferenceServerException) as caught:
+            self.grpc.infer("mnist-read", inputs_for(triton_grpc, "pixels", images_and_labels(1)[0]))
+        self.assertEqual(caught.exception.status(), "StatusCode.INVALID_ARGUMENT")
+        self.assertIn("encoded photos", caught.exception.message())
 
     def test_an_unknown_model_is_not_found_naming_the_served_ones(self):
         with self.assertRaises(InferenceServerException) as caught:

@@ -135,6 +135,12 @@ pub struct TrainArgs {
     /// Random rotation (±10°), translation (±2 px) and scale (0.9-1.1) of training images.
     #[arg(long)]
     pub augment: bool,
+    /// With --augment: rotate training images by up to DEG degrees either way.
+    #[arg(long, value_name = "DEG", default_value_t = Recipe::default().rotation)]
+    pub rotation: f64,
+    /// With --augment: thicken the strokes of this share of training images (marker strokes).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub thicken: f64,
     /// Seed of all randomness; CPU runs with the same seed and threads are identical.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -179,6 +185,8 @@ impl TrainArgs {
             schedule: self.schedule,
             label_smoothing: self.label_smoothing,
             augment: self.augment,
+            rotation: self.rotation,
+            thicken: self.thicken,
             seed: self.seed,
             train_images: self.train_images,
             validation_images: self.validation_images,

@@ -56,8 +56,17 @@ pub struct Recipe {
     pub schedule: Schedule,
     /// Label smoothing of the cross-entropy, 0 for none.
     pub label_smoothing: f64,
-    /// Random rotation (±10°), translation (±2 px) and scale (0.9-1.1).
+    /// Random rotation (±10° unless `rotation` says), translation (±2 px)
+    /// and scale (0.9-1.1).
     pub augment: bool,
+    /// Largest augmentation rotation either way, in degrees (with
+    /// `augment`): photos are turned further than MNIST's digits are.
+    #[serde(default = "default_rotation")]
+    pub rotation: f64,
+    /// Share of augmented images whose strokes are thickened (with
+    /// `augment`; see [`crate::augment::Augment::thicken`]).
+    #[serde(default)]
+    pub thicken: f64,
     /// Seed of every random draw: initialisation, shuffling, dropout, augmentation.
     pub seed: u64,
     /// Train on only the first N training images (quick experiments, tests).
@@ -78,6 +87,11 @@ pub struct Recipe {
     pub reading_set: Option<std::path::PathBuf>,
 }
 
+/// The augmentation's rotation before `Recipe::rotation` existed.
+fn default_rotation() -> f64 {
+    10.0
+}
+
 impl Default for Recipe {
     /// The reference recipe: AdamW at 0.001 (PyTorch's default weight decay
     /// 0.01), batch 128, 15 epochs, no schedule, no augmentation.
@@ -93,6 +107,8 @@ impl Default for Recipe {
             schedule: Schedule::Constant,
             label_smoothing: 0.0,
             augment: false,
+            rotation: default_rotation(),
+            thicken: 0.0,
             seed: 0,
             train_images: None,
             validation_images: DEFAULT_VALIDATION_IMAGES,
@@ -119,6 +135,15 @@ impl Recipe {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("--weight-decay must be non-negative");
+        }
+        if !(self.rotation.is_finite() && (0.0..=90.0).contains(&self.rotation)) {
+            return bad("--rotation must be between 0 and 90 degrees");
+        }
+        if !(0.0..=1.0).contains(&self.thicken) {
+            return bad("--thicken must be a share between 0 and 1");
+        }
+        if !self.augment && (self.rotation != default_rotation() || self.thicken > 0.0) {
+            return bad("--rotation and --thicken shape the augmentation: add --augment");
         }
         if self.train_images == Some(0) {
             return bad("--train-images must be at least 1");
@@ -150,7 +175,11 @@ impl Recipe {
             self.schedule,
             self.batch_size,
             self.epochs,
-            if self.augment { " +augment" } else { "" },
+            match (self.augment, self.rotation != default_rotation(), self.thicken > 0.0) {
+                (false, _, _) => String::new(),
+                (true, false, false) => " +augment".to_string(),
+                (true, _, _) => format!(" +augment (rotation {}, thicken {})", self.rotation, self.thicken),
+            },
             if self.label_smoothing > 0.0 { format!(" +smoothing {}", self.label_smoothing) } else { String::new() },
             if self.validation_images > 0 {
                 format!(" (validation {})", self.validation_images)

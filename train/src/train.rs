@@ -102,7 +102,11 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         }
     };
 
-    let augment = recipe.augment.then(Augment::default);
+    let augment = recipe.augment.then(|| Augment {
+        max_rotation_degrees: recipe.rotation,
+        thicken: recipe.thicken,
+        ..Augment::default()
+    });
     let steps_per_epoch = train_set.batches(recipe.batch_size, false).batch_count();
     let total_steps = steps_per_epoch * recipe.epochs;
 

@@ -33,7 +33,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::oip::{self, InputTensor, OutputData, RequestedOutput, TensorData};
-use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics, models::Model};
+use crate::{
+    auth::BearerAuth,
+    core::{Core, MorePlaces},
+    error::ServerError,
+    metrics,
+};
 
 /// The protocol's name in metrics.
 const PROTOCOL: &str = "oip-http";
@@ -148,7 +153,7 @@ struct ModelPath {
 }
 
 impl ModelPath {
-    fn find<'a>(&self, core: &'a Core) -> Result<&'a Arc<Model>, ServerError> {
+    fn find<'a>(&self, core: &'a Core) -> Result<oip::Target<'a>, ServerError> {
         oip::find_model(core, &self.model, &self.version)
     }
 }
@@ -157,9 +162,9 @@ async fn model_ready(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    let model = path.find(&state.core)?;
+    let target = path.find(&state.core)?;
     let (status, ready) = readiness(&state.core);
-    Ok((status, axum::Json(json!({ "name": model.name(), "ready": ready }))))
+    Ok((status, axum::Json(json!({ "name": target.name(), "ready": ready }))))
 }
 
 /// Triton's repository index request: both fields optional.
@@ -197,16 +202,16 @@ async fn model_metadata(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let model = path.find(&state.core)?;
-    Ok(axum::Json(metadata_json(&oip::model_metadata(model))))
+    let target = path.find(&state.core)?;
+    Ok(axum::Json(metadata_json(&oip::model_metadata(target))))
 }
 
 async fn model_config(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let model = path.find(&state.core)?;
-    let config = oip::model_config(model, state.core.limits().max_images_per_request);
+    let target = path.find(&state.core)?;
+    let config = oip::model_config(target, state.core.limits().max_images_per_request);
     Ok(axum::Json(config_json(&config)))
 }
 
@@ -237,7 +242,7 @@ async fn infer_body(
     body: Body,
     images: &mut usize,
 ) -> Result<Response, ServerError> {
-    let model = path.find(core)?;
+    let target = path.find(core)?;
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING).filter(|e| e.as_bytes() != b"identity") {
         return Err(ServerError::InvalidTensor(format!(
             "Content-Encoding {} is not supported: send the request uncompressed",
@@ -245,12 +250,12 @@ async fn infer_body(
         )));
     }
     let body = read_body(core, body).await?;
-    let parsed = parse_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), body)?;
+    let parsed = parse_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), body, target.task)?;
     *images = parsed.request.images.len();
     let admission = core.try_admit(*images)?;
     let binary = parsed.binary_outputs();
-    let answer = oip::infer(core, model, parsed.request, parsed.deadline, admission).await?;
-    Ok(response(model, parsed.id, answer, &binary))
+    let answer = oip::infer(core, target.model, parsed.request, parsed.deadline, admission, MorePlaces::Refuse).await?;
+    Ok(response(target, parsed.id, answer, &binary))
 }
 
 /// A request's whole body, refused past `--max-message-bytes`.
@@ -288,9 +293,10 @@ impl ParsedBody {
 
 /// Parses an inference request's body: JSON, or JSON then binary tensor
 /// data when `header_length` (the `Inference-Header-Content-Length` header)
-/// says where the JSON ends. All that a body goes through before admission;
-/// public so that the fuzzer drives the very code that serves.
-pub fn parse_infer_body(header_length: Option<&[u8]>, body: Bytes) -> Result<ParsedBody, ServerError> {
+/// says where the JSON ends, for the `task` of the model the path names.
+/// All that a body goes through before admission; public so that the
+/// fuzzer drives the very code that serves.
+pub fn parse_infer_body(header_length: Option<&[u8]>, body: Bytes, task: oip::Task) -> Result<ParsedBody, ServerError> {
     let header_length = match header_length {
         None => body.len(),
         Some(value) => std::str::from_utf8(value)
@@ -314,8 +320,18 @@ pub fn parse_infer_body(header_length: Option<&[u8]>, body: Bytes) -> Result<Par
         .flatten()
         .map(|o| o.parameters.get("binary_data").and_then(Value::as_bool).unwrap_or(binary_by_default))
         .collect();
+    let expected_digits = match request.parameters.get("expected_digits") {
+        None => None,
+        Some(value) => {
+            Some(value.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).ok_or_else(|| {
+                ServerError::InvalidTensor("the parameter expected_digits must be a positive integer".to_string())
+            })?)
+        }
+    };
     let inputs = input_tensors(request.inputs, body.slice(header_length..))?;
-    Ok(ParsedBody { id, deadline, request: oip::parse(inputs, &outputs)?, binary_outputs, binary_by_default })
+    let mut parsed = oip::parse(inputs, &outputs, task)?;
+    parsed.expected_digits = expected_digits;
+    Ok(ParsedBody { id, deadline, request: parsed, binary_outputs, binary_by_default })
 }
 
 /// The JSON part of an inference request.
@@ -452,7 +468,7 @@ fn flatten(value: Value, into: &mut Vec<Value>) {
 }
 
 /// The response: JSON, followed by the binary outputs' bytes when any.
-fn response(model: &Model, id: Option<String>, answer: oip::InferAnswer, binary: &[bool]) -> Response {
+fn response(target: oip::Target<'_>, id: Option<String>, answer: oip::InferAnswer, binary: &[bool]) -> Response {
     let mut tail = Vec::new();
     let outputs: Vec<Value> = answer
         .outputs
@@ -477,8 +493,8 @@ fn response(model: &Model, id: Option<String>, answer: oip::InferAnswer, binary:
         })
         .collect();
     let mut body = json!({
-        "model_name": model.name(),
-        "model_version": model.served().version,
+        "model_name": target.name(),
+        "model_version": target.model.served().version,
         "outputs": outputs,
         "parameters": { oip::MODEL_PARAMETER: answer.models },
     });

@@ -25,7 +25,7 @@ use super::{
     stream::{self, ResponseStream},
 };
 use crate::{
-    core::{Admission, Core},
+    core::{Admission, Core, MorePlaces},
     error::ServerError,
     metrics,
     models::Model,
@@ -60,14 +60,16 @@ pub struct Parsed {
 
 /// The served model a request names, and its tensors parsed.
 fn parse(core: &Core, request: ModelInferRequest) -> Result<(Arc<Model>, Parsed), ServerError> {
-    let model = Arc::clone(oip::find_model(core, &request.model_name, &request.model_version)?);
+    let model = Arc::clone(oip::find_model(core, &request.model_name, &request.model_version)?.model);
     Ok((model, parse_tensors(request)?))
 }
 
-/// Parses a request's tensors (all but the model's name and version): all
-/// that a request's bytes go through before admission. Public so that the
-/// fuzzer drives the very code that serves.
+/// Parses a request's tensors (all but the model's version) for the task
+/// its model name stands for: all that a request's bytes go through before
+/// admission. Public so that the fuzzer drives the very code that serves.
 pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> {
+    let task = oip::Task::of(&request.model_name);
+    let expected_digits = request.parameters.get("expected_digits").map(expected_digits).transpose()?;
     let raw_outputs = !request.raw_input_contents.is_empty();
     let inputs = input_tensors(request.inputs, request.raw_input_contents)?;
     let outputs: Vec<_> = request
@@ -78,7 +80,16 @@ pub fn parse_tensors(request: ModelInferRequest) -> Result<Parsed, ServerError> 
             name: output.name,
         })
         .collect();
-    Ok(Parsed { id: request.id, raw_outputs, request: oip::parse(inputs, &outputs)? })
+    let mut parsed = oip::parse(inputs, &outputs, task)?;
+    parsed.expected_digits = expected_digits;
+    Ok(Parsed { id: request.id, raw_outputs, request: parsed })
+}
+
+/// The `expected_digits` request parameter: a positive integer.
+fn expected_digits(parameter: &InferParameter) -> Result<usize, ServerError> {
+    integer(parameter).and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).ok_or_else(|| {
+        ServerError::InvalidTensor("the parameter expected_digits must be a positive integer".to_string())
+    })
 }
 
 /// Pairs each input with its data: the raw entry of the same position when
@@ -119,7 +130,13 @@ fn integer(parameter: &InferParameter) -> Option<i64> {
     }
 }
 
-fn response(model: &Model, id: String, answer: oip::InferAnswer, raw_outputs: bool) -> ModelInferResponse {
+fn response(
+    model: &Arc<Model>,
+    task: oip::Task,
+    id: String,
+    answer: oip::InferAnswer,
+    raw_outputs: bool,
+) -> ModelInferResponse {
     let mut raw_output_contents = Vec::new();
     let outputs = answer
         .outputs
@@ -145,7 +162,7 @@ fn response(model: &Model, id: String, answer: oip::InferAnswer, raw_outputs: bo
         })
         .collect();
     ModelInferResponse {
-        model_name: model.name().to_string(),
+        model_name: oip::Target { model, task }.name().to_string(),
         model_version: model.served().version.clone(),
         id,
         parameters: [(
@@ -161,14 +178,16 @@ fn response(model: &Model, id: String, answer: oip::InferAnswer, raw_outputs: bo
 /// Runs one parsed, admitted request on `model`.
 async fn infer(
     core: &Core,
-    model: &Model,
+    model: &Arc<Model>,
     parsed: Parsed,
     deadline: Option<Instant>,
     admission: Admission,
+    more: MorePlaces,
 ) -> Result<ModelInferResponse, ServerError> {
     let Parsed { id, raw_outputs, request } = parsed;
-    let answer = oip::infer(core, model, request, deadline, admission).await?;
-    Ok(response(model, id, answer, raw_outputs))
+    let task = request.task;
+    let answer = oip::infer(core, model, request, deadline, admission, more).await?;
+    Ok(response(model, task, id, answer, raw_outputs))
 }
 
 /// One `ModelStreamInfer` message, admitted for one image: its place grows
@@ -185,7 +204,7 @@ async fn infer_item(
         let (model, parsed) = parse(&core, request)?;
         images = parsed.request.images.len();
         core.admit_rest(&mut admission, images).await?;
-        infer(&core, &model, parsed, deadline, admission).await
+        infer(&core, &model, parsed, deadline, admission, MorePlaces::Wait).await
     }
     .await;
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
@@ -226,8 +245,8 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        let model = oip::find_model(&self.core, &request.name, &request.version)?;
-        Ok(Response::new(oip::model_metadata(model)))
+        let target = oip::find_model(&self.core, &request.name, &request.version)?;
+        Ok(Response::new(oip::model_metadata(target)))
     }
 
     async fn model_config(
@@ -235,8 +254,8 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
-        let model = oip::find_model(&self.core, &request.name, &request.version)?;
-        let config = oip::model_config(model, self.core.limits().max_images_per_request);
+        let target = oip::find_model(&self.core, &request.name, &request.version)?;
+        let config = oip::model_config(target, self.core.limits().max_images_per_request);
         Ok(Response::new(ModelConfigResponse { config: Some(config) }))
     }
 
@@ -265,7 +284,7 @@ impl GrpcInferenceService for InferenceService {
             Ok((model, parsed)) => {
                 images = parsed.request.images.len();
                 match self.core.try_admit(images) {
-                    Ok(admission) => infer(&self.core, &model, parsed, deadline, admission).await,
+                    Ok(admission) => infer(&self.core, &model, parsed, deadline, admission, MorePlaces::Refuse).await,
                     Err(error) => Err(error),
                 }
             }

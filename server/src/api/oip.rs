@@ -17,6 +17,13 @@
 //!
 //! and answers with `logits` FP32 `[N,10]`, `probabilities` FP32 `[N,10]`
 //! and `digit` INT64 `[N]` (all three unless the request names some).
+//!
+//! Besides the served models, [`READ_MODEL`] reads whole numbers
+//! ([`reading`]).
+
+mod reading;
+
+pub use reading::READ_MODEL;
 
 use std::time::Instant;
 
@@ -32,7 +39,7 @@ use std::sync::Arc;
 
 use crate::{
     batcher::Prediction,
-    core::{Admission, Core, ImageInput},
+    core::{Admission, Core, ImageInput, MorePlaces},
     error::ServerError,
     models::Model,
 };
@@ -91,12 +98,16 @@ pub struct RequestedOutput {
     pub classification: Option<i64>,
 }
 
-/// The outputs of the model.
+/// The outputs of the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Output {
     Logits,
     Probabilities,
     Digit,
+    /// [`READ_MODEL`]'s.
+    Text,
+    Confidence,
+    Digits,
 }
 
 /// One output to answer with.
@@ -114,6 +125,47 @@ pub struct InferRequest {
     pub images: Vec<ImageInput>,
     /// The outputs, in the request's order (all three when it named none).
     pub outputs: Vec<OutputSpec>,
+    /// Classifying digits or reading numbers.
+    pub task: Task,
+    /// For reading: the number of digits the caller knows the number has
+    /// (the `expected_digits` request parameter).
+    pub expected_digits: Option<usize>,
+}
+
+/// What a request's model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A served model classifies single digits.
+    Classify,
+    /// [`READ_MODEL`]: the server's reading model reads whole numbers.
+    Read,
+}
+
+impl Task {
+    /// The task of the model a request names.
+    pub fn of(model_name: &str) -> Self {
+        if model_name == READ_MODEL { Task::Read } else { Task::Classify }
+    }
+}
+
+/// The model a request names, found: the served model that answers, and
+/// what it does.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// The served model.
+    pub model: &'a Arc<Model>,
+    /// What it does for this name.
+    pub task: Task,
+}
+
+impl Target<'_> {
+    /// The name the request used.
+    pub fn name(&self) -> &str {
+        match self.task {
+            Task::Classify => self.model.name(),
+            Task::Read => READ_MODEL,
+        }
+    }
 }
 
 /// The data of an output tensor.
@@ -159,20 +211,24 @@ impl OutputData {
     }
 }
 
-/// The served model a request names (the protocol always names one), or
-/// NOT_FOUND naming those that are served. An empty version means the
-/// served one.
-pub fn find_model<'a>(core: &'a Core, name: &str, version: &str) -> Result<&'a Arc<Model>, ServerError> {
+/// The served model a request names (the protocol always names one; for
+/// [`READ_MODEL`], the reading model), or NOT_FOUND naming those that are
+/// served. An empty version means the served one.
+pub fn find_model<'a>(core: &'a Core, name: &str, version: &str) -> Result<Target<'a>, ServerError> {
     if name.is_empty() {
         return Err(ServerError::ModelNotFound(format!(
-            "the request names no model; this server serves {}",
+            "the request names no model; this server serves {} and '{READ_MODEL}'",
             core.models().names()
         )));
     }
-    let model = core.model(name)?;
+    let task = Task::of(name);
+    let model = match task {
+        Task::Read => core.models().reading_model(),
+        Task::Classify => core.model(name)?,
+    };
     let served = model.served();
     if version.is_empty() || version == served.version {
-        return Ok(model);
+        return Ok(Target { model, task });
     }
     Err(ServerError::ModelNotFound(format!(
         "model '{name}' version '{version}' is not served; this server serves version '{}' of it",
@@ -192,27 +248,44 @@ pub struct IndexEntry {
 }
 
 /// Triton's repository index: every served model (the default one first)
-/// with its version and state; with `ready_only`, only the ready ones.
+/// with its version and state, then [`READ_MODEL`] (the reading model's
+/// version); with `ready_only`, only the ready ones.
 pub fn repository_index(core: &Core, ready_only: bool) -> Vec<IndexEntry> {
     let ready = core.is_ready();
     if ready_only && !ready {
         return Vec::new();
     }
     let state = if ready { "READY" } else { "UNAVAILABLE" };
+    let reading = core.models().reading_model();
     core.models()
         .iter()
-        .map(|model| IndexEntry { name: model.name().to_string(), version: model.served().version.clone(), state })
+        .map(|model| (model.name(), model))
+        .chain([(READ_MODEL, reading)])
+        .map(|(name, model)| IndexEntry { name: name.to_string(), version: model.served().version.clone(), state })
         .collect()
 }
 
-/// Validates a request's tensors and turns them into images and outputs.
-pub fn parse(inputs: Vec<InputTensor>, outputs: &[RequestedOutput]) -> Result<InferRequest, ServerError> {
-    let outputs = select_outputs(outputs)?;
+/// Validates a request's tensors for `task` and turns them into images and
+/// outputs.
+pub fn parse(inputs: Vec<InputTensor>, outputs: &[RequestedOutput], task: Task) -> Result<InferRequest, ServerError> {
+    let outputs = match task {
+        Task::Classify => select_outputs(outputs)?,
+        Task::Read => reading::select_outputs(outputs)?,
+    };
     let mut inputs = inputs.into_iter();
     let (Some(input), None) = (inputs.next(), inputs.next()) else {
-        return Err(ServerError::InvalidTensor(format!("send exactly one input tensor: {INPUT_NAMES}")));
+        return Err(ServerError::InvalidTensor(match task {
+            Task::Classify => format!("send exactly one input tensor: {INPUT_NAMES}"),
+            Task::Read => format!("send exactly one input tensor: `{IMAGE}` (BYTES [N])"),
+        }));
     };
-    Ok(InferRequest { images: images(input)?, outputs })
+    if task == Task::Read && input.name != IMAGE {
+        return Err(ServerError::InvalidTensor(format!(
+            "model '{READ_MODEL}' reads encoded photos: send input `{IMAGE}` (BYTES [N]), not '{}'",
+            input.name
+        )));
+    }
+    Ok(InferRequest { images: images(input)?, outputs, task, expected_digits: None })
 }
 
 /// An inference request's answer.
@@ -226,14 +299,20 @@ pub struct InferAnswer {
     pub models: String,
 }
 
-/// Runs an admitted request through the core, on `model`.
+/// Runs an admitted request through the core, on `model`. A reading
+/// request's candidate digits take more places: waiting for them in a
+/// stream, refused at once for a unary call (`more`).
 pub async fn infer(
     core: &Core,
     model: &Model,
     request: InferRequest,
     deadline: Option<Instant>,
     admission: Admission,
+    more: MorePlaces,
 ) -> Result<InferAnswer, ServerError> {
+    if request.task == Task::Read {
+        return reading::infer(core, model, request, deadline, admission, more).await;
+    }
     let predictions = core.classify_all(model, request.images, deadline, admission).await?;
     let mut models: Vec<&str> = predictions.iter().map(Prediction::model_prefix).collect();
     models.dedup();
@@ -415,6 +494,8 @@ fn select_outputs(requested: &[RequestedOutput]) -> Result<Vec<OutputSpec>, Serv
 fn output_tensor(spec: OutputSpec, predictions: &[Prediction]) -> OutputTensor {
     let n = predictions.len() as i64;
     let (name, values): (&'static str, fn(&Prediction) -> &[f32]) = match spec.output {
+        // `select_outputs` gives a classifying request none of the reading outputs.
+        Output::Text | Output::Confidence | Output::Digits => (PROBABILITIES, |p| &p.probabilities),
         Output::Digit => {
             return OutputTensor {
                 name: DIGIT,
@@ -460,7 +541,11 @@ pub fn server_metadata() -> ServerMetadataResponse {
 }
 
 /// `ModelMetadata` / `GET /v2/models/{name}`: shapes with -1 for N.
-pub fn model_metadata(model: &Model) -> ModelMetadataResponse {
+pub fn model_metadata(target: Target<'_>) -> ModelMetadataResponse {
+    let model = target.model;
+    if target.task == Task::Read {
+        return reading::metadata(model);
+    }
     let tensor = |name: &str, datatype: &str, shape: &[i64]| TensorMetadata {
         name: name.to_string(),
         datatype: datatype.to_string(),
@@ -486,7 +571,11 @@ pub fn model_metadata(model: &Model) -> ModelMetadataResponse {
 
 /// `ModelConfig` / `GET /v2/models/{name}/config`, in Triton's terms: dims
 /// without the batch dimension, `[N]` tensors as dims `[1]` reshaped to `[]`.
-pub fn model_config(model: &Model, max_images_per_request: usize) -> ModelConfig {
+pub fn model_config(target: Target<'_>, max_images_per_request: usize) -> ModelConfig {
+    let model = target.model;
+    if target.task == Task::Read {
+        return reading::config(model, max_images_per_request);
+    }
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {
         name: name.to_string(),
@@ -544,7 +633,7 @@ mod tests {
     }
 
     fn error(inputs: Vec<InputTensor>) -> String {
-        let error = parse(inputs, &[]).unwrap_err();
+        let error = parse(inputs, &[], Task::Classify).unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
         error.to_string()
     }
@@ -552,9 +641,11 @@ mod tests {
     #[test]
     fn every_input_form_gives_the_same_images() {
         let pixels: Vec<u8> = (0..2 * IMAGE_PIXELS).map(|i| (i % 251) as u8).collect();
-        let raw = parse(vec![tensor(PIXELS, "UINT8", &[2, 28, 28], TensorData::Raw(pixels.clone()))], &[]).unwrap();
+        let raw =
+            parse(vec![tensor(PIXELS, "UINT8", &[2, 28, 28], TensorData::Raw(pixels.clone()))], &[], Task::Classify)
+                .unwrap();
         let typed = TensorData::Uint(pixels.iter().map(|&p| u32::from(p)).collect());
-        let flat = parse(vec![tensor(PIXELS, "UINT8", &[2, 784], typed)], &[]).unwrap();
+        let flat = parse(vec![tensor(PIXELS, "UINT8", &[2, 784], typed)], &[], Task::Classify).unwrap();
         assert_eq!(raw, flat);
         assert_eq!(raw.images.len(), 2);
         assert_eq!(raw.images[1], ImageInput::Pixels(pixels[IMAGE_PIXELS..].to_vec()));
@@ -562,15 +653,19 @@ mod tests {
 
         let values: Vec<f32> = (0..IMAGE_PIXELS).map(|i| i as f32 / 100.0).collect();
         let le = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let raw = parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Raw(le))], &[]).unwrap();
-        let typed = parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Fp32(values.clone()))], &[]).unwrap();
+        let raw =
+            parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Raw(le))], &[], Task::Classify).unwrap();
+        let typed =
+            parse(vec![tensor(INPUT, "FP32", &[1, 1, 28, 28], TensorData::Fp32(values.clone()))], &[], Task::Classify)
+                .unwrap();
         assert_eq!(raw, typed);
         assert_eq!(raw.images, vec![ImageInput::Normalized(values)]);
 
         let files = vec![b"png".to_vec(), Vec::new(), b"jpeg!".to_vec()];
         let raw = OutputData::Bytes(files.clone()).to_raw();
-        let split = parse(vec![tensor(IMAGE, "BYTES", &[3], TensorData::Raw(raw))], &[]).unwrap();
-        let typed = parse(vec![tensor(IMAGE, "BYTES", &[3, 1], TensorData::Bytes(files.clone()))], &[]).unwrap();
+        let split = parse(vec![tensor(IMAGE, "BYTES", &[3], TensorData::Raw(raw))], &[], Task::Classify).unwrap();
+        let typed = parse(vec![tensor(IMAGE, "BYTES", &[3, 1], TensorData::Bytes(files.clone()))], &[], Task::Classify)
+            .unwrap();
         assert_eq!(split, typed);
         assert_eq!(split.images, files.into_iter().map(ImageInput::Encoded).collect::<Vec<_>>());
     }
@@ -602,6 +697,7 @@ mod tests {
             parse(
                 vec![tensor(PIXELS, "UINT8", &[1, 784], TensorData::Raw(vec![0; 784]))],
                 &[RequestedOutput { name: name.into(), classification }],
+                Task::Classify,
             )
             .unwrap_err()
             .to_string()
