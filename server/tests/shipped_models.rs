@@ -87,8 +87,8 @@ fn check_alone(path: &Path) {
         digits.iter().zip(&test.labels).filter(|(d, l)| **d == usize::from(**l)).count() as f64 / digits.len() as f64;
     let card = card(path);
     assert_eq!(Some(accuracy), card["test_accuracy"].as_f64(), "{} card", path.display());
-    // The reading model gives a tenth of a point of MNIST for reading numbers (docs/reading-numbers.md).
-    assert!(accuracy >= 0.993, "{}: {accuracy}", path.display());
+    // The reading model gives up to two tenths of a point of MNIST for reading numbers (docs/reading-numbers.md).
+    assert!(accuracy >= 0.992, "{}: {accuracy}", path.display());
     assert_eq!(Some(model.sha256.as_str()), card["sha256"].as_str());
     let temperature: f64 = model.metadata["temperature"].parse().unwrap();
     assert_eq!(Some(temperature), card["calibration"]["temperature"].as_f64());
