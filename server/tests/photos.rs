@@ -1,6 +1,8 @@
 //! Phone-style photos (`mnist::synth`: ruled and squared paper, shadows,
-//! faint pencil, specks around a small digit...) are read as well by the
-//! server's `image` path as by the client's own preprocessing, and well.
+//! faint pencil, specks around a small digit..., clean scans, and the
+//! harder conditions: short rules, marker strokes, rotation, the frame,
+//! chalk, tiny crops, perspective) are read as well by the server's `image`
+//! path as by the client's own preprocessing, and well.
 //!
 //! A smaller run of `cargo run --release -p mnist-server --example
 //! photo_accuracy` (docs/preprocessing.md has the full table): the photos
@@ -26,7 +28,8 @@ async fn photos_are_read_alike_by_client_and_server_and_well() {
     let mut generator = PhotoGenerator::new(7, 320);
     let mut requests = Vec::new();
     let mut expected = Vec::new();
-    for (c, condition) in Condition::ALL.into_iter().enumerate() {
+    let conditions = Condition::ALL.into_iter().chain([Condition::Clean]).chain(Condition::HARDER);
+    for (c, condition) in conditions.enumerate() {
         for n in 0..PER_CONDITION {
             let index = 5000 + c * PER_CONDITION + n;
             let photo = generator.photo_jpeg(data.image(index), condition);
