@@ -58,7 +58,6 @@ const INPUT_NAMES: &str = "`input` (FP32 [N,1,28,28]), `pixels` (UINT8 [N,28,28]
 const LOGITS: &str = "logits";
 const PROBABILITIES: &str = "probabilities";
 const DIGIT: &str = "digit";
-const OUTPUT_NAMES: &str = "`logits`, `probabilities` or `digit`";
 
 /// An input tensor's data as a request carried it.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,10 +267,7 @@ pub fn repository_index(core: &Core, ready_only: bool) -> Vec<IndexEntry> {
 /// Validates a request's tensors for `task` and turns them into images and
 /// outputs.
 pub fn parse(inputs: Vec<InputTensor>, outputs: &[RequestedOutput], task: Task) -> Result<InferRequest, ServerError> {
-    let outputs = match task {
-        Task::Classify => select_outputs(outputs)?,
-        Task::Read => reading::select_outputs(outputs)?,
-    };
+    let outputs = select_outputs(outputs, task)?;
     let mut inputs = inputs.into_iter();
     let (Some(input), None) = (inputs.next(), inputs.next()) else {
         return Err(ServerError::InvalidTensor(match task {
@@ -454,30 +450,37 @@ fn split_bytes(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, ServerError> {
     Ok(elements)
 }
 
-/// The outputs to answer with: those named, in order, or all three.
-fn select_outputs(requested: &[RequestedOutput]) -> Result<Vec<OutputSpec>, ServerError> {
+/// Each task's outputs, by name, in the order of an answer to a request
+/// that names none.
+fn outputs_of(task: Task) -> &'static [(&'static str, Output)] {
+    match task {
+        Task::Classify => &[(LOGITS, Output::Logits), (PROBABILITIES, Output::Probabilities), (DIGIT, Output::Digit)],
+        Task::Read => reading::OUTPUTS,
+    }
+}
+
+/// The outputs to answer with: those named, in order, or all of the task's.
+fn select_outputs(requested: &[RequestedOutput], task: Task) -> Result<Vec<OutputSpec>, ServerError> {
+    let known = outputs_of(task);
     if requested.is_empty() {
-        return Ok([Output::Logits, Output::Probabilities, Output::Digit]
-            .into_iter()
-            .map(|output| OutputSpec { output, classes: None })
-            .collect());
+        return Ok(known.iter().map(|&(_, output)| OutputSpec { output, classes: None }).collect());
     }
     requested
         .iter()
         .map(|request| {
-            let output = match request.name.as_str() {
-                LOGITS => Output::Logits,
-                PROBABILITIES => Output::Probabilities,
-                DIGIT => Output::Digit,
-                other => {
-                    return Err(ServerError::InvalidTensor(format!(
-                        "unknown output '{other}'; ask for {OUTPUT_NAMES}"
-                    )));
-                }
+            let Some(&(_, output)) = known.iter().find(|(name, _)| *name == request.name) else {
+                let names: Vec<String> = known.iter().map(|(name, _)| format!("`{name}`")).collect();
+                let model = if task == Task::Read { format!(" of model '{READ_MODEL}'") } else { String::new() };
+                return Err(ServerError::InvalidTensor(format!(
+                    "unknown output '{}'{model}; ask for {}",
+                    request.name,
+                    names.join(", ")
+                )));
             };
+            let scores = matches!(output, Output::Logits | Output::Probabilities);
             let classes = match request.classification {
                 None | Some(0) => None,
-                Some(k) if output != Output::Digit && (1..=NUM_CLASSES as i64).contains(&k) => Some(k as usize),
+                Some(k) if scores && (1..=NUM_CLASSES as i64).contains(&k) => Some(k as usize),
                 Some(k) => {
                     return Err(ServerError::InvalidTensor(format!(
                         "classification {k} on output '{}': ask for 1 to {NUM_CLASSES} classes of `logits` or \
@@ -708,6 +711,22 @@ mod tests {
     }
 
     #[test]
+    fn the_reading_model_takes_photos_and_answers_text() {
+        let photos = || vec![tensor(IMAGE, "BYTES", &[1], TensorData::Bytes(vec![b"jpeg".to_vec()]))];
+        let request = parse(photos(), &[], Task::Read).unwrap();
+        let outputs: Vec<Output> = request.outputs.iter().map(|spec| spec.output).collect();
+        assert_eq!(outputs, [Output::Text, Output::Confidence, Output::Digits]);
+        let pixels = vec![tensor(PIXELS, "UINT8", &[1, 784], TensorData::Raw(vec![0; 784]))];
+        let message = parse(pixels, &[], Task::Read).unwrap_err().to_string();
+        assert!(message.contains("encoded photos"), "{message}");
+        let asked = |name: &str| RequestedOutput { name: name.into(), classification: None };
+        let message = parse(photos(), &[asked(DIGIT)], Task::Read).unwrap_err().to_string();
+        assert!(message.contains("'mnist-read'") && message.contains("`text`"), "{message}");
+        let message = parse(photos(), &[asked("text")], Task::Classify).unwrap_err().to_string();
+        assert!(message.contains("unknown output 'text'") && message.contains("`logits`"), "{message}");
+    }
+
+    #[test]
     fn outputs_follow_the_request() {
         let prediction = |digit: u32| {
             let mut logits = [0.0; NUM_CLASSES];
@@ -717,10 +736,13 @@ mod tests {
             Prediction { digit, confidence: probabilities[digit as usize], probabilities, logits, model: "m".into() }
         };
         let predictions = [prediction(3), prediction(9)];
-        let specs = select_outputs(&[
-            RequestedOutput { name: DIGIT.into(), classification: None },
-            RequestedOutput { name: PROBABILITIES.into(), classification: Some(2) },
-        ])
+        let specs = select_outputs(
+            &[
+                RequestedOutput { name: DIGIT.into(), classification: None },
+                RequestedOutput { name: PROBABILITIES.into(), classification: Some(2) },
+            ],
+            Task::Classify,
+        )
         .unwrap();
         let tensors: Vec<_> = specs.iter().map(|spec| output_tensor(*spec, &predictions)).collect();
         assert_eq!(tensors[0].shape, vec![2]);

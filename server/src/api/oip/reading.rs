@@ -24,7 +24,7 @@ use mnist::proto::inference::{
 };
 use serde_json::json;
 
-use super::{IMAGE, InferAnswer, InferRequest, Output, OutputData, OutputSpec, OutputTensor, RequestedOutput};
+use super::{IMAGE, InferAnswer, InferRequest, Output, OutputData, OutputTensor};
 use crate::{
     core::{Admission, Core, ImageInput, MorePlaces, PageInput},
     error::ServerError,
@@ -41,39 +41,10 @@ const PLATFORM: &str = "ensemble";
 const TEXT: &str = "text";
 const CONFIDENCE: &str = "confidence";
 const DIGITS: &str = "digits";
-const OUTPUT_NAMES: &str = "`text`, `confidence` or `digits`";
 
-/// The outputs a reading request asks for (all three when it names none).
-pub(super) fn select_outputs(requested: &[RequestedOutput]) -> Result<Vec<OutputSpec>, ServerError> {
-    if requested.is_empty() {
-        return Ok([Output::Text, Output::Confidence, Output::Digits]
-            .into_iter()
-            .map(|output| OutputSpec { output, classes: None })
-            .collect());
-    }
-    requested
-        .iter()
-        .map(|request| {
-            let output = match request.name.as_str() {
-                TEXT => Output::Text,
-                CONFIDENCE => Output::Confidence,
-                DIGITS => Output::Digits,
-                other => {
-                    return Err(ServerError::InvalidTensor(format!(
-                        "unknown output '{other}' of model '{READ_MODEL}'; ask for {OUTPUT_NAMES}"
-                    )));
-                }
-            };
-            if request.classification.is_some_and(|k| k != 0) {
-                return Err(ServerError::InvalidTensor(format!(
-                    "classification on output '{}': model '{READ_MODEL}' answers text, not classes",
-                    request.name
-                )));
-            }
-            Ok(OutputSpec { output, classes: None })
-        })
-        .collect()
-}
+/// The outputs, by name (see [`super::outputs_of`]).
+pub(super) const OUTPUTS: &[(&str, Output)] =
+    &[(TEXT, Output::Text), (CONFIDENCE, Output::Confidence), (DIGITS, Output::Digits)];
 
 /// Reads each photo of an admitted request with `model`, the server's
 /// reading model.
@@ -127,7 +98,7 @@ pub(super) async fn infer(
                         .collect(),
                 ),
             },
-            // `select_outputs` gives a reading request no other outputs.
+            // `OUTPUTS` are a reading request's only outputs.
             _ => OutputTensor {
                 name: TEXT,
                 datatype: "BYTES",
