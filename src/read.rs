@@ -447,8 +447,10 @@ impl Line {
 }
 
 /// The pieces of one component: itself, or, when it is wider than a digit,
-/// its parts between cuts at the deepest valleys of its column profile
-/// (touching digits meet where few of their pixels share a column).
+/// its parts between cuts (paths crossing the least ink, see
+/// [`cheapest_cut`]) started near where equal-width digits would meet and at
+/// the deepest valleys of its column profile (touching digits meet where few
+/// of their pixels share a column). The cuts are added to `paths`.
 fn cut_where_digits_touch(
     component: &Piece,
     page: &InkPage,
@@ -508,40 +510,49 @@ fn cut_where_digits_touch(
     }
     cuts.sort_unstable();
     let reach = ((PATH_REACH * line_height).round() as usize).max(2);
-    let mut previous: Option<Vec<usize>> = None;
     let first_cut = paths.len();
     for cut in cuts {
         let mut columns = cheapest_cut(component, page, labels, component.x0 + cut, reach);
         // Cuts never cross: each stays right of the one before.
-        if let Some(before) = &previous {
-            for (column, left) in columns.iter_mut().zip(before) {
+        if let Some(before) = paths[first_cut..].last() {
+            for (column, left) in columns.iter_mut().zip(&before.columns) {
                 *column = (*column).max(left + 1);
             }
         }
-        previous = Some(columns.clone());
         paths.push(CutPath { top: component.y0, columns });
     }
-    let bounds: Vec<Option<usize>> =
-        std::iter::once(None).chain((first_cut..paths.len()).map(Some)).chain(std::iter::once(None)).collect();
-    bounds
-        .windows(2)
-        .filter_map(|pair| {
-            let mut piece = Piece { left: pair[0], right: pair[1], x0: usize::MAX, x1: 0, ..component.clone() };
-            let (mut y0, mut y1, mut mass) = (usize::MAX, 0, 0.0);
-            for y in component.y0..component.y1 {
-                for x in component.x0..component.x1 {
-                    if piece.holds_pixel(x, y, labels[y * w + x], paths) {
-                        piece.x0 = piece.x0.min(x);
-                        piece.x1 = piece.x1.max(x + 1);
-                        y0 = y0.min(y);
-                        y1 = y1.max(y + 1);
-                        mass += page.ink[y * w + x];
-                    }
-                }
-            }
-            (y0 < y1).then_some(Piece { y0, y1, mass, ..piece })
+    // One pass over the component: each pixel goes to the piece between the
+    // cuts on either side of it (in every row the cuts lie left to right,
+    // so its piece is the number of cuts at or left of it).
+    let cuts = &paths[first_cut..];
+    let mut pieces: Vec<Piece> = (0..=cuts.len())
+        .map(|k| Piece {
+            left: k.checked_sub(1).map(|c| first_cut + c),
+            right: (k < cuts.len()).then_some(first_cut + k),
+            x0: usize::MAX,
+            x1: 0,
+            y0: usize::MAX,
+            y1: 0,
+            mass: 0.0,
+            ..component.clone()
         })
-        .collect()
+        .collect();
+    for y in component.y0..component.y1 {
+        for x in component.x0..component.x1 {
+            let i = y * w + x;
+            if labels[i] != component.label {
+                continue;
+            }
+            let piece = &mut pieces[cuts.iter().take_while(|cut| x >= cut.column(y)).count()];
+            piece.x0 = piece.x0.min(x);
+            piece.x1 = piece.x1.max(x + 1);
+            piece.y0 = piece.y0.min(y);
+            piece.y1 = piece.y1.max(y + 1);
+            piece.mass += page.ink[i];
+        }
+    }
+    pieces.retain(|piece| piece.y0 < piece.y1);
+    pieces
 }
 
 /// The cut through a component near column `start` that crosses the least
