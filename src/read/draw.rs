@@ -6,7 +6,7 @@
 use image::{DynamicImage, Rgb, RgbImage, imageops};
 use imageproc::{drawing::draw_filled_rect_mut, rect::Rect};
 
-use super::{Reading, Segmentation};
+use super::{PixelBox, Reading, Segmentation};
 use crate::IMAGE_SIDE;
 
 /// Longest side of the drawn photo: boxes and digits stay legible and the
@@ -35,12 +35,7 @@ const GLYPHS: [[u8; 7]; 10] = [
 /// read and the digit above it, and beneath it, for each digit, the 28x28
 /// image the model saw (shown 3x) with the digit read under it.
 pub fn annotated(image: &DynamicImage, segmentation: &Segmentation, reading: &Reading) -> RgbImage {
-    let photo = if image.width().max(image.height()) > PICTURE_SIDE {
-        image.thumbnail(PICTURE_SIDE, PICTURE_SIDE).to_rgb8()
-    } else {
-        image.to_rgb8()
-    };
-    let scale = photo.width() as f32 / image.width().max(1) as f32;
+    let (photo, scale) = picture_of(image);
     let tile = IMAGE_SIDE as u32 * 3;
     let label_scale = 3u32;
     let strip = tile + 8 * label_scale + 16;
@@ -51,9 +46,7 @@ pub fn annotated(image: &DynamicImage, segmentation: &Segmentation, reading: &Re
     let glyph_scale = ((photo.height() as f32 / 120.0).round() as u32).clamp(2, 6);
     for (n, digit) in reading.digits.iter().enumerate() {
         let colour = Rgb(COLOURS[n % COLOURS.len()]);
-        let b = digit.bounds;
-        let (x, y) = ((b.x as f32 * scale) as i32, (b.y as f32 * scale) as i32);
-        let (w, h) = (((b.width as f32 * scale) as u32).max(1), ((b.height as f32 * scale) as u32).max(1));
+        let (x, y, w, h) = scaled(digit.bounds, scale);
         for t in 0..2 {
             if w > 2 * t && h > 2 * t {
                 let rect = Rect::at(x + t as i32, y + t as i32).of_size(w - 2 * t, h - 2 * t);
@@ -82,15 +75,9 @@ pub fn annotated(image: &DynamicImage, segmentation: &Segmentation, reading: &Re
 /// piece the segmentation found, in alternating colours: where components
 /// were cut, and which marks were left out (no box).
 pub fn pieces(image: &DynamicImage, segmentation: &Segmentation) -> RgbImage {
-    let mut picture = if image.width().max(image.height()) > PICTURE_SIDE {
-        image.thumbnail(PICTURE_SIDE, PICTURE_SIDE).to_rgb8()
-    } else {
-        image.to_rgb8()
-    };
-    let scale = picture.width() as f32 / image.width().max(1) as f32;
-    for (n, b) in segmentation.piece_bounds.iter().enumerate() {
-        let (x, y) = ((b.x as f32 * scale) as i32, (b.y as f32 * scale) as i32);
-        let (w, h) = (((b.width as f32 * scale) as u32).max(1), ((b.height as f32 * scale) as u32).max(1));
+    let (mut picture, scale) = picture_of(image);
+    for (n, &bounds) in segmentation.piece_bounds.iter().enumerate() {
+        let (x, y, w, h) = scaled(bounds, scale);
         imageproc::drawing::draw_hollow_rect_mut(
             &mut picture,
             Rect::at(x, y).of_size(w, h),
@@ -98,6 +85,25 @@ pub fn pieces(image: &DynamicImage, segmentation: &Segmentation) -> RgbImage {
         );
     }
     picture
+}
+
+/// The photo as the pictures show it, at most [`PICTURE_SIDE`] a side, and
+/// its scale against the original.
+fn picture_of(image: &DynamicImage) -> (RgbImage, f32) {
+    let picture = if image.width().max(image.height()) > PICTURE_SIDE {
+        image.thumbnail(PICTURE_SIDE, PICTURE_SIDE).to_rgb8()
+    } else {
+        image.to_rgb8()
+    };
+    let scale = picture.width() as f32 / image.width().max(1) as f32;
+    (picture, scale)
+}
+
+/// A box of the original image in a picture at `scale`: left, top, width,
+/// height (at least one pixel each way).
+fn scaled(b: PixelBox, scale: f32) -> (i32, i32, u32, u32) {
+    let (x, y) = ((b.x as f32 * scale) as i32, (b.y as f32 * scale) as i32);
+    (x, y, ((b.width as f32 * scale) as u32).max(1), ((b.height as f32 * scale) as u32).max(1))
 }
 
 /// Draws `digit` from [`GLYPHS`], each bitmap pixel `scale` pixels square,
