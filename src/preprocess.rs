@@ -150,8 +150,10 @@ pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
     }
     match page_ink(image, WORK_SIDE, &mut |_, _| {}) {
         Some(page) => {
-            let digits = crate::read::digits_side_by_side(&page);
-            (page.isolate_digit(&mut |_, _| {}).fit_and_center().to_bytes(), digits)
+            // One labelling serves both the count and the digit.
+            let labels = page.labels();
+            let digits = crate::read::digits_side_by_side(&page, &labels);
+            (page.isolate_digit(&labels, &mut |_, _| {}).fit_and_center().to_bytes(), digits)
         }
         None => (vec![0; IMAGE_PIXELS], 0),
     }
@@ -181,7 +183,10 @@ fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
         return plane.to_bytes();
     }
     match page_ink(image, WORK_SIDE, steps) {
-        Some(page) => page.isolate_digit(steps).fit_and_center().to_bytes(),
+        Some(page) => {
+            let labels = page.labels();
+            page.isolate_digit(&labels, steps).fit_and_center().to_bytes()
+        }
         None => vec![0; IMAGE_PIXELS],
     }
 }
@@ -227,12 +232,24 @@ pub(crate) struct InkPage {
 }
 
 impl InkPage {
-    /// The one digit of a page: the component with the most ink and the
-    /// pieces near it, stretched (step 3's end).
-    fn isolate_digit(self, steps: &mut Steps<'_>) -> GrayPlane {
+    /// The label of every pixel's 8-connected component of the mask (0
+    /// where there is no ink), row-major.
+    pub fn labels(&self) -> Vec<u32> {
+        use imageproc::region_labelling::{Connectivity, connected_components};
+        let w = self.width;
+        let image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(w as u32, self.height as u32, |x, y| {
+            Luma([u8::from(self.mask[y as usize * w + x as usize])])
+        });
+        connected_components(&image, Connectivity::Eight, Luma([0u8])).into_raw()
+    }
+
+    /// The one digit of a page whose mask is labelled `labels`: the
+    /// component with the most ink and the pieces near it, stretched (step
+    /// 3's end).
+    fn isolate_digit(self, labels: &[u32], steps: &mut Steps<'_>) -> GrayPlane {
         let blank =
             GrayPlane { width: self.width as u32, height: self.height as u32, values: vec![0.0; self.ink.len()] };
-        let Some(keep) = digit_components(&self.mask, &self.ink, self.width, self.height) else { return blank };
+        let Some(keep) = digit_components(labels, &self.ink, self.width) else { return blank };
         let digit = self.keep_only(&keep).unwrap_or(blank);
         steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
         digit
@@ -607,15 +624,11 @@ fn remove_short_rules(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
     }
 }
 
-/// The pixels of the digit: the 8-connected component of `mask` with the
-/// most ink, and the components near it with a real share of ink (the
-/// pieces of a broken stroke); specks and marks elsewhere are left out.
-pub(crate) fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
-    use imageproc::region_labelling::{Connectivity, connected_components};
-    let image = ImageBuffer::<Luma<u8>, Vec<u8>>::from_fn(w as u32, h as u32, |x, y| {
-        Luma([u8::from(mask[y as usize * w + x as usize])])
-    });
-    let labels = connected_components(&image, Connectivity::Eight, Luma([0u8]));
+/// The pixels of the digit: of the components `labels` marks (see
+/// [`InkPage::labels`]), the one with the most ink, and those near it with a
+/// real share of ink (the pieces of a broken stroke); specks and marks
+/// elsewhere are left out.
+fn digit_components(labels: &[u32], ink: &[f32], w: usize) -> Option<Vec<bool>> {
     #[derive(Clone, Copy)]
     struct Part {
         mass: f32,
@@ -625,7 +638,7 @@ pub(crate) fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -
         y1: usize,
     }
     let mut parts: Vec<Option<Part>> = Vec::new();
-    for (i, label) in labels.as_raw().iter().enumerate() {
+    for (i, label) in labels.iter().enumerate() {
         let label = *label as usize;
         if label == 0 {
             continue;
@@ -667,7 +680,7 @@ pub(crate) fn digit_components(mask: &[bool], ink: &[f32], w: usize, h: usize) -
             })
         })
         .collect();
-    Some(labels.as_raw().iter().map(|&label| kept[label as usize]).collect())
+    Some(labels.iter().map(|&label| kept[label as usize]).collect())
 }
 
 /// The index range of `mass` that leaves at most [`CROP_TRIM`] of the total

@@ -26,7 +26,6 @@
 pub mod draw;
 
 use image::DynamicImage;
-use imageproc::region_labelling::{Connectivity, connected_components};
 
 use crate::{
     Error, NUM_CLASSES, Result,
@@ -336,8 +335,8 @@ fn holds_two_digits(run: &[Piece], line_height: f32) -> bool {
 /// components nearly the line's height, not specks, counted once per group
 /// overlapping in columns (the pieces of one broken digit). More than one
 /// means the image holds a number, not a digit.
-pub(crate) fn digits_side_by_side(page: &InkPage) -> usize {
-    let (_, components) = label_components(page);
+pub(crate) fn digits_side_by_side(page: &InkPage, labels: &[u32]) -> usize {
+    let components = measure_components(page, labels);
     let Some(line) = Line::of(&components) else { return 0 };
     let mut spans: Vec<(usize, usize)> = components
         .iter()
@@ -368,11 +367,7 @@ fn to_original((x0, y0, x1, y1): (usize, usize, usize, usize), scale: f32, width
 /// The 8-connected components of a page's mask: the label of every pixel
 /// (0 for none), and each component's bounding box and ink.
 fn label_components(page: &InkPage) -> (Vec<u32>, Vec<Piece>) {
-    let w = page.width;
-    let mask_image = image::GrayImage::from_fn(w as u32, page.height as u32, |x, y| {
-        image::Luma([u8::from(page.mask[y as usize * w + x as usize])])
-    });
-    let labels = connected_components(&mask_image, Connectivity::Eight, image::Luma([0u8])).into_raw();
+    let labels = page.labels();
     let components = measure_components(page, &labels);
     (labels, components)
 }
