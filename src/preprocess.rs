@@ -150,10 +150,11 @@ pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
     }
     match page_ink(image, WORK_SIDE, &mut |_, _| {}) {
         Some(page) => {
-            // One labelling serves both the count and the digit.
+            // One labelling and measurement serve both the count and the digit.
             let labels = page.labels();
-            let digits = crate::read::digits_side_by_side(&page, &labels);
-            (page.isolate_digit(&labels, &mut |_, _| {}).fit_and_center().to_bytes(), digits)
+            let components = page.components(&labels);
+            let digits = crate::read::digits_side_by_side(&components);
+            (page.isolate_digit(&labels, &components, &mut |_, _| {}).fit_and_center().to_bytes(), digits)
         }
         None => (vec![0; IMAGE_PIXELS], 0),
     }
@@ -185,7 +186,8 @@ fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
     match page_ink(image, WORK_SIDE, steps) {
         Some(page) => {
             let labels = page.labels();
-            page.isolate_digit(&labels, steps).fit_and_center().to_bytes()
+            let components = page.components(&labels);
+            page.isolate_digit(&labels, &components, steps).fit_and_center().to_bytes()
         }
         None => vec![0; IMAGE_PIXELS],
     }
@@ -231,6 +233,30 @@ pub(crate) struct InkPage {
     pub level: f32,
 }
 
+/// A connected component of a page's mask (see [`InkPage::components`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Component {
+    /// Its label in [`InkPage::labels`].
+    pub(crate) label: u32,
+    /// The box of its ink, `x0..x1` x `y0..y1` (ends exclusive, work pixels).
+    pub(crate) x0: usize,
+    pub(crate) x1: usize,
+    pub(crate) y0: usize,
+    pub(crate) y1: usize,
+    /// Its ink: the sum of its pixels' ink.
+    pub(crate) mass: f32,
+}
+
+impl Component {
+    pub(crate) fn width(&self) -> usize {
+        self.x1 - self.x0
+    }
+
+    pub(crate) fn height(&self) -> usize {
+        self.y1 - self.y0
+    }
+}
+
 impl InkPage {
     /// The label of every pixel's 8-connected component of the mask (0
     /// where there is no ink), row-major.
@@ -243,13 +269,39 @@ impl InkPage {
         connected_components(&image, Connectivity::Eight, Luma([0u8])).into_raw()
     }
 
+    /// Every component of the mask labelled `labels` (see
+    /// [`InkPage::labels`]), in label order: its box and ink, measured in
+    /// one pass and shared by everything that looks at components (the
+    /// single digit, the count of digits side by side, reading).
+    pub(crate) fn components(&self, labels: &[u32]) -> Vec<Component> {
+        let w = self.width;
+        let mut components: Vec<Option<Component>> = Vec::new();
+        for (i, &label) in labels.iter().enumerate() {
+            if label == 0 {
+                continue;
+            }
+            let slot = label as usize - 1;
+            if components.len() <= slot {
+                components.resize(slot + 1, None);
+            }
+            let (x, y) = (i % w, i / w);
+            let c = components[slot].get_or_insert(Component { label, x0: x, x1: x + 1, y0: y, y1: y + 1, mass: 0.0 });
+            c.x0 = c.x0.min(x);
+            c.x1 = c.x1.max(x + 1);
+            c.y0 = c.y0.min(y);
+            c.y1 = c.y1.max(y + 1);
+            c.mass += self.ink[i];
+        }
+        components.into_iter().flatten().collect()
+    }
+
     /// The one digit of a page whose mask is labelled `labels`: the
     /// component with the most ink and the pieces near it, stretched (step
     /// 3's end).
-    fn isolate_digit(self, labels: &[u32], steps: &mut Steps<'_>) -> GrayPlane {
+    fn isolate_digit(self, labels: &[u32], components: &[Component], steps: &mut Steps<'_>) -> GrayPlane {
         let blank =
             GrayPlane { width: self.width as u32, height: self.height as u32, values: vec![0.0; self.ink.len()] };
-        let Some(keep) = digit_components(labels, &self.ink, self.width) else { return blank };
+        let Some(keep) = digit_components(labels, components) else { return blank };
         let digit = self.keep_only(&keep).unwrap_or(blank);
         steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
         digit
@@ -624,43 +676,17 @@ fn remove_short_rules(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
     }
 }
 
-/// The pixels of the digit: of the components `labels` marks (see
-/// [`InkPage::labels`]), the one with the most ink, and those near it with a
+/// The pixels of the digit: of the `components` of the mask labelled
+/// `labels` (see [`InkPage::components`]), the one with the most ink, and those near it with a
 /// real share of ink (the pieces of a broken stroke); specks and marks
 /// elsewhere are left out.
-fn digit_components(labels: &[u32], ink: &[f32], w: usize) -> Option<Vec<bool>> {
-    #[derive(Clone, Copy)]
-    struct Part {
-        mass: f32,
-        x0: usize,
-        x1: usize,
-        y0: usize,
-        y1: usize,
-    }
-    let mut parts: Vec<Option<Part>> = Vec::new();
-    for (i, label) in labels.iter().enumerate() {
-        let label = *label as usize;
-        if label == 0 {
-            continue;
-        }
-        if parts.len() <= label {
-            parts.resize(label + 1, None);
-        }
-        let (x, y) = (i % w, i / w);
-        let part = parts[label].get_or_insert(Part { mass: 0.0, x0: x, x1: x, y0: y, y1: y });
-        part.mass += ink[i];
-        part.x0 = part.x0.min(x);
-        part.x1 = part.x1.max(x);
-        part.y0 = part.y0.min(y);
-        part.y1 = part.y1.max(y);
-    }
-    let (main_label, main) = parts
-        .iter()
-        .enumerate()
-        .filter_map(|(label, part)| part.map(|p| (label, p)))
-        .max_by(|a, b| a.1.mass.total_cmp(&b.1.mass))?;
-    let reach = MAX_PART_GAP * (main.x1 - main.x0).max(main.y1 - main.y0) as f32;
+fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool>> {
+    let main = components.iter().copied().max_by(|a, b| a.mass.total_cmp(&b.mass))?;
+    // Gaps and sizes between first and last inked pixels, as the constants
+    // were chosen with.
+    let reach = MAX_PART_GAP * (main.width().max(main.height()) - 1) as f32;
     let gap = |a0: usize, a1: usize, b0: usize, b1: usize| {
+        let (a1, b1) = (a1 - 1, b1 - 1);
         if a1 < b0 {
             (b0 - a1) as f32
         } else if b1 < a0 {
@@ -669,18 +695,13 @@ fn digit_components(labels: &[u32], ink: &[f32], w: usize) -> Option<Vec<bool>> 
             0.0
         }
     };
-    let kept: Vec<bool> = parts
-        .iter()
-        .enumerate()
-        .map(|(label, part)| {
-            part.is_some_and(|p| {
-                label == main_label
-                    || (p.mass >= MIN_PART_MASS * main.mass
-                        && gap(p.x0, p.x1, main.x0, main.x1).max(gap(p.y0, p.y1, main.y0, main.y1)) <= reach)
-            })
-        })
-        .collect();
-    Some(labels.iter().map(|&label| kept[label as usize]).collect())
+    let mut kept = vec![false; components.iter().map(|c| c.label as usize + 1).max().unwrap_or(0)];
+    for c in components {
+        kept[c.label as usize] = c.label == main.label
+            || (c.mass >= MIN_PART_MASS * main.mass
+                && gap(c.x0, c.x1, main.x0, main.x1).max(gap(c.y0, c.y1, main.y0, main.y1)) <= reach);
+    }
+    Some(labels.iter().map(|&label| kept.get(label as usize).copied().unwrap_or(false)).collect())
 }
 
 /// The index range of `mass` that leaves at most [`CROP_TRIM`] of the total
@@ -747,6 +768,30 @@ mod tests {
     use image::{GrayImage, Rgba, RgbaImage};
 
     use super::*;
+
+    #[test]
+    fn components_are_measured_with_exclusive_ends_in_label_order() {
+        // A 3x2 block of ink 0.5 and, apart from it, a single pixel of ink 1.
+        let (w, h) = (10usize, 6usize);
+        let mut ink = vec![0.0f32; w * h];
+        for y in 1..3 {
+            for x in 2..5 {
+                ink[y * w + x] = 0.5;
+            }
+        }
+        ink[4 * w + 8] = 1.0;
+        let mask = ink.iter().map(|&v| v > 0.0).collect();
+        let page = InkPage { width: w, height: h, ink, mask, level: 0.25 };
+        let labels = page.labels();
+        let components = page.components(&labels);
+        let boxes: Vec<_> = components.iter().map(|c| (c.label, c.x0, c.x1, c.y0, c.y1, c.mass)).collect();
+        assert_eq!(boxes, vec![(1, 2, 5, 1, 3, 3.0), (2, 8, 9, 4, 5, 1.0)]);
+        assert_eq!((components[0].width(), components[0].height()), (3, 2));
+        // The single digit keeps the heavier block and drops the far pixel.
+        let keep = digit_components(&labels, &components).unwrap();
+        assert_eq!(keep.iter().filter(|&&k| k).count(), 6);
+        assert!(!keep[4 * w + 8]);
+    }
 
     /// A synthetic "digit": a thick vertical bar with a foot, in a 28x28 field,
     /// roughly where MNIST would put it.

@@ -29,7 +29,7 @@ use image::DynamicImage;
 
 use crate::{
     Error, NUM_CLASSES, Result,
-    preprocess::{DecodeLimits, InkPage, page_ink},
+    preprocess::{Component, DecodeLimits, InkPage, page_ink},
 };
 
 /// Longest side at which a photo of a number is read: twice a single
@@ -210,6 +210,11 @@ struct Piece {
 }
 
 impl Piece {
+    /// A whole component as one piece.
+    fn whole(c: &Component) -> Self {
+        Self { label: c.label, left: None, right: None, x0: c.x0, x1: c.x1, y0: c.y0, y1: c.y1, mass: c.mass }
+    }
+
     fn center_x(&self) -> f32 {
         (self.x0 + self.x1) as f32 / 2.0
     }
@@ -266,7 +271,8 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
     let Some(page) = page_ink(image, READ_WORK_SIDE, &mut |_, _| {}) else { return empty };
     let scale = image.width().max(image.height()) as f32 / page.width.max(page.height) as f32;
     let w = page.width;
-    let (labels, components) = label_components(&page);
+    let labels = page.labels();
+    let components = page.components(&labels);
     let Some(line) = Line::of(&components) else { return empty };
     let (mut pieces, mut paths) = (Vec::new(), Vec::new());
     for component in components.iter().filter(|c| line.holds(c)) {
@@ -335,9 +341,8 @@ fn holds_two_digits(run: &[Piece], line_height: f32) -> bool {
 /// components nearly the line's height, not specks, counted once per group
 /// overlapping in columns (the pieces of one broken digit). More than one
 /// means the image holds a number, not a digit.
-pub(crate) fn digits_side_by_side(page: &InkPage, labels: &[u32]) -> usize {
-    let components = measure_components(page, labels);
-    let Some(line) = Line::of(&components) else { return 0 };
+pub(crate) fn digits_side_by_side(components: &[Component]) -> usize {
+    let Some(line) = Line::of(components) else { return 0 };
     let mut spans: Vec<(usize, usize)> = components
         .iter()
         .filter(|c| line.holds(c) && (c.y1 - c.y0) as f32 >= TALL_PIECE * line.height)
@@ -364,46 +369,6 @@ fn to_original((x0, y0, x1, y1): (usize, usize, usize, usize), scale: f32, width
     PixelBox { x: left, y: top, width: right - left, height: bottom - top }
 }
 
-/// The 8-connected components of a page's mask: the label of every pixel
-/// (0 for none), and each component's bounding box and ink.
-fn label_components(page: &InkPage) -> (Vec<u32>, Vec<Piece>) {
-    let labels = page.labels();
-    let components = measure_components(page, &labels);
-    (labels, components)
-}
-
-/// Bounding box and ink of each labelled component (index = label - 1).
-fn measure_components(page: &InkPage, labels: &[u32]) -> Vec<Piece> {
-    let w = page.width;
-    let mut components: Vec<Option<Piece>> = Vec::new();
-    for (i, &label) in labels.iter().enumerate() {
-        if label == 0 {
-            continue;
-        }
-        let slot = label as usize - 1;
-        if components.len() <= slot {
-            components.resize(slot + 1, None);
-        }
-        let (x, y) = (i % w, i / w);
-        let piece = components[slot].get_or_insert(Piece {
-            label,
-            left: None,
-            right: None,
-            x0: x,
-            x1: x + 1,
-            y0: y,
-            y1: y + 1,
-            mass: 0.0,
-        });
-        piece.x0 = piece.x0.min(x);
-        piece.x1 = piece.x1.max(x + 1);
-        piece.y0 = piece.y0.min(y);
-        piece.y1 = piece.y1.max(y + 1);
-        piece.mass += page.ink[i];
-    }
-    components.into_iter().flatten().collect()
-}
-
 /// The line of digits: its height and vertical band, from the components
 /// with a real share of the ink.
 struct Line {
@@ -414,12 +379,12 @@ struct Line {
 }
 
 impl Line {
-    fn of(components: &[Piece]) -> Option<Self> {
+    fn of(components: &[Component]) -> Option<Self> {
         let heaviest = components.iter().map(|c| c.mass).fold(0.0f32, f32::max);
         if heaviest <= 0.0 {
             return None;
         }
-        let major: Vec<&Piece> = components.iter().filter(|c| c.mass >= LINE_MASS * heaviest).collect();
+        let major: Vec<&Component> = components.iter().filter(|c| c.mass >= LINE_MASS * heaviest).collect();
         let middle = |values: Vec<f32>| {
             let mut values = values;
             values.sort_by(f32::total_cmp);
@@ -433,7 +398,7 @@ impl Line {
 
     /// Whether a component belongs to the line: not a speck, and within
     /// the line's band (with room for a wobbling baseline).
-    fn holds(&self, c: &Piece) -> bool {
+    fn holds(&self, c: &Component) -> bool {
         let is_speck = c.mass < SPECK_MASS * self.heaviest && ((c.y1 - c.y0) as f32) < SPECK_HEIGHT * self.height;
         let slack = 0.5 * self.height;
         let in_band = (c.y1 as f32) > self.top - slack && (c.y0 as f32) < self.bottom + slack;
@@ -447,7 +412,7 @@ impl Line {
 /// the deepest valleys of its column profile (touching digits meet where few
 /// of their pixels share a column). The cuts are added to `paths`.
 fn cut_where_digits_touch(
-    component: &Piece,
+    component: &Component,
     page: &InkPage,
     labels: &[u32],
     line_height: f32,
@@ -455,7 +420,7 @@ fn cut_where_digits_touch(
 ) -> Vec<Piece> {
     let width = component.x1 - component.x0;
     if (width as f32) < CUT_ASPECT * line_height {
-        return vec![component.clone()];
+        return vec![Piece::whole(component)];
     }
     let w = page.width;
     let mut profile = vec![0u32; width];
@@ -529,7 +494,7 @@ fn cut_where_digits_touch(
             y0: usize::MAX,
             y1: 0,
             mass: 0.0,
-            ..component.clone()
+            ..Piece::whole(component)
         })
         .collect();
     for y in component.y0..component.y1 {
@@ -555,7 +520,7 @@ fn cut_where_digits_touch(
 /// per row, at most `reach` columns from `start` (dynamic programming over
 /// rows; a small cost for each column away from `start` and for each
 /// sideways step keeps it straight where nothing is gained).
-fn cheapest_cut(component: &Piece, page: &InkPage, labels: &[u32], start: usize, reach: usize) -> Vec<usize> {
+fn cheapest_cut(component: &Component, page: &InkPage, labels: &[u32], start: usize, reach: usize) -> Vec<usize> {
     let w = page.width;
     let lo = start.saturating_sub(reach).max(component.x0 + 1);
     let hi = (start + reach).min(component.x1.saturating_sub(1)).max(lo);
@@ -598,23 +563,9 @@ impl Segmentation {
         self.candidates.is_empty()
     }
 
-    /// Chooses the digits (step 3 of the module documentation) given the
-    /// classifier's probabilities for each candidate, in order. With
-    /// `expected_digits`, the best reading with exactly that many digits, if
-    /// the pieces allow one; otherwise the best reading of any length.
-    pub fn read(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
-        if probabilities.len() != self.candidates.len() {
-            return Err(Error::Reading(format!(
-                "{} candidates but {} probability vectors",
-                self.candidates.len(),
-                probabilities.len()
-            )));
-        }
-        if let Some(bad) = probabilities.iter().find(|p| p.len() != NUM_CLASSES) {
-            return Err(Error::Reading(format!("a probability vector has {} values, not {NUM_CLASSES}", bad.len())));
-        }
-        let scores: Vec<f32> =
-            self.candidates.iter().zip(probabilities).map(|(c, p)| candidate_score(c, best_of(p))).collect();
+    /// The candidates of the best-scoring reading (with `expected_digits`
+    /// digits if reachable), left to right, and the best reading's length.
+    fn best_path(&self, scores: &[f32], expected_digits: Option<usize>) -> (Vec<usize>, usize) {
         let n = self.pieces;
         let most_digits = n;
         // best[i][k]: the best score of reading the first i pieces as k
@@ -655,7 +606,7 @@ impl Segmentation {
         let chosen = expected_digits.filter(|&k| k <= most_digits).and_then(reachable).or(best_any);
         let best_length = best_any.map_or(0, |(_, k)| k);
         let Some((_, mut k)) = chosen else {
-            return Ok(Reading { text: String::new(), confidence: 0.0, digits: Vec::new(), best_length });
+            return (Vec::new(), best_length);
         };
         let mut picked = Vec::new();
         let mut end = n;
@@ -668,6 +619,27 @@ impl Segmentation {
             end = from;
         }
         picked.reverse();
+        (picked, best_length)
+    }
+
+    /// Chooses the digits (step 3 of the module documentation) given the
+    /// classifier's probabilities for each candidate, in order. With
+    /// `expected_digits`, the best reading with exactly that many digits, if
+    /// the pieces allow one; otherwise the best reading of any length.
+    pub fn read(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
+        if probabilities.len() != self.candidates.len() {
+            return Err(Error::Reading(format!(
+                "{} candidates but {} probability vectors",
+                self.candidates.len(),
+                probabilities.len()
+            )));
+        }
+        if let Some(bad) = probabilities.iter().find(|p| p.len() != NUM_CLASSES) {
+            return Err(Error::Reading(format!("a probability vector has {} values, not {NUM_CLASSES}", bad.len())));
+        }
+        let scores: Vec<f32> =
+            self.candidates.iter().zip(probabilities).map(|(c, p)| candidate_score(c, best_of(p))).collect();
+        let (picked, best_length) = self.best_path(&scores, expected_digits);
         let digits: Vec<ReadDigit> = picked
             .into_iter()
             .map(|index| {
@@ -826,7 +798,8 @@ mod tests {
         }
         let ink = mask.iter().map(|&m| f32::from(u8::from(m))).collect();
         let page = InkPage { width: w, height: h, ink, mask, level: 0.5 };
-        let (labels, components) = label_components(&page);
+        let labels = page.labels();
+        let components = page.components(&labels);
         assert_eq!(components.len(), 1);
         let path = cheapest_cut(&components[0], &page, &labels, 97, 18);
         let inked = path.iter().enumerate().filter(|&(row, &x)| page.mask[(10 + row) * w + x]).count();
