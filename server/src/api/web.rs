@@ -132,21 +132,14 @@ async fn classify(
     Query(query): Query<ClassifyQuery>,
     body: Body,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let started = Instant::now();
-    let result = classify_body(&core, &query.model, body).await;
-    let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
-    metrics::request(PROTOCOL, "classify", code, started.elapsed(), 1);
-    Ok(axum::Json(result?))
+    measured("classify", classify_body(&core, &query.model, body)).await
 }
 
 async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
     let model = core.model(model)?;
-    let body = read_body(core, body).await?;
-    if body.is_empty() {
-        return Err(ServerError::EmptyInput);
-    }
+    let image = image_bytes(core, body).await?;
     let admission = core.try_admit(1)?;
-    let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(body.to_vec()), None, admission).await?;
+    let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(image), None, admission).await?;
     Ok(json!({
         "model_name": model.name(),
         "model": prediction.model_prefix(),
@@ -171,22 +164,37 @@ async fn read(
     Query(query): Query<ReadQuery>,
     body: Body,
 ) -> Result<axum::Json<Value>, ApiError> {
+    measured("read", read_number(&core, &query, body)).await
+}
+
+/// Runs one of the page's calls, counting it in the request metrics under
+/// `method` with its outcome and time.
+async fn measured(
+    method: &'static str,
+    call: impl Future<Output = Result<Value, ServerError>>,
+) -> Result<axum::Json<Value>, ApiError> {
     let started = Instant::now();
-    let result = read_number(&core, &query, body).await;
+    let result = call.await;
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
-    metrics::request(PROTOCOL, "read", code, started.elapsed(), 1);
+    metrics::request(PROTOCOL, method, code, started.elapsed(), 1);
     Ok(axum::Json(result?))
 }
 
-async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
-    let model = core.models().get_reader(&query.model)?;
+/// The uploaded image's bytes: within the body limit and not empty.
+async fn image_bytes(core: &Core, body: Body) -> Result<Vec<u8>, ServerError> {
     let body = read_body(core, body).await?;
     if body.is_empty() {
         return Err(ServerError::EmptyInput);
     }
+    Ok(body.to_vec())
+}
+
+async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
+    let model = core.models().get_reader(&query.model)?;
+    let image = image_bytes(core, body).await?;
     let mut admission = core.try_admit(1)?;
     let expected = query.digits.filter(|&n| n > 0);
-    let page = PageInput::Encoded(body.to_vec());
+    let page = PageInput::Encoded(image);
     let read = core.read(model, page, expected, None, &mut admission, MorePlaces::Refuse).await?;
     let digits: Vec<Value> = read
         .reading
