@@ -1,5 +1,7 @@
 //! How well preprocessing and the model read phone-style photos, per
-//! condition (`mnist::synth`): each photo is an MNIST test digit on ruled or
+//! condition (`mnist::synth`): each photo is an MNIST test digit (or, with
+//! `--split validation`, one of the 5,000 training images every model holds
+//! out for validation, to choose between models without the test set) on ruled or
 //! squared paper, in uneven light, in faint pencil, small among specks, on a
 //! clean scan, and under `Condition::HARDER` (short rules, marker strokes,
 //! rotation, the frame, chalk, tiny crops, perspective)...
@@ -7,7 +9,7 @@
 //! 4000x3000 photo. Inference runs in-process through the server's own
 //! backend, on the same 784 pixels the client would send.
 //!
-//! Run: `cargo run --release -p mnist-server --example photo_accuracy -- [--per-condition N] [--page-side PX] [--seed S] [--model PATH] [--write DIR]`
+//! Run: `cargo run --release -p mnist-server --example photo_accuracy -- [--per-condition N] [--page-side PX] [--seed S] [--split test|validation] [--model PATH] [--write DIR]`
 //! (`--write DIR` also saves each photo and the 28x28 image the model saw.)
 
 use std::{
@@ -27,8 +29,12 @@ use mnist_server::{
     config::Device,
 };
 
+/// How many of the last training images `mnist-train` keeps for validation.
+const VALIDATION_IMAGES: usize = 5_000;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut per_condition, mut page_side, mut seed, mut write) = (200usize, 480u32, 1u64, None::<PathBuf>);
+    let mut validation = false;
     let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -37,6 +43,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--per-condition" => per_condition = value()?.parse()?,
             "--page-side" => page_side = value()?.parse()?,
             "--seed" => seed = value()?.parse()?,
+            "--split" => {
+                validation = match value()?.as_str() {
+                    "test" => false,
+                    "validation" => true,
+                    other => return Err(format!("--split is test or validation, not {other}").into()),
+                }
+            }
             "--write" => write = Some(PathBuf::from(value()?)),
             "--model" => model = PathBuf::from(value()?),
             other => return Err(format!("unknown argument {other}").into()),
@@ -44,12 +57,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, _) = OnnxBackend::load(&model, &options)?;
-    let test = Mnist::load(&default_dir(), Split::Test)?;
+    let test = if validation {
+        // The training images `mnist-train` holds out (its default `--validation-images`).
+        Mnist::load(&default_dir(), Split::Train)?.split_off_last(VALIDATION_IMAGES)
+    } else {
+        Mnist::load(&default_dir(), Split::Test)?
+    };
     let limits = DecodeLimits::default();
     let mut generator = PhotoGenerator::new(seed, page_side);
 
     println!(
-        "{per_condition} photos per condition, pages of {page_side} px (longer side), seed {seed}, model {}\n",
+        "{per_condition} photos per condition of MNIST {} digits, pages of {page_side} px (longer side), seed {seed}, model {}\n",
+        if validation { "validation" } else { "test" },
         model.file_name().and_then(|n| n.to_str()).unwrap_or("?")
     );
     println!("| condition | right | share right | preprocessing ms per photo (mean) |");
