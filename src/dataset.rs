@@ -19,6 +19,12 @@ use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result};
 /// Images in the training files.
 pub const TRAIN_IMAGES: usize = 60_000;
 
+/// Training images held out for validation unless told otherwise: the last
+/// 5,000 of the 60,000, as many as the test set has per half. `mnist-train`
+/// holds them out by default; `photo_accuracy --split validation` draws
+/// its photos from them, to choose between models without the test set.
+pub const VALIDATION_IMAGES: usize = 5_000;
+
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 

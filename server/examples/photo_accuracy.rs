@@ -20,7 +20,7 @@ use std::{
 
 use mnist::{
     PIXEL_MEAN, PIXEL_STD,
-    dataset::{Mnist, Split, default_dir},
+    dataset::{Mnist, Split, VALIDATION_IMAGES, default_dir},
     preprocess::{DecodeLimits, preprocess},
     synth::{Condition, PhotoGenerator},
 };
@@ -28,9 +28,6 @@ use mnist_server::{
     backend::{Backend, OnnxBackend, RuntimeOptions},
     config::Device,
 };
-
-/// How many of the last training images `mnist-train` keeps for validation.
-const VALIDATION_IMAGES: usize = 5_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut per_condition, mut page_side, mut seed, mut write) = (200usize, 480u32, 1u64, None::<PathBuf>);
@@ -58,7 +55,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, _) = OnnxBackend::load(&model, &options)?;
     let test = if validation {
-        // The training images `mnist-train` holds out (its default `--validation-images`).
         Mnist::load(&default_dir(), Split::Train)?.split_off_last(VALIDATION_IMAGES)
     } else {
         Mnist::load(&default_dir(), Split::Test)?

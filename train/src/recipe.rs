@@ -30,10 +30,6 @@ pub enum Schedule {
     Onecycle,
 }
 
-/// Training images held out for validation unless told otherwise: the last
-/// 5,000 of the 60,000, as many as the test set has per half.
-pub const DEFAULT_VALIDATION_IMAGES: usize = 5000;
-
 /// Everything that determines what a run learns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -111,7 +107,7 @@ impl Default for Recipe {
             thicken: 0.0,
             seed: 0,
             train_images: None,
-            validation_images: DEFAULT_VALIDATION_IMAGES,
+            validation_images: mnist::dataset::VALIDATION_IMAGES,
             reading_set: None,
         }
     }
