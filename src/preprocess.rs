@@ -248,10 +248,12 @@ pub(crate) struct Component {
 }
 
 impl Component {
+    /// Columns from its first inked one to its last.
     pub(crate) fn width(&self) -> usize {
         self.x1 - self.x0
     }
 
+    /// Rows from its first inked one to its last.
     pub(crate) fn height(&self) -> usize {
         self.y1 - self.y0
     }
@@ -677,9 +679,9 @@ fn remove_short_rules(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
 }
 
 /// The pixels of the digit: of the `components` of the mask labelled
-/// `labels` (see [`InkPage::components`]), the one with the most ink, and those near it with a
-/// real share of ink (the pieces of a broken stroke); specks and marks
-/// elsewhere are left out.
+/// `labels` (see [`InkPage::components`]), the one with the most ink, and
+/// those near it with a real share of ink (the pieces of a broken stroke);
+/// specks and marks elsewhere are left out.
 fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool>> {
     let main = components.iter().copied().max_by(|a, b| a.mass.total_cmp(&b.mass))?;
     // Gaps and sizes between first and last inked pixels, as the constants

@@ -345,7 +345,7 @@ pub(crate) fn digits_side_by_side(components: &[Component]) -> usize {
     let Some(line) = Line::of(components) else { return 0 };
     let mut spans: Vec<(usize, usize)> = components
         .iter()
-        .filter(|c| line.holds(c) && (c.y1 - c.y0) as f32 >= TALL_PIECE * line.height)
+        .filter(|c| line.holds(c) && c.height() as f32 >= TALL_PIECE * line.height)
         .map(|c| (c.x0, c.x1))
         .collect();
     spans.sort_unstable();
@@ -390,7 +390,7 @@ impl Line {
             values.sort_by(f32::total_cmp);
             values[values.len() / 2]
         };
-        let height = middle(major.iter().map(|c| (c.y1 - c.y0) as f32).collect()).max(1.0);
+        let height = middle(major.iter().map(|c| c.height() as f32).collect()).max(1.0);
         let top = middle(major.iter().map(|c| c.y0 as f32).collect());
         let bottom = middle(major.iter().map(|c| c.y1 as f32).collect());
         Some(Self { height, top, bottom, heaviest })
@@ -399,7 +399,7 @@ impl Line {
     /// Whether a component belongs to the line: not a speck, and within
     /// the line's band (with room for a wobbling baseline).
     fn holds(&self, c: &Component) -> bool {
-        let is_speck = c.mass < SPECK_MASS * self.heaviest && ((c.y1 - c.y0) as f32) < SPECK_HEIGHT * self.height;
+        let is_speck = c.mass < SPECK_MASS * self.heaviest && (c.height() as f32) < SPECK_HEIGHT * self.height;
         let slack = 0.5 * self.height;
         let in_band = (c.y1 as f32) > self.top - slack && (c.y0 as f32) < self.bottom + slack;
         !is_speck && in_band
@@ -418,7 +418,7 @@ fn cut_where_digits_touch(
     line_height: f32,
     paths: &mut Vec<CutPath>,
 ) -> Vec<Piece> {
-    let width = component.x1 - component.x0;
+    let width = component.width();
     if (width as f32) < CUT_ASPECT * line_height {
         return vec![Piece::whole(component)];
     }
@@ -525,7 +525,7 @@ fn cheapest_cut(component: &Component, page: &InkPage, labels: &[u32], start: us
     let lo = start.saturating_sub(reach).max(component.x0 + 1);
     let hi = (start + reach).min(component.x1.saturating_sub(1)).max(lo);
     let span = hi - lo + 1;
-    let rows = component.y1 - component.y0;
+    let rows = component.height();
     let step_cost = |x: usize, y: usize| {
         let i = y * w + x;
         let ink = if labels[i] == component.label { 1.0 + page.ink[i] } else { 0.0 };
