@@ -18,7 +18,7 @@ use mnist::{
     IMAGE_PIXELS,
     dataset::{Mnist, Split, default_dir},
     preprocess::{DecodeLimits, decode},
-    read::segment,
+    read::{Method, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 
@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let indices = generator.pick_number(TRAINING_IMAGES.min(data.len()));
         let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
         let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
-        let segmentation = segment(&decode(&photo, &limits)?);
+        let segmentation = segment(&decode(&photo, &limits)?, Method::Cuts);
         for candidate in &segmentation.candidates {
             let b = candidate.bounds;
             let found = [b.x, b.y, b.x + b.width, b.y + b.height];

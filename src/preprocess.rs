@@ -336,6 +336,13 @@ impl InkPage {
         }
     }
 
+    /// The page's ink where `keep` holds (and a pixel or two around it),
+    /// stretched as for a digit ([`InkPage::keep_only`]), row-major: the
+    /// line of a number, read whole by [`crate::read::line`].
+    pub(crate) fn kept_ink(&self, keep: &[bool]) -> Option<Vec<f32>> {
+        self.keep_only(keep).map(|plane| plane.values)
+    }
+
     /// The ink of the pixels `keep` selects, widened by a pixel or two so
     /// the strokes' antialiased edges (below the threshold) come along, and
     /// stretched so the strongest strokes become MNIST's 1.0. The ink keeps

@@ -22,13 +22,21 @@
 //!    many. Work is bounded: at most [`MAX_PIECES`] pieces and
 //!    [`MAX_PIECES_PER_DIGIT`] per candidate, so at most a few hundred
 //!    candidates per image, whatever it holds.
+//!
+//! That is [`Method::Cuts`]. A model trained on whole lines reads them
+//! without cuts ([`Method::Windows`], [`line`]): step 1 makes the line's
+//! ink one strip 28 pixels high and its candidates are 28x28 windows along
+//! it, step 3 decodes what the model says of each window. Both run the
+//! same three steps, so callers need not know which one a model uses: its
+//! ONNX metadata says ([`Method::METADATA_KEY`]).
 
 pub mod draw;
+pub mod line;
 
 use image::DynamicImage;
 
 use crate::{
-    Error, NUM_CLASSES, Result,
+    Error, IMAGE_SIDE, NUM_CLASSES, Result,
     preprocess::{Component, DecodeLimits, InkPage, page_ink},
 };
 
@@ -159,6 +167,44 @@ pub struct Segmentation {
     /// Pieces that may be left out of the reading: small marks on the line
     /// (dust, a stray dot) that are not digits.
     optional: Vec<bool>,
+    /// The line read whole ([`Method::Windows`]): the candidates are its
+    /// windows, and no pieces are cut.
+    line: Option<line::LineStrip>,
+}
+
+/// How a model reads a number: which images of the line it is shown, and
+/// how its answers become digits. A model file says which in its ONNX
+/// metadata ([`Method::METADATA_KEY`]); models that say nothing read cuts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Candidate digits between cuts, the split the classifier is most
+    /// sure of chosen (steps 1 to 3 of the module documentation).
+    #[default]
+    Cuts,
+    /// The whole line through 28x28 windows, decoded by CTC
+    /// ([`line`]); for models trained on lines (`mnist-train --line-set`).
+    Windows,
+}
+
+impl Method {
+    /// The ONNX metadata property naming the method: `windows` or `cuts`.
+    pub const METADATA_KEY: &'static str = "reading";
+
+    /// The method a model's metadata value names (cuts when it names none).
+    pub fn from_metadata(value: Option<&str>) -> Self {
+        match value {
+            Some("windows") => Method::Windows,
+            _ => Method::Cuts,
+        }
+    }
+
+    /// The metadata value naming this method.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Cuts => "cuts",
+            Method::Windows => "windows",
+        }
+    }
 }
 
 /// The digits read from an image.
@@ -264,10 +310,43 @@ pub fn gray_image(width: u32, height: u32, pixels: Vec<u8>, limits: &DecodeLimit
         .ok_or(Error::PixelDimensions { width, height, expected, found })
 }
 
-/// Segments a decoded image into candidate digits (step 1 of the module
-/// documentation). An image with no ink gives no candidates.
-pub fn segment(image: &DynamicImage) -> Segmentation {
-    let empty = Segmentation { candidates: Vec::new(), pieces: 0, piece_bounds: Vec::new(), optional: Vec::new() };
+/// Segments a decoded image into the images `method` shows the model:
+/// candidate digits (step 1 of the module documentation) or the line's
+/// windows. An image with no ink gives no candidates.
+pub fn segment(image: &DynamicImage, method: Method) -> Segmentation {
+    match method {
+        Method::Cuts => segment_into_cuts(image),
+        Method::Windows => segment_into_windows(image),
+    }
+}
+
+/// The line of ink of a decoded image, as [`Method::Windows`] reads it.
+pub fn line_strip(image: &DynamicImage) -> Option<line::LineStrip> {
+    line::LineStrip::new(image)
+}
+
+fn segment_into_windows(image: &DynamicImage) -> Segmentation {
+    let mut segmentation = Segmentation::empty();
+    let Some(strip) = line_strip(image) else { return segmentation };
+    segmentation.candidates = (0..strip.frames())
+        .map(|k| {
+            let left = (k * line::FRAME_STRIDE) as f32;
+            Candidate {
+                pixels: strip.window(k),
+                bounds: strip.ink_box(left, left + IMAGE_SIDE as f32),
+                first_piece: k,
+                piece_count: 1,
+                aspect: 0.0,
+                shape: 0.0,
+            }
+        })
+        .collect();
+    segmentation.line = Some(strip);
+    segmentation
+}
+
+fn segment_into_cuts(image: &DynamicImage) -> Segmentation {
+    let empty = Segmentation::empty();
     let Some(page) = page_ink(image, READ_WORK_SIDE, &mut |_, _| {}) else { return empty };
     let scale = image.width().max(image.height()) as f32 / page.width.max(page.height) as f32;
     let w = page.width;
@@ -323,7 +402,7 @@ pub fn segment(image: &DynamicImage) -> Segmentation {
     }
     let piece_bounds =
         pieces.iter().map(|p| to_original((p.x0, p.y0, p.x1, p.y1), scale, image.width(), image.height())).collect();
-    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional }
+    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional, line: None }
 }
 
 /// Whether a run of pieces holds two separate digits side by side: two
@@ -558,6 +637,10 @@ fn cheapest_cut(component: &Component, page: &InkPage, labels: &[u32], start: us
 }
 
 impl Segmentation {
+    fn empty() -> Self {
+        Segmentation { candidates: Vec::new(), pieces: 0, piece_bounds: Vec::new(), optional: Vec::new(), line: None }
+    }
+
     /// Whether the image held nothing to read.
     pub fn is_empty(&self) -> bool {
         self.candidates.is_empty()
@@ -622,11 +705,27 @@ impl Segmentation {
         (picked, best_length)
     }
 
-    /// Chooses the digits (step 3 of the module documentation) given the
-    /// classifier's probabilities for each candidate, in order. With
+    /// Reads the number from the model's logits for each candidate, in
+    /// order: cuts choose their digits (step 3 of the module
+    /// documentation), a line's windows are decoded ([`line`]). With
     /// `expected_digits`, the best reading with exactly that many digits, if
-    /// the pieces allow one; otherwise the best reading of any length.
-    pub fn read(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
+    /// the marks allow one; otherwise the best reading of any length.
+    pub fn read(&self, logits: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
+        match &self.line {
+            Some(strip) => strip.read(logits, expected_digits),
+            None => {
+                let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| crate::softmax(l)).collect();
+                self.choose_cuts(&probabilities, expected_digits)
+            }
+        }
+    }
+
+    /// The method this segmentation was made for.
+    pub fn method(&self) -> Method {
+        if self.line.is_some() { Method::Windows } else { Method::Cuts }
+    }
+
+    fn choose_cuts(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
         if probabilities.len() != self.candidates.len() {
             return Err(Error::Reading(format!(
                 "{} candidates but {} probability vectors",
@@ -705,20 +804,22 @@ mod tests {
         }
     }
 
-    /// A stand-in classifier: single-piece candidates are read as the digit
-    /// `first piece + 1`, sure; runs of pieces are read as 8, unsure.
+    /// A stand-in classifier's logits: single-piece candidates are read as
+    /// the digit `first piece + 1`, sure (0.91); runs of pieces are read as
+    /// 8, unsure (0.3).
     fn by_position(segmentation: &Segmentation) -> Vec<Vec<f32>> {
         segmentation
             .candidates
             .iter()
             .map(|c| {
-                let mut p = vec![0.01; NUM_CLASSES];
+                let mut p = vec![0.01f32; NUM_CLASSES];
                 if c.piece_count == 1 {
                     p[(c.first_piece + 1) % NUM_CLASSES] = 0.91;
                 } else {
+                    p = vec![0.7 / 9.0; NUM_CLASSES];
                     p[8] = 0.3;
                 }
-                p
+                p.iter().map(|v| v.ln()).collect()
             })
             .collect()
     }
@@ -726,7 +827,7 @@ mod tests {
     #[test]
     fn separate_strokes_are_read_left_to_right_with_their_boxes() {
         let image = DynamicImage::ImageLuma8(strokes(300, 120, 60, &[40, 140, 240]));
-        let segmentation = segment(&image);
+        let segmentation = segment(&image, Method::Cuts);
         let reading = segmentation.read(&by_position(&segmentation), None).unwrap();
         assert_eq!(reading.text, "123");
         let lefts: Vec<u32> = reading.digits.iter().map(|d| d.bounds.x).collect();
@@ -742,7 +843,7 @@ mod tests {
     fn boxes_are_in_the_original_images_coordinates() {
         // 4x larger than the work size: the boxes scale back.
         let image = DynamicImage::ImageLuma8(imageops_resize(&strokes(300, 120, 60, &[40, 140, 240]), 4));
-        let segmentation = segment(&image);
+        let segmentation = segment(&image, Method::Cuts);
         let reading = segmentation.read(&by_position(&segmentation), None).unwrap();
         assert_eq!(reading.text, "123");
         assert!(reading.digits[2].bounds.x.abs_diff(960) <= 16, "{:?}", reading.digits[2].bounds);
@@ -761,13 +862,13 @@ mod tests {
     fn touching_rings_are_cut_and_the_length_can_be_required() {
         let mut page = GrayImage::from_pixel(220, 120, Luma([240]));
         rings(&mut page, &[80, 136], 28, 40); // touching: 28 + 28 = 56 apart
-        let segmentation = segment(&DynamicImage::ImageLuma8(page));
+        let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Cuts);
         assert!(segmentation.pieces >= 2, "the wide component was not cut: {} pieces", segmentation.pieces);
         // Equally sure of every candidate: the pair is too wide for one digit...
         let same = vec![
             {
-                let mut p = vec![0.01; NUM_CLASSES];
-                p[0] = 0.91;
+                let mut p = vec![0.01f32.ln(); NUM_CLASSES];
+                p[0] = 0.91f32.ln();
                 p
             };
             segmentation.candidates.len()
@@ -811,7 +912,7 @@ mod tests {
     #[test]
     fn an_impossible_length_gives_the_best_reading() {
         let image = DynamicImage::ImageLuma8(strokes(300, 120, 60, &[40, 140, 240]));
-        let segmentation = segment(&image);
+        let segmentation = segment(&image, Method::Cuts);
         // Three strokes far apart cannot be one digit, nor 40.
         for expected in [1, 40] {
             assert_eq!(segmentation.read(&by_position(&segmentation), Some(expected)).unwrap().text, "123");
@@ -827,14 +928,15 @@ mod tests {
                 draw_filled_rect_mut(&mut page, Rect::at(x as i32, y as i32).of_size(2, 2), Luma([60]));
             }
         }
-        let segmentation = segment(&DynamicImage::ImageLuma8(page));
+        let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Cuts);
         let reading = segmentation.read(&by_position(&segmentation), None).unwrap();
         assert_eq!(reading.digits.len(), 1, "{reading:?}");
     }
 
     #[test]
     fn an_empty_page_reads_as_nothing() {
-        let segmentation = segment(&DynamicImage::ImageLuma8(GrayImage::from_pixel(200, 100, Luma([230]))));
+        let segmentation =
+            segment(&DynamicImage::ImageLuma8(GrayImage::from_pixel(200, 100, Luma([230]))), Method::Cuts);
         assert!(segmentation.is_empty());
         let reading = segmentation.read(&[], None).unwrap();
         assert_eq!((reading.text.as_str(), reading.confidence), ("", 0.0));
@@ -853,7 +955,7 @@ mod tests {
         }
         let all_ink = GrayImage::from_pixel(640, 480, Luma([5]));
         for page in [strip, specks, all_ink] {
-            let segmentation = segment(&DynamicImage::ImageLuma8(page));
+            let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Cuts);
             assert!(segmentation.candidates.len() <= most, "{} candidates", segmentation.candidates.len());
             let probabilities = by_position(&segmentation);
             assert!(segmentation.read(&probabilities, None).is_ok());
@@ -861,8 +963,62 @@ mod tests {
     }
 
     #[test]
+    fn a_line_read_through_windows_has_each_digit_boxed_over_its_stroke() {
+        // Three strokes 60 px tall, far apart: the wide gaps are narrowed,
+        // and the strip is 28 px high.
+        let page = strokes(600, 160, 60, &[60, 280, 500]);
+        let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
+        assert_eq!(segmentation.method(), Method::Windows);
+        let strip = segmentation.line.as_ref().expect("a line");
+        assert_eq!(strip.pixels.len(), IMAGE_SIDE * strip.width);
+        assert_eq!(segmentation.candidates.len(), strip.frames());
+        assert!(strip.width < 200, "wide gaps are narrowed: {} columns", strip.width);
+        // A made-up model that sees a stroke in the windows whose middle
+        // columns hold the most of it.
+        let middle_ink: Vec<u32> = segmentation
+            .candidates
+            .iter()
+            .map(|c| {
+                c.pixels.chunks(IMAGE_SIDE).map(|row| row[12..16].iter().map(|&v| u32::from(v)).sum::<u32>()).sum()
+            })
+            .collect();
+        let frames: Vec<usize> = (0..middle_ink.len())
+            .filter(|&k| {
+                let before = k.checked_sub(1).map_or(0, |j| middle_ink[j]);
+                let after = middle_ink.get(k + 1).copied().unwrap_or(0);
+                middle_ink[k] > 0 && middle_ink[k] >= before && middle_ink[k] > after
+            })
+            .collect();
+        assert_eq!(frames.len(), 3, "{middle_ink:?}");
+        let logits =
+            line::tests::logits_for(segmentation.candidates.len(), &[(frames[0], 4), (frames[1], 0), (frames[2], 4)]);
+        let reading = segmentation.read(&logits, None).unwrap();
+        assert_eq!(reading.text, "404");
+        for (digit, left) in reading.digits.iter().zip([60, 280, 500]) {
+            let b = digit.bounds;
+            assert!(b.x <= left && left + 6 <= b.x + b.width, "{b:?} does not hold the stroke at {left}");
+            assert!(b.y <= 50 && b.y + b.height >= 110, "{b:?} does not hold the stroke's rows");
+            assert!(b.x + b.width <= 600 && b.y + b.height <= 160);
+        }
+        assert!(segmentation.read(&logits[1..], None).is_err(), "one logit vector per window");
+    }
+
+    #[test]
+    fn hostile_pages_give_a_bounded_number_of_windows() {
+        let lefts: Vec<i32> = (0..400).map(|i| 20 + i * 50).collect();
+        let empty = GrayImage::from_pixel(200, 100, Luma([230]));
+        for page in [strokes(20_000, 200, 120, &lefts), GrayImage::from_pixel(640, 480, Luma([5])), empty] {
+            let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
+            assert!(segmentation.candidates.len() <= line::MAX_FRAMES, "{} windows", segmentation.candidates.len());
+            let uniform = vec![vec![0.0; NUM_CLASSES]; segmentation.candidates.len()];
+            let reading = segmentation.read(&uniform, None).unwrap();
+            assert!(reading.digits.len() <= line::MAX_DIGITS);
+        }
+    }
+
+    #[test]
     fn classifier_output_must_match_the_candidates() {
-        let segmentation = segment(&DynamicImage::ImageLuma8(strokes(300, 120, 60, &[40, 140])));
+        let segmentation = segment(&DynamicImage::ImageLuma8(strokes(300, 120, 60, &[40, 140])), Method::Cuts);
         assert!(matches!(segmentation.read(&[], None), Err(Error::Reading(_))));
         let short = vec![vec![0.5; 3]; segmentation.candidates.len()];
         assert!(matches!(segmentation.read(&short, None), Err(Error::Reading(_))));

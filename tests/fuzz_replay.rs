@@ -53,10 +53,12 @@ fn read_seeds_and_past_crashes_read_cleanly() {
         // The seeds are photo files; the target also wraps them in its
         // arbitrary structure, so raw files are replayed as files.
         let Ok(image) = mnist::preprocess::decode(&bytes, &LIMITS) else { continue };
-        let segmentation = mnist::read::segment(&image);
-        let uniform = vec![vec![0.1; mnist::NUM_CLASSES]; segmentation.candidates.len()];
-        let reading = segmentation.read(&uniform, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(reading.text.len(), reading.digits.len(), "{name}");
-        assert!(reading.digits.iter().all(|d| d.bounds.x + d.bounds.width <= image.width()), "{name}");
+        for method in [mnist::read::Method::Cuts, mnist::read::Method::Windows] {
+            let segmentation = mnist::read::segment(&image, method);
+            let uniform = vec![vec![0.0; mnist::NUM_CLASSES]; segmentation.candidates.len()];
+            let reading = segmentation.read(&uniform, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(reading.text.len(), reading.digits.len(), "{name}");
+            assert!(reading.digits.iter().all(|d| d.bounds.x + d.bounds.width <= image.width()), "{name}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mnist::{
     dataset::{Mnist, Split},
     proto::v1::{GetModelInfoRequest, ListModelsRequest, ModelInfo},
+    read::Method,
 };
 use mnist_client::{
     bench::{self, BenchOptions, Budget},
@@ -150,7 +151,15 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     // The digits cut here go through Predict, which names its model: the
     // one the server reads numbers with, unless --model says otherwise.
     let model = if model.is_empty() { reading_model(server).await? } else { model.to_string() };
+    // The model's metadata says which images of the line it is shown.
+    let method = if args.send_encoded {
+        Method::default()
+    } else {
+        let info = model_info(server, &model).await?;
+        Method::from_metadata(info.model_metadata.get(Method::METADATA_KEY).map(String::as_str))
+    };
     let options = ReadOptions {
+        method,
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),

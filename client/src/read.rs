@@ -20,7 +20,7 @@ use indicatif::ProgressBar;
 use mnist::{
     preprocess::{DecodeLimits, decode},
     proto::v1::{PredictRequest, ReadRequest, predict_request::Input, read_request},
-    read::{PixelBox, Reading, Segmentation, draw, segment},
+    read::{Method, PixelBox, Reading, Segmentation, draw, segment},
 };
 use serde::Serialize;
 
@@ -33,6 +33,9 @@ const LOCAL_LIMITS: DecodeLimits =
 /// Options of one read run.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
+    /// How the model reads numbers (its metadata's `reading`): which images
+    /// of each file are cut here and sent.
+    pub method: Method,
     /// Most unanswered candidate digits on the stream (or files, with `send_encoded`).
     pub window: usize,
     /// Send each file's bytes for the server to read (`ReadOne`).
@@ -151,13 +154,14 @@ async fn read_locally(
     let failures: Arc<Mutex<HashMap<usize, String>>> = Arc::default();
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let keep_images = options.debug_dir.is_some();
+    let method = options.method;
     let model = options.model.clone();
     let (pending_in, failures_in, progress_in) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
     // The stream outlives this call's borrow of `paths`: it owns its copy.
     let owned: Vec<PathBuf> = paths.to_vec();
     let requests = stream::iter(owned.into_iter().enumerate())
         .map(move |(index, path)| async move {
-            let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path))
+            let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path, method))
                 .await
                 .unwrap_or_else(|e| Err(format!("segmentation task failed: {e}")));
             (index, segmented)
@@ -250,7 +254,11 @@ fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -
     let Some(probabilities) = waiting.probabilities.into_iter().collect::<Option<Vec<_>>>() else {
         return ReadOutcome::Failed { error: "the server did not answer every digit".into() };
     };
-    let reading = match waiting.segmentation.read(&probabilities, options.expected_digits) {
+    // Predict answers probabilities; their logarithms are logits (softmax
+    // gives them back), and a zero stays far below any other digit.
+    let logits: Vec<Vec<f32>> =
+        probabilities.iter().map(|p| p.iter().map(|&v| v.max(f32::MIN_POSITIVE).ln()).collect()).collect();
+    let reading = match waiting.segmentation.read(&logits, options.expected_digits) {
         Ok(reading) => reading,
         Err(error) => return ReadOutcome::Failed { error: error.to_string() },
     };
@@ -262,8 +270,10 @@ fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -
     ReadOutcome::Read(reading.into())
 }
 
-/// Writes NNNN-<file>.png (the photo with boxes and digits) and
-/// NNNN-<file>.digit-K.png (the 28x28 the model saw for digit K).
+/// Writes NNNN-<file>.png (the photo with boxes and digits),
+/// NNNN-<file>.digit-K.png (the 28x28 the model saw for digit K) and, for a
+/// model that reads the line whole, NNNN-<file>.line.png (the line's strip
+/// and the window each digit was read in).
 fn write_debug(
     dir: &Path,
     index: usize,
@@ -278,6 +288,10 @@ fn write_debug(
         .save(&picture)
         .map_err(|e| format!("cannot write {}: {e}", picture.display()))?;
     let stem = name.trim_end_matches(".png");
+    if let Some(line) = draw::windows(segmentation, reading) {
+        let file = dir.join(format!("{stem}.line.png"));
+        line.save(&file).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
     for (k, digit) in reading.digits.iter().enumerate() {
         let Some(candidate) = segmentation.candidates.get(digit.candidate) else { continue };
         let file = dir.join(format!("{stem}.digit-{k}.png"));
@@ -288,10 +302,10 @@ fn write_debug(
     Ok(())
 }
 
-fn load_and_segment(path: &Path) -> Result<(DynamicImage, Segmentation), String> {
+fn load_and_segment(path: &Path, method: Method) -> Result<(DynamicImage, Segmentation), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let image = decode(&bytes, &LOCAL_LIMITS).map_err(|e| e.to_string())?;
-    let segmentation = segment(&image);
+    let segmentation = segment(&image, method);
     Ok((image, segmentation))
 }
 

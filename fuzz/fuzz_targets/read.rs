@@ -16,7 +16,11 @@ use libfuzzer_sys::fuzz_target;
 use mnist::{
     IMAGE_PIXELS, NUM_CLASSES,
     preprocess::decode,
-    read::{MAX_PIECES, MAX_PIECES_PER_DIGIT, segment},
+    read::{
+        MAX_PIECES, MAX_PIECES_PER_DIGIT, Method,
+        line::{MAX_DIGITS, MAX_FRAMES},
+        segment,
+    },
 };
 
 #[derive(Debug, Arbitrary)]
@@ -61,25 +65,30 @@ fuzz_target!(|case: Case| {
             None => return,
         },
     };
-    let segmentation = segment(&image);
-    assert!(segmentation.candidates.len() <= MAX_PIECES * MAX_PIECES_PER_DIGIT);
-    let probabilities: Vec<Vec<f32>> = (0..segmentation.candidates.len())
-        .map(|i| {
-            let mut p: Vec<f32> = (0..NUM_CLASSES)
-                .map(|d| f32::from(case.scores.get(i * NUM_CLASSES + d).copied().unwrap_or(1)) + 1.0)
-                .collect();
-            let total: f32 = p.iter().sum();
-            p.iter_mut().for_each(|v| *v /= total);
-            p
-        })
-        .collect();
-    let reading = segmentation
-        .read(&probabilities, case.expected_digits.map(usize::from))
-        .expect("probabilities of the right shape are read");
-    assert_eq!(reading.text.len(), reading.digits.len());
-    for digit in &reading.digits {
-        let b = digit.bounds;
-        assert!(b.x + b.width <= image.width() && b.y + b.height <= image.height());
-        assert_eq!(segmentation.candidates[digit.candidate].pixels.len(), IMAGE_PIXELS);
+    for method in [Method::Cuts, Method::Windows] {
+        let segmentation = segment(&image, method);
+        let (most_candidates, most_digits) = match method {
+            Method::Cuts => (MAX_PIECES * MAX_PIECES_PER_DIGIT, MAX_PIECES),
+            Method::Windows => (MAX_FRAMES, MAX_DIGITS),
+        };
+        assert!(segmentation.candidates.len() <= most_candidates);
+        // Arbitrary logits, from -8 to 8.
+        let logits: Vec<Vec<f32>> = (0..segmentation.candidates.len())
+            .map(|i| {
+                (0..NUM_CLASSES)
+                    .map(|d| f32::from(case.scores.get(i * NUM_CLASSES + d).copied().unwrap_or(128)) / 16.0 - 8.0)
+                    .collect()
+            })
+            .collect();
+        let reading = segmentation
+            .read(&logits, case.expected_digits.map(usize::from))
+            .expect("logits of the right shape are read");
+        assert_eq!(reading.text.len(), reading.digits.len());
+        assert!(reading.digits.len() <= most_digits);
+        for digit in &reading.digits {
+            let b = digit.bounds;
+            assert!(b.x + b.width <= image.width() && b.y + b.height <= image.height());
+            assert_eq!(segmentation.candidates[digit.candidate].pixels.len(), IMAGE_PIXELS);
+        }
     }
 });

@@ -17,7 +17,7 @@ use mnist::{
     PIXEL_MEAN, PIXEL_STD,
     dataset::{Mnist, Split, default_dir},
     preprocess::{DecodeLimits, decode},
-    read::{Segmentation, draw, segment},
+    read::{Method, Segmentation, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 use mnist_server::{
@@ -48,14 +48,17 @@ fn main() -> Result<(), AnyError> {
         }
     }
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
-    let (mut backend, _) = OnnxBackend::load(&model, &options)?;
+    let (mut backend, description) = OnnxBackend::load(&model, &options)?;
+    // The model file says how it reads (its ONNX metadata); cuts if it does not.
+    let method = Method::from_metadata(description.metadata.get(Method::METADATA_KEY).map(String::as_str));
     let data = Mnist::load(&default_dir(), split)?;
     let mut generator = PhotoGenerator::new(seed, page_side);
     let limits = DecodeLimits::default();
 
     println!(
-        "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {}\n",
-        model.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+        "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {} (reads {})\n",
+        model.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+        method.name()
     );
     let mut results: Vec<Outcome> = Vec::new();
     let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
@@ -71,11 +74,11 @@ fn main() -> Result<(), AnyError> {
                 let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
                 let started = Instant::now();
                 let image = decode(&photo, &limits)?;
-                let segmentation = segment(&image);
+                let segmentation = segment(&image, method);
                 segmenting += started.elapsed();
                 photos += 1;
-                let probabilities = classify(&mut backend, &segmentation)?;
-                let reading = segmentation.read(&probabilities, None)?;
+                let logits = classify(&mut backend, &segmentation)?;
+                let reading = segmentation.read(&logits, None)?;
                 let right = reading.text == truth;
                 if !right {
                     let covered = boxes.iter().all(|b| {
@@ -137,19 +140,21 @@ fn main() -> Result<(), AnyError> {
         ece += (mean - right).abs() * chosen.len() as f64 / results.len() as f64;
         println!("| {:.2}-{:.2} | {} | {mean:.3} | {right:.3} |", edge[0], edge[1].min(1.0), chosen.len());
     }
-    println!("\nmisread although every digit had a matching candidate (a choosing error): {misread_with_candidates:?}");
+    println!(
+        "\nmisread although every digit had a matching candidate (a choosing error; every window of a line matches): {misread_with_candidates:?}"
+    );
     println!("\nexpected calibration error (these bins): {ece:.3}");
     println!(
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
-    time_by_size(&mut backend, &data, seed)
+    time_by_size(&mut backend, method, &data, seed)
 }
 
 /// Time per photo of a 6-digit number, by size: decoding, segmenting,
 /// classifying every candidate in one batch and choosing (medians of 9).
 /// The 4000x3000 photo is a phone's 4:3 frame with the number across it.
-fn time_by_size(backend: &mut OnnxBackend, data: &Mnist, seed: u64) -> Result<(), AnyError> {
+fn time_by_size(backend: &mut OnnxBackend, method: Method, data: &Mnist, seed: u64) -> Result<(), AnyError> {
     println!("\n| photo | candidates | decode ms | segment ms | classify + choose ms | read ms |");
     println!("|---|---:|---:|---:|---:|---:|");
     let limits = DecodeLimits::default();
@@ -174,10 +179,10 @@ fn time_by_size(backend: &mut OnnxBackend, data: &Mnist, seed: u64) -> Result<()
             let started = Instant::now();
             let image = decode(&bytes, &limits)?;
             let decoded = Instant::now();
-            let segmentation = segment(&image);
+            let segmentation = segment(&image, method);
             let segmented = Instant::now();
-            let probabilities = classify(backend, &segmentation)?;
-            segmentation.read(&probabilities, None)?;
+            let logits = classify(backend, &segmentation)?;
+            segmentation.read(&logits, None)?;
             decoding.push((decoded - started).as_secs_f64() * 1e3);
             segmenting.push((segmented - decoded).as_secs_f64() * 1e3);
             classifying.push(segmented.elapsed().as_secs_f64() * 1e3);
@@ -207,7 +212,7 @@ fn ratio(right: usize, total: usize) -> f64 {
     right as f64 / total.max(1) as f64
 }
 
-/// The ten probabilities of every candidate, in one batch.
+/// The ten logits of every candidate, in one batch.
 fn classify(backend: &mut OnnxBackend, segmentation: &Segmentation) -> Result<Vec<Vec<f32>>, AnyError> {
     let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
     if pixels.is_empty() {
@@ -216,5 +221,5 @@ fn classify(backend: &mut OnnxBackend, segmentation: &Segmentation) -> Result<Ve
     let mut input = Vec::with_capacity(pixels.len());
     mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
     let logits = backend.infer(&input, segmentation.candidates.len())?;
-    Ok(logits.chunks(10).map(mnist::softmax).collect())
+    Ok(logits.chunks(10).map(<[f32]>::to_vec).collect())
 }

@@ -1,6 +1,8 @@
 //! Draws the figures of docs/reading-numbers.md: for a photo of a number
-//! of each spacing, the pieces `mnist::read` cut it into (top) and the
-//! digits it chose, with the 28x28 each became (bottom). The photos are
+//! of each spacing, the line's strip and the windows each digit was read in
+//! (a window model; the pieces `mnist::read` cut it into, for a model that
+//! reads cuts) on top, and the digits read, with the 28x28 each was read
+//! from, beneath. The photos are
 //! seeded `mnist::synth` numbers of MNIST test digits; the classifier is
 //! the shipped reading model, in-process.
 //!
@@ -13,7 +15,7 @@ use mnist::{
     PIXEL_MEAN, PIXEL_STD,
     dataset::{Mnist, Split, default_dir},
     preprocess::{DecodeLimits, decode},
-    read::{draw, segment},
+    read::{Method, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 use mnist_server::{
@@ -26,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args().nth(1).map_or_else(|| root.join("docs/img"), PathBuf::from);
     std::fs::create_dir_all(&out)?;
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
-    let (mut backend, _) = OnnxBackend::load(&root.join("models/mnist-reader.onnx"), &options)?;
+    let (mut backend, description) = OnnxBackend::load(&root.join("models/mnist-reader.onnx"), &options)?;
+    let method = Method::from_metadata(description.metadata.get(Method::METADATA_KEY).map(String::as_str));
     let data = Mnist::load(&default_dir(), Split::Test)?;
     let cases = [
         (Spacing::Wide, Condition::Ruled, [3usize, 14, 15, 92, 65]),
@@ -39,14 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
         let photo = generator.number_jpeg(&digits, spacing, condition);
         let image = decode(&photo, &DecodeLimits::default())?;
-        let segmentation = segment(&image);
+        let segmentation = segment(&image, method);
         let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
         let mut input = Vec::new();
         mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
         let logits = backend.infer(&input, segmentation.candidates.len())?;
-        let probabilities: Vec<Vec<f32>> = logits.chunks(10).map(mnist::softmax).collect();
-        let reading = segmentation.read(&probabilities, None)?;
-        let top = draw::pieces(&image, &segmentation);
+        let logits: Vec<Vec<f32>> = logits.chunks(10).map(<[f32]>::to_vec).collect();
+        let reading = segmentation.read(&logits, None)?;
+        // A window model reads the line's strip: show it and the windows
+        // each digit was read in; cuts show the pieces.
+        let top = draw::windows(&segmentation, &reading).unwrap_or_else(|| draw::pieces(&image, &segmentation));
         let bottom = draw::annotated(&image, &segmentation, &reading);
         let mut figure =
             RgbImage::from_pixel(top.width().max(bottom.width()), top.height() + 8 + bottom.height(), Rgb([255; 3]));

@@ -314,13 +314,16 @@ impl Core {
         }
         let started = Instant::now();
         let limits = self.limits.decode;
+        // The served file decides which images of the line it is shown.
+        let served = model.served();
+        let method = served.reading_method();
         let segmentation = self
             .decoding(move || {
                 let image = match page {
                     PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
                     PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
                 };
-                Ok(segment(&image))
+                Ok(segment(&image, method))
             })
             .await?;
         metrics::stage("segment", started.elapsed());
@@ -337,11 +340,17 @@ impl Core {
             if segmentation.is_empty() { Vec::new() } else { self.infer(model, candidates, deadline).await? };
         let model_prefix = match predictions.first() {
             Some(prediction) => prediction.model_prefix().to_string(),
-            None => model.served().sha256_prefix().to_string(),
+            None => served.sha256_prefix().to_string(),
         };
-        let probabilities: Vec<Vec<f32>> = predictions.into_iter().map(|p| p.probabilities).collect();
-        let reading =
-            segmentation.read(&probabilities, expected_digits).map_err(|e| ServerError::Inference(e.to_string()))?;
+        // A file swapped in between segmenting and inferring may read
+        // another way: its answers would be decoded wrongly.
+        if model_prefix != served.sha256_prefix() && model.served().reading_method() != method {
+            return Err(ServerError::Inference(
+                "the model was replaced by one that reads numbers another way during this reading; retry".into(),
+            ));
+        }
+        let logits: Vec<Vec<f32>> = predictions.iter().map(|p| p.logits.to_vec()).collect();
+        let reading = segmentation.read(&logits, expected_digits).map_err(|e| ServerError::Inference(e.to_string()))?;
         Ok(NumberReading { reading, segmentation, model: model_prefix })
     }
 

@@ -17,7 +17,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use mnist::proto::v1::ModelInfo;
+use mnist::{proto::v1::ModelInfo, read::Method};
 
 use crate::{batcher::Batcher, error::ServerError};
 
@@ -142,6 +142,12 @@ impl ServedModel {
     /// The first 12 hex digits of the model file's SHA-256 (as answers carry it).
     pub fn sha256_prefix(&self) -> &str {
         self.info.model_sha256.get(..12).unwrap_or(&self.info.model_sha256)
+    }
+
+    /// How the model reads numbers, as its ONNX metadata says (cuts when
+    /// it says nothing).
+    pub fn reading_method(&self) -> Method {
+        Method::from_metadata(self.info.model_metadata.get(Method::METADATA_KEY).map(String::as_str))
     }
 }
 

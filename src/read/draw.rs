@@ -87,6 +87,33 @@ pub fn pieces(image: &DynamicImage, segmentation: &Segmentation) -> RgbImage {
     picture
 }
 
+/// The line's strip as a window model reads it ([`super::Method::Windows`]),
+/// shown 4x: for each digit read, the 28x28 window where the model was
+/// surest of it, outlined, and the digit under it. `None` for a reading by
+/// cuts, which has no strip.
+pub fn windows(segmentation: &Segmentation, reading: &Reading) -> Option<RgbImage> {
+    let strip = segmentation.line.as_ref()?;
+    let zoom = 4u32;
+    let gray = image::GrayImage::from_raw(strip.width as u32, IMAGE_SIDE as u32, strip.pixels.clone())?;
+    // MNIST's white-on-black, inverted to ink on paper like the photo.
+    let mut gray = imageops::resize(&gray, gray.width() * zoom, gray.height() * zoom, imageops::FilterType::Nearest);
+    imageops::invert(&mut gray);
+    let label = 9 * 3 + 8;
+    let mut picture = RgbImage::from_pixel(gray.width(), gray.height() + label, Rgb([255, 255, 255]));
+    imageops::overlay(&mut picture, &DynamicImage::ImageLuma8(gray).to_rgb8(), 0, 0);
+    let side = IMAGE_SIDE as u32 * zoom;
+    for (n, digit) in reading.digits.iter().enumerate() {
+        let colour = Rgb(COLOURS[n % COLOURS.len()]);
+        let left = (digit.candidate * super::line::FRAME_STRIDE) as u32 * zoom;
+        for t in 0..2 {
+            let rect = Rect::at((left + t) as i32, t as i32).of_size(side - 2 * t, side - 2 * t);
+            imageproc::drawing::draw_hollow_rect_mut(&mut picture, rect, colour);
+        }
+        draw_digit(&mut picture, digit.digit, (left + side / 2) as i32 - 7, side as i32 + 6, 3, colour);
+    }
+    Some(picture)
+}
+
 /// The photo as the pictures show it, at most [`PICTURE_SIDE`] a side, and
 /// its scale against the original.
 fn picture_of(image: &DynamicImage) -> (RgbImage, f32) {

@@ -18,11 +18,12 @@ use mnist_train::{
     device,
     eval::{Evaluation, evaluate},
     export::{self, HeldOut, Splits},
+    lines::LineSet,
     model::Net,
     plot,
     recipe::Recipe,
     record::{EvalSplit, Progress},
-    train::{TrainConfig, train},
+    train::{TrainConfig, train, train_lines},
 };
 use tch::{Device, nn::VarStore};
 
@@ -96,7 +97,7 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
     })
     .context("installing the Ctrl-C handler")?;
 
-    if !args.quiet {
+    if !args.quiet && recipe.line_set.is_empty() {
         eprintln!(
             "training {} on {} images ({}), evaluating on {} {} images, into {}",
             recipe.summary(),
@@ -107,9 +108,29 @@ fn train_command(args: &TrainArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
+    let recipe_line_set = recipe.line_set.clone();
     let config =
         TrainConfig { recipe, device, run_dir: args.out.clone(), resume: args.resume, eval_split, quiet: args.quiet };
-    let trained = match train(&config, &train_set, eval_set, &stop) {
+    let result = match recipe_line_set.as_slice() {
+        [] => train(&config, &train_set, eval_set, &stop),
+        dirs => {
+            let lines = LineSet::load(dirs, "train", device).context("loading the line sets' training strips")?;
+            let held_out =
+                LineSet::load(dirs, "validation", device).context("loading the line sets' validation strips")?;
+            if !args.quiet {
+                eprintln!(
+                    "training {} on {} strips of numbers ({}), evaluating on {} validation strips, into {}",
+                    config.recipe.summary(),
+                    lines.len(),
+                    device::name(device),
+                    held_out.len(),
+                    args.out.display()
+                );
+            }
+            train_lines(&config, &lines, &held_out, &stop)
+        }
+    };
+    let trained = match result {
         Err(Error::Interrupted { completed_epochs }) => {
             eprintln!(
                 "interrupted: {completed_epochs} epoch(s) are checkpointed in {}; run the same command with --resume to continue",

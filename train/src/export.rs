@@ -9,7 +9,10 @@
 
 use std::{collections::BTreeMap, fs, path::Path};
 
-use mnist::dataset::{Mnist, sha256_hex};
+use mnist::{
+    dataset::{Mnist, sha256_hex},
+    read::Method,
+};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
 use crate::{
@@ -103,8 +106,11 @@ pub fn export(
     let test_labels = splits.test.labels();
     let test_eval = Evaluation::from_logits(&test_logits, &test_labels)?;
 
-    // Validation labels once, on the CPU: the float and int8 figures both read them.
-    let validation = splits.validation.map(|v| (v, v.labels()));
+    // Validation labels once, on the CPU: the float and int8 figures both
+    // read them. A window model (trained on lines) is not calibrated on
+    // single digits: its blank, the eleventh class, is not among them.
+    let reads_lines = !progress.recipe.line_set.is_empty();
+    let validation = splits.validation.filter(|_| !reads_lines).map(|v| (v, v.labels()));
     let (calibration, validation_eval) = match &validation {
         Some((validation, labels)) => {
             let logits = eval::logits(net, &validation.set).to_kind(Kind::Double);
@@ -118,11 +124,16 @@ pub fn export(
     let weights = Weights::from_var_store(vs, net.arch(), temperature)?;
 
     let metadata = |eval: &Evaluation| -> Result<BTreeMap<String, String>> {
-        Ok(BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             ("test_accuracy".to_string(), format!("{:.4}", eval.accuracy())),
             ("recipe".to_string(), serde_json::to_string(&progress.recipe).map_err(|e| Error::Config(e.to_string()))?),
             ("epochs".to_string(), progress.completed_epochs.to_string()),
-        ]))
+        ]);
+        // Models that say nothing read numbers by cuts.
+        if reads_lines {
+            metadata.insert(Method::METADATA_KEY.to_string(), Method::Windows.name().to_string());
+        }
+        Ok(metadata)
     };
     let (float_file, int8_file) = (format!("{}.onnx", options.name), format!("{}-int8.onnx", options.name));
     let float_path = dir.join(&float_file);

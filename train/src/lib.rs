@@ -21,6 +21,7 @@ pub mod device;
 mod error;
 pub mod eval;
 pub mod export;
+pub mod lines;
 pub mod model;
 pub mod onnx;
 pub mod optim;

@@ -235,6 +235,47 @@ impl Net {
         x
     }
 
+    /// The logits of every 28x28 window of `strips` (`[N, 1, 28, W]`,
+    /// normalized), windows `stride` columns apart: `[T, N, 10]` with
+    /// `T = (W - 28) / stride + 1`, what [`nn::ModuleT::forward_t`] gives
+    /// each window on its own (up to dropout masks), computed at once. The
+    /// convolutions have no padding, so a window's feature maps are a slice
+    /// of the strip's; the first dense layer is then a convolution as large
+    /// as a window's map, the next ones 1x1 convolutions. `stride` must be
+    /// a multiple of the pooling (2 per max pool) so that windows pool as
+    /// the strip does.
+    pub fn frames_t(&self, strips: &Tensor, stride: i64, train: bool) -> Tensor {
+        let mut x = strips.shallow_clone();
+        let mut pooling = 1;
+        for step in &self.steps {
+            x = match step {
+                Step::Conv(layer) => {
+                    let (conv, bn) = layer.as_ref();
+                    let out = x.apply(conv);
+                    match bn {
+                        Some(bn) => out.apply_t(bn, train),
+                        None => out,
+                    }
+                }
+                Step::Relu => x.relu(),
+                Step::MaxPool => {
+                    pooling *= 2;
+                    x.max_pool2d_default(2)
+                }
+                Step::Flatten => x.dropout(DROPOUT_CONV, train),
+                Step::Dense(linear, last) => {
+                    let x = if *last { x.dropout(DROPOUT_DENSE, train) } else { x };
+                    let side = x.size()[2];
+                    let (outputs, inputs) = linear.ws.size2().unwrap_or((0, 0));
+                    let kernel = linear.ws.view([outputs, inputs / (side * side), side, side]);
+                    let step = if side > 1 { stride / pooling } else { 1 };
+                    x.conv2d(&kernel, linear.bs.as_ref(), [1, step], [0, 0], [1, 1], 1)
+                }
+            };
+        }
+        x.squeeze_dim(2).permute([2, 0, 1])
+    }
+
     /// What each weighted layer receives in inference mode, for a batch of
     /// normalized images, in graph order: the ranges int8 calibration
     /// measures. The first is the image itself.
@@ -338,6 +379,23 @@ mod tests {
             .map(Tensor::size)
             .collect();
         assert_eq!(sizes, [vec![2, 1, 28, 28], vec![2, 32, 26, 26], vec![2, 9216], vec![2, 128]]);
+    }
+
+    #[test]
+    fn frames_are_the_windows_classified_one_by_one() {
+        for arch in [Arch::Reference, Arch::ThreeBlock] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = Net::new(&vs.root(), arch);
+            let _ = net.forward_t(&Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
+            let strips = Tensor::rand([2, 1, 28, 28 + 4 * 5], (Kind::Float, Device::Cpu));
+            let frames = net.frames_t(&strips, 4, false);
+            assert_eq!(frames.size(), [6, 2, 10], "{arch:?}");
+            for t in 0..6 {
+                let window = strips.narrow(3, 4 * t, 28);
+                let one_by_one = net.forward_t(&window, false);
+                assert!(frames.get(t).allclose(&one_by_one, 1e-4, 1e-5, false), "{arch:?} frame {t}");
+            }
+        }
     }
 
     #[test]

@@ -81,6 +81,12 @@ pub struct Recipe {
     /// not take for a digit.
     #[serde(default)]
     pub reading_set: Option<std::path::PathBuf>,
+    /// A line set (`examples/line_set.rs`) to train a window model on
+    /// instead of single digits: strips of handwritten numbers, the CTC
+    /// loss over 28x28 windows ([`crate::lines`]); the model reads numbers
+    /// whole (`mnist::read::Method::Windows`).
+    #[serde(default)]
+    pub line_set: Vec<std::path::PathBuf>,
 }
 
 /// The augmentation's rotation before `Recipe::rotation` existed.
@@ -109,6 +115,7 @@ impl Default for Recipe {
             train_images: None,
             validation_images: mnist::dataset::VALIDATION_IMAGES,
             reading_set: None,
+            line_set: Vec::new(),
         }
     }
 }
@@ -182,7 +189,13 @@ impl Recipe {
             } else {
                 String::new()
             },
-            if self.reading_set.is_some() { " +reading set" } else { "" },
+            if self.reading_set.is_some() {
+                " +reading set"
+            } else if !self.line_set.is_empty() {
+                " lines"
+            } else {
+                ""
+            },
         )
         .to_lowercase()
     }

@@ -19,6 +19,7 @@ use crate::{
     device,
     error::io_error,
     eval::evaluate,
+    lines::{self, LineBatch, LineSet},
     model::Net,
     optim::{Optimizer, learning_rate},
     recipe::Recipe,
@@ -62,6 +63,45 @@ pub struct Trained {
 /// long as only one run at a time uses libtorch's (process-global) random
 /// generator.
 pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, stop: &AtomicBool) -> Result<Trained> {
+    train_on(config, &Examples::Images { train: train_set, eval: eval_set }, stop)
+}
+
+/// Trains a window model per `config` on the strips of `train_set` with
+/// the CTC loss ([`crate::lines`]), evaluating on `eval_set` (exact
+/// readings) after every epoch; otherwise as [`train`].
+pub fn train_lines(
+    config: &TrainConfig,
+    train_set: &LineSet,
+    eval_set: &LineSet,
+    stop: &AtomicBool,
+) -> Result<Trained> {
+    train_on(config, &Examples::Lines { train: train_set, eval: eval_set }, stop)
+}
+
+/// What a run learns from: single images with labels, or lines of digits.
+enum Examples<'a> {
+    Images { train: &'a TensorSet, eval: &'a TensorSet },
+    Lines { train: &'a LineSet, eval: &'a LineSet },
+}
+
+impl Examples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Examples::Images { train, .. } => train.len(),
+            Examples::Lines { train, .. } => train.len(),
+        }
+    }
+
+    /// The held-out loss and accuracy (exact readings, for lines).
+    fn evaluate(&self, net: &Net) -> Result<(f64, f64)> {
+        match self {
+            Examples::Images { eval, .. } => evaluate(net, eval).map(|e| (e.loss(), e.accuracy())),
+            Examples::Lines { eval, .. } => Ok(lines::evaluate(net, eval)),
+        }
+    }
+}
+
+fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) -> Result<Trained> {
     let recipe = &config.recipe;
     recipe.validate()?;
     fs::create_dir_all(&config.run_dir).map_err(io_error(&config.run_dir))?;
@@ -107,7 +147,7 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         thicken: recipe.thicken,
         ..Augment::default()
     });
-    let steps_per_epoch = train_set.batches(recipe.batch_size, false).batch_count();
+    let steps_per_epoch = examples.len().div_ceil(recipe.batch_size);
     let total_steps = steps_per_epoch * recipe.epochs;
 
     for epoch in progress.completed_epochs..recipe.epochs {
@@ -119,17 +159,30 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         let started = Instant::now();
         let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, recipe.lr);
 
-        for (images, labels) in train_set.batches(recipe.batch_size, true) {
+        let epoch_batches: Box<dyn Iterator<Item = Batch>> = match examples {
+            Examples::Images { train, .. } => {
+                Box::new(train.batches(recipe.batch_size, true).map(|(images, labels)| Batch::Images(images, labels)))
+            }
+            Examples::Lines { train, .. } => Box::new(
+                train.batches(recipe.batch_size, true).into_iter().map(|indices| Batch::Lines(train.batch(&indices))),
+            ),
+        };
+        for batch in epoch_batches {
             if stop.load(Ordering::Relaxed) {
                 bar.abandon();
                 return Err(Error::Interrupted { completed_epochs: progress.completed_epochs });
             }
-            let images = match &augment {
-                Some(a) => a.apply(&images),
-                None => images,
+            let loss = match batch {
+                Batch::Images(images, labels) => {
+                    let images = match &augment {
+                        Some(a) => a.apply(&images),
+                        None => images,
+                    };
+                    let logits = net.forward_t(&normalize(&images), true);
+                    loss(&logits, &labels, recipe.label_smoothing)
+                }
+                Batch::Lines(lines) => lines::loss(&net, &lines, true),
             };
-            let logits = net.forward_t(&normalize(&images), true);
-            let loss = loss(&logits, &labels, recipe.label_smoothing);
             lr = learning_rate(recipe.schedule, recipe.lr, progress.steps as usize, total_steps);
             optimizer.zero_grad();
             loss.backward();
@@ -147,14 +200,14 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let evaluation = evaluate(&net, eval_set)?;
+        let (eval_loss, eval_accuracy) = examples.evaluate(&net)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / batches.max(1) as f64,
-            eval_loss: evaluation.loss(),
-            eval_accuracy: evaluation.accuracy(),
+            eval_loss,
+            eval_accuracy,
             seconds,
-            images_per_second: train_set.len() as f64 / seconds,
+            images_per_second: examples.len() as f64 / seconds,
             lr,
         };
         if !config.quiet {
@@ -177,6 +230,12 @@ pub fn train(config: &TrainConfig, train_set: &TensorSet, eval_set: &TensorSet, 
         write_metrics(config, &progress)?;
     }
     Ok(Trained { vs, net, progress })
+}
+
+/// One training step's examples.
+enum Batch {
+    Images(Tensor, Tensor),
+    Lines(LineBatch),
 }
 
 /// The training loss: cross-entropy (with label smoothing), and for a

@@ -1,0 +1,421 @@
+//! Reading a line of digits as a whole, without choosing cuts: the line's
+//! ink becomes one strip 28 pixels high (digits about MNIST's 20), the
+//! classifier looks at it through 28x28 windows [`FRAME_STRIDE`] pixels
+//! apart, and connectionist temporal classification (CTC) turns what it
+//! says of each window into digits.
+//!
+//! Cutting touching digits apart and asking which cut the classifier likes
+//! best fails where two touching digits look like one wide digit; a model
+//! that says, for every position along the line, "a 3 is centred here" or
+//! "nothing is centred here" needs no cuts at all.
+//!
+//! The windows are ordinary 28x28 images, so they go through the server's
+//! micro-batcher like any other digit, and the window model is exported as
+//! any classifier is (`mnist-train train --line-set`): ten logits, one per
+//! digit. The eleventh class, CTC's *blank* ("no digit centred here"), has
+//! its logit fixed at zero: softmax does not change when every logit moves
+//! together, so pinning one of eleven logits loses nothing, and the model
+//! keeps the shape every served model has.
+
+use image::{DynamicImage, ImageBuffer, Luma, imageops};
+
+use super::{Line, PixelBox, READ_WORK_SIDE, ReadDigit, Reading, to_original};
+use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Result, preprocess::page_ink};
+
+/// Columns between the left edges of two neighbouring windows. The window
+/// model's first layers see the strip the same way whatever the offset, as
+/// long as it is even (its 2x2 pooling): training computes every window of
+/// a strip at once on that account.
+pub const FRAME_STRIDE: usize = 4;
+
+/// Height of a digit of the line in the strip, as in MNIST's 20x20 box.
+const DIGIT_HEIGHT: f32 = 20.0;
+
+/// Blank columns kept between two marks, in line heights: wider gaps are
+/// narrowed to this so that a widely spaced number is not mostly paper.
+const MAX_GAP: f32 = 0.3;
+
+/// Blank columns before and after the ink, so that the first and last
+/// windows are centred on the line's ends.
+const PAD: usize = 12;
+
+/// Most windows per line: a line that would need more is squeezed
+/// (bounded work for a 20000x200 strip).
+pub const MAX_FRAMES: usize = 96;
+
+/// Most digits a reading holds: a longer one is not a number.
+pub const MAX_DIGITS: usize = 24;
+
+/// A line of ink, normalized for the window model, and the way back to the
+/// original image.
+#[derive(Debug, Clone)]
+pub struct LineStrip {
+    /// Columns of the strip.
+    pub width: usize,
+    /// `IMAGE_SIDE` rows of `width` MNIST-style pixels (0 paper, 255 ink).
+    pub pixels: Vec<u8>,
+    /// The work-size column each column of the narrowed band came from.
+    columns: Vec<usize>,
+    /// Strip columns per band column.
+    scale: f32,
+    /// The page's ink, kept only on the line (work size, row-major), to
+    /// find each digit's rows.
+    ink: Vec<f32>,
+    page_width: usize,
+    level: f32,
+    /// Rows of the line's band (work size).
+    band: (usize, usize),
+    /// Original pixels per work pixel, and the original size.
+    to_original: (f32, u32, u32),
+}
+
+impl LineStrip {
+    /// Makes the strip of a page's line, from the components on it.
+    pub(super) fn new(image: &DynamicImage) -> Option<Self> {
+        let page = page_ink(image, READ_WORK_SIDE, &mut |_, _| {})?;
+        let scale = image.width().max(image.height()) as f32 / page.width.max(page.height) as f32;
+        let labels = page.labels();
+        let components = page.components(&labels);
+        let line = Line::of(&components)?;
+        let mut on_line = vec![false; components.iter().map(|c| c.label as usize + 1).max().unwrap_or(0)];
+        let (mut x0, mut x1, mut y0, mut y1) = (usize::MAX, 0, usize::MAX, 0);
+        let mut covered = vec![false; page.width];
+        for c in components.iter().filter(|c| line.holds(c)) {
+            on_line[c.label as usize] = true;
+            (x0, x1, y0, y1) = (x0.min(c.x0), x1.max(c.x1), y0.min(c.y0), y1.max(c.y1));
+            // The strokes' antialiased edges reach a pixel or two past the mask.
+            covered[c.x0.saturating_sub(2)..(c.x1 + 2).min(page.width)].fill(true);
+        }
+        if x0 >= x1 {
+            return None;
+        }
+        let keep: Vec<bool> = labels.iter().map(|&l| on_line.get(l as usize).copied().unwrap_or(false)).collect();
+        let ink = page.kept_ink(&keep)?;
+        let (x0, x1) = (x0.saturating_sub(2), (x1 + 2).min(page.width));
+        let (y0, y1) = (y0.saturating_sub(2), (y1 + 2).min(page.height));
+        let max_gap = (MAX_GAP * line.height).round().max(1.0) as usize;
+        let mut columns = Vec::with_capacity(x1 - x0);
+        let mut gap = 0;
+        for (x, &inked) in covered.iter().enumerate().take(x1).skip(x0) {
+            gap = if inked { 0 } else { gap + 1 };
+            if gap <= max_gap {
+                columns.push(x);
+            }
+        }
+        let band_height = y1 - y0;
+        let most_ink_columns = (MAX_FRAMES - 1) * FRAME_STRIDE + IMAGE_SIDE - 2 * PAD;
+        let strip_scale = (DIGIT_HEIGHT / line.height)
+            .min((IMAGE_SIDE - 2) as f32 / band_height as f32)
+            .min(most_ink_columns as f32 / columns.len() as f32);
+        let band = ImageBuffer::<Luma<f32>, Vec<f32>>::from_fn(columns.len() as u32, band_height as u32, |c, r| {
+            Luma([ink[(y0 + r as usize) * page.width + columns[c as usize]]])
+        });
+        let ink_width = ((columns.len() as f32 * strip_scale).round() as u32).max(1);
+        let ink_height = ((band_height as f32 * strip_scale).round() as u32).clamp(1, IMAGE_SIDE as u32);
+        let resized = imageops::resize(&band, ink_width, ink_height, imageops::FilterType::Triangle);
+        let width = strip_width(ink_width as usize);
+        let mut pixels = vec![0u8; IMAGE_SIDE * width];
+        let top = (IMAGE_SIDE - ink_height as usize) / 2;
+        for (x, y, value) in resized.enumerate_pixels() {
+            pixels[(top + y as usize) * width + PAD + x as usize] = (value.0[0].clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+        let level = page.level;
+        Some(Self {
+            width,
+            pixels,
+            columns,
+            scale: strip_scale,
+            ink,
+            page_width: page.width,
+            level,
+            band: (y0, y1),
+            to_original: (scale, image.width(), image.height()),
+        })
+    }
+
+    /// How many windows the model looks through.
+    pub fn frames(&self) -> usize {
+        (self.width - IMAGE_SIDE) / FRAME_STRIDE + 1
+    }
+
+    /// The 28x28 window of frame `k` (784 MNIST-style pixels).
+    pub fn window(&self, k: usize) -> Vec<u8> {
+        let left = k * FRAME_STRIDE;
+        let mut pixels = Vec::with_capacity(IMAGE_PIXELS);
+        for row in self.pixels.chunks_exact(self.width) {
+            pixels.extend_from_slice(&row[left..left + IMAGE_SIDE]);
+        }
+        pixels
+    }
+
+    /// The work-size column under strip column `x`.
+    fn work_column(&self, x: f32) -> usize {
+        let band_column = ((x - PAD as f32) / self.scale).round().max(0.0) as usize;
+        self.columns[band_column.min(self.columns.len() - 1)]
+    }
+
+    /// The box, in the original image, of the line's ink between strip
+    /// columns `left..right`.
+    pub(super) fn ink_box(&self, left: f32, right: f32) -> PixelBox {
+        let (x0, x1) = (self.work_column(left), self.work_column(right) + 1);
+        let (band_top, band_bottom) = self.band;
+        let inked_rows: Vec<usize> = (band_top..band_bottom)
+            .filter(|&y| (x0..x1).any(|x| self.ink[y * self.page_width + x] > self.level))
+            .collect();
+        let (y0, y1) = match (inked_rows.first(), inked_rows.last()) {
+            (Some(&top), Some(&bottom)) => (top, bottom + 1),
+            _ => self.band,
+        };
+        let (scale, width, height) = self.to_original;
+        to_original((x0, y0, x1, y1), scale, width, height)
+    }
+
+    /// The strip column at the centre of frame `k`'s window.
+    fn frame_centre(k: usize) -> f32 {
+        (k * FRAME_STRIDE + IMAGE_SIDE / 2) as f32
+    }
+
+    /// Reads the line from the window model's logits, one vector of ten per
+    /// frame: the likeliest way of emitting digits along the frames (CTC's
+    /// best path), with `expected_digits` digits if that many fit.
+    pub(super) fn read(&self, logits: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
+        if logits.len() != self.frames() {
+            return Err(Error::Reading(format!("{} windows but {} logit vectors", self.frames(), logits.len())));
+        }
+        if let Some(bad) = logits.iter().find(|l| l.len() != NUM_CLASSES) {
+            return Err(Error::Reading(format!("a logit vector has {} values, not {NUM_CLASSES}", bad.len())));
+        }
+        let probabilities: Vec<[f32; BLANK + 1]> = logits.iter().map(|l| with_blank(l)).collect();
+        let path = best_path(&probabilities, expected_digits);
+        let spans = path.spans(&probabilities);
+        let digits: Vec<ReadDigit> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, span)| {
+                // A digit reaches halfway to its neighbours, and to the
+                // line's ends at either end.
+                let left = match i {
+                    0 => 0.0,
+                    _ => (Self::frame_centre(spans[i - 1].last) + Self::frame_centre(span.first)) / 2.0,
+                };
+                let right = match spans.get(i + 1) {
+                    Some(next) => (Self::frame_centre(span.last) + Self::frame_centre(next.first)) / 2.0,
+                    None => self.width as f32,
+                };
+                let p = &probabilities[span.peak];
+                let digit_mass: f32 = p[..BLANK].iter().sum();
+                ReadDigit {
+                    digit: span.digit as u8,
+                    confidence: p[span.digit],
+                    probabilities: p[..BLANK].iter().map(|v| v / digit_mass.max(f32::MIN_POSITIVE)).collect(),
+                    bounds: self.ink_box(left, right),
+                    candidate: span.peak,
+                }
+            })
+            .collect();
+        let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+        let confidence = if digits.is_empty() { 0.0 } else { digits.iter().map(|d| d.confidence).product() };
+        Ok(Reading { text, confidence, digits, best_length: path.best_length })
+    }
+}
+
+/// The strip's width for `ink` columns of ink: padded on both sides, and
+/// so that windows `FRAME_STRIDE` apart end exactly at its right edge.
+fn strip_width(ink: usize) -> usize {
+    let width = (ink + 2 * PAD).max(IMAGE_SIDE);
+    IMAGE_SIDE + (width - IMAGE_SIDE).div_ceil(FRAME_STRIDE) * FRAME_STRIDE
+}
+
+/// CTC's blank: the eleventh class, "no digit centred in this window".
+const BLANK: usize = NUM_CLASSES;
+
+/// The eleven probabilities of a frame: softmax of its ten logits and the
+/// blank's, fixed at zero.
+fn with_blank(logits: &[f32]) -> [f32; BLANK + 1] {
+    let max = logits.iter().copied().fold(0.0f32, f32::max);
+    let mut p = [0.0; BLANK + 1];
+    for (to, &l) in p.iter_mut().zip(logits) {
+        *to = (l - max).exp();
+    }
+    p[BLANK] = (-max).exp();
+    let sum: f32 = p.iter().sum();
+    p.iter_mut().for_each(|v| *v /= sum);
+    p
+}
+
+/// The frames one emitted digit spans on the best path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    digit: usize,
+    first: usize,
+    last: usize,
+    /// The frame of the span where the digit is likeliest.
+    peak: usize,
+}
+
+/// A best path: the symbol of every frame.
+#[derive(Debug)]
+struct Path {
+    symbols: Vec<usize>,
+    /// How many digits the best path of any length has.
+    best_length: usize,
+}
+
+impl Path {
+    /// The digits the path emits: runs of one digit, split where a blank
+    /// stands between two runs of the same digit; `probabilities` are the
+    /// frames' the path was found in.
+    fn spans(&self, probabilities: &[[f32; BLANK + 1]]) -> Vec<Span> {
+        let mut spans: Vec<Span> = Vec::new();
+        let mut previous = BLANK;
+        for (t, &s) in self.symbols.iter().enumerate() {
+            if s != BLANK {
+                match spans.last_mut() {
+                    Some(span) if s == previous => {
+                        span.last = t;
+                        if probabilities[t][s] > probabilities[span.peak][s] {
+                            span.peak = t;
+                        }
+                    }
+                    _ => spans.push(Span { digit: s, first: t, last: t, peak: t }),
+                }
+            }
+            previous = s;
+        }
+        spans
+    }
+}
+
+/// The likeliest frame-by-frame symbols (Viterbi over CTC's paths, counting
+/// emitted digits), with exactly `expected_digits` digits if any path has
+/// that many, else the likeliest of any length.
+fn best_path(probabilities: &[[f32; BLANK + 1]], expected_digits: Option<usize>) -> Path {
+    let frames = probabilities.len();
+    let most = frames.min(MAX_DIGITS);
+    let states = (most + 1) * (BLANK + 1);
+    let index = |k: usize, s: usize| k * (BLANK + 1) + s;
+    let log = |p: f32| p.max(1e-30).ln();
+    // score[k][s]: the best log-probability of the frames so far, having
+    // emitted k digits and now on symbol s; `from` the state before.
+    let mut score = vec![f32::NEG_INFINITY; states];
+    let mut from = vec![usize::MAX; frames * states];
+    if frames == 0 {
+        return Path { symbols: Vec::new(), best_length: 0 };
+    }
+    score[index(0, BLANK)] = log(probabilities[0][BLANK]);
+    for d in 0..BLANK {
+        if most >= 1 {
+            score[index(1, d)] = log(probabilities[0][d]);
+        }
+    }
+    for t in 1..frames {
+        let mut next = vec![f32::NEG_INFINITY; states];
+        for k in 0..=most {
+            for s in 0..=BLANK {
+                let here = score[index(k, s)];
+                if here == f32::NEG_INFINITY {
+                    continue;
+                }
+                let mut go = |k2: usize, s2: usize| {
+                    let candidate = here + log(probabilities[t][s2]);
+                    if candidate > next[index(k2, s2)] {
+                        next[index(k2, s2)] = candidate;
+                        from[t * states + index(k2, s2)] = index(k, s);
+                    }
+                };
+                go(k, BLANK);
+                if s != BLANK {
+                    go(k, s);
+                }
+                if k < most {
+                    for d in (0..BLANK).filter(|&d| d != s) {
+                        go(k + 1, d);
+                    }
+                }
+            }
+        }
+        score = next;
+    }
+    let best_of_length = |k: usize| {
+        (0..=BLANK).map(|s| (score[index(k, s)], index(k, s))).max_by(|a, b| a.0.total_cmp(&b.0)).unwrap_or((0.0, 0))
+    };
+    let best_any = (0..=most).map(best_of_length).max_by(|a, b| a.0.total_cmp(&b.0)).unwrap_or((0.0, 0));
+    let best_length = best_any.1 / (BLANK + 1);
+    let chosen =
+        expected_digits.filter(|&k| k <= most).map(best_of_length).filter(|(s, _)| s.is_finite()).unwrap_or(best_any);
+    let mut symbols = vec![BLANK; frames];
+    let mut state = chosen.1;
+    for t in (0..frames).rev() {
+        symbols[t] = state % (BLANK + 1);
+        if t > 0 {
+            state = from[t * states + state];
+        }
+    }
+    Path { symbols, best_length }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// Made-up window logits: at each `(frame, digit)` the digit is sure,
+    /// elsewhere the blank.
+    pub(in crate::read) fn logits_for(frames: usize, digits: &[(usize, usize)]) -> Vec<Vec<f32>> {
+        (0..frames)
+            .map(|t| {
+                let mut l = vec![-6.0; NUM_CLASSES];
+                if let Some(&(_, d)) = digits.iter().find(|(at, _)| *at == t) {
+                    l[d] = 8.0;
+                }
+                l
+            })
+            .collect()
+    }
+
+    fn symbols_of(logits: &[Vec<f32>], expected: Option<usize>) -> Vec<usize> {
+        let p: Vec<_> = logits.iter().map(|l| with_blank(l)).collect();
+        best_path(&p, expected).spans(&p).iter().map(|s| s.digit).collect()
+    }
+
+    #[test]
+    fn the_blank_is_an_eleventh_class_with_its_logit_at_zero() {
+        let p = with_blank(&[0.0; NUM_CLASSES]);
+        assert!(p.iter().all(|&v| (v - 1.0 / 11.0).abs() < 1e-6));
+        let p = with_blank(&[-20.0; NUM_CLASSES]);
+        assert!(p[BLANK] > 0.999);
+        let sum: f32 = with_blank(&[3.0, -1.0, 0.5, 0.0, 2.0, 9.0, -4.0, 1.0, 0.0, 0.0]).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn repeated_digits_need_a_blank_between_them() {
+        // 7 7 blank 7 -> "77"; 3 3 3 -> "3".
+        let logits = logits_for(8, &[(1, 7), (2, 7), (4, 7), (6, 3)]);
+        assert_eq!(symbols_of(&logits, None), [7, 7, 3]);
+        let logits = logits_for(5, &[(1, 3), (2, 3), (3, 3)]);
+        assert_eq!(symbols_of(&logits, None), [3]);
+    }
+
+    #[test]
+    fn an_expected_length_takes_the_best_path_with_that_many_digits() {
+        // Frame 4 is unsure between blank and 2: left alone it is blank.
+        let mut logits = logits_for(8, &[(1, 5), (6, 9)]);
+        logits[4][2] = -0.3;
+        assert_eq!(symbols_of(&logits, None), [5, 9]);
+        assert_eq!(symbols_of(&logits, Some(3)), [5, 2, 9]);
+        // More digits than frames allow: the best reading of any length.
+        assert_eq!(symbols_of(&logits, Some(40)), [5, 9]);
+        let p: Vec<_> = logits.iter().map(|l| with_blank(l)).collect();
+        assert_eq!(best_path(&p, Some(3)).best_length, 2);
+    }
+
+    #[test]
+    fn strips_are_windows_apart_and_padded() {
+        for ink in [0, 1, 5, 40, 41, 42, 43, 300] {
+            let width = strip_width(ink);
+            assert!(width >= ink + 2 * PAD && width >= IMAGE_SIDE, "{ink}");
+            assert_eq!((width - IMAGE_SIDE) % FRAME_STRIDE, 0, "{ink}");
+            assert!(width < ink + 2 * PAD + FRAME_STRIDE || width == IMAGE_SIDE, "{ink}");
+        }
+    }
+}
