@@ -349,6 +349,7 @@ fn request(work: &Workload, n: u64) -> PredictRequest {
         id: n.to_string(),
         input: Some(Input::Pixels(work.data.image(index).to_vec())),
         model: work.model.clone(),
+        return_logits: false,
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn evaluate(
             id: i.to_string(),
             input: Some(Input::Pixels(data.image(i).to_vec())),
             model: model.to_string(),
+            return_logits: false,
         })
         .collect();
     let mut matrix = ConfusionMatrix::default();

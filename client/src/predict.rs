@@ -116,7 +116,12 @@ pub async fn predict_files(
                         if let Ok(mut m) = marks.lock() {
                             m[index] = digits;
                         }
-                        Some(PredictRequest { id: index.to_string(), input: Some(input), model: model.clone() })
+                        Some(PredictRequest {
+                            id: index.to_string(),
+                            input: Some(input),
+                            model: model.clone(),
+                            return_logits: false,
+                        })
                     }
                     Err(error) => {
                         if let Ok(mut r) = results.lock() {

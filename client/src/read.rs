@@ -3,8 +3,8 @@
 //! By default each file is decoded and segmented here, with the very code
 //! the server's `Read` runs (`mnist::read`), and only its candidate digits
 //! (784 bytes each) travel, over the same `Predict` streams, replicas and
-//! failover as `predict`; the digits are then chosen here from the server's
-//! probabilities. A 12-megapixel photo costs the network a few kilobytes.
+//! failover as `predict`; the digits are then chosen here from the model's
+//! raw outputs (`return_logits`). A 12-megapixel photo costs the network a few kilobytes.
 //! With `send_encoded`, each file goes whole to the server's `ReadOne`.
 //! Both give the same reading for the same file and model.
 
@@ -136,12 +136,12 @@ pub async fn read_files(
     Ok(paths.into_iter().zip(outcomes).map(|(path, outcome)| ReadResult { path, outcome }).collect())
 }
 
-/// A file segmented here, waiting for its candidates' probabilities.
+/// A file segmented here, waiting for its candidates' logits.
 struct Pending {
     segmentation: Segmentation,
     /// The decoded image, kept only to draw the debug picture.
     image: Option<DynamicImage>,
-    probabilities: Vec<Option<Vec<f32>>>,
+    logits: Vec<Option<Vec<f32>>>,
 }
 
 async fn read_locally(
@@ -183,13 +183,16 @@ async fn read_locally(
                                 std::mem::take(&mut candidate.pixels)
                             })),
                             model: model.clone(),
+                            // A window model's blank is measured against
+                            // the raw outputs: the reading needs them.
+                            return_logits: true,
                         })
                         .collect();
                     if requests.is_empty() {
                         progress_in.inc(1);
                     }
                     let waiting = Pending {
-                        probabilities: vec![None; segmentation.candidates.len()],
+                        logits: vec![None; segmentation.candidates.len()],
                         segmentation,
                         image: keep_images.then_some(image),
                     };
@@ -224,10 +227,10 @@ async fn read_locally(
         }
         if let Ok(mut map) = pending_out.lock()
             && let Some(waiting) = map.get_mut(&file)
-            && let Some(slot) = waiting.probabilities.get_mut(candidate)
+            && let Some(slot) = waiting.logits.get_mut(candidate)
         {
-            *slot = Some(response.probabilities);
-            if waiting.probabilities.iter().all(Option::is_some) {
+            *slot = Some(response.logits);
+            if waiting.logits.iter().all(Option::is_some) {
                 progress_out.inc(1);
             }
         }
@@ -248,16 +251,18 @@ async fn read_locally(
     Ok(outcomes)
 }
 
-/// Chooses the digits of a file whose candidates all have probabilities,
-/// and writes its debug pictures.
+/// Chooses the digits of a file whose candidates all have logits, and
+/// writes its debug pictures.
 fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -> ReadOutcome {
-    let Some(probabilities) = waiting.probabilities.into_iter().collect::<Option<Vec<_>>>() else {
+    let Some(logits) = waiting.logits.into_iter().collect::<Option<Vec<_>>>() else {
         return ReadOutcome::Failed { error: "the server did not answer every digit".into() };
     };
-    // Predict answers probabilities; their logarithms are logits (softmax
-    // gives them back), and a zero stays far below any other digit.
-    let logits: Vec<Vec<f32>> =
-        probabilities.iter().map(|p| p.iter().map(|&v| v.max(f32::MIN_POSITIVE).ln()).collect()).collect();
+    if logits.iter().any(|l| l.len() != mnist::NUM_CLASSES) {
+        return ReadOutcome::Failed {
+            error: "the server answered no logits (it predates PredictRequest.return_logits): read with --send-encoded"
+                .into(),
+        };
+    }
     let reading = match waiting.segmentation.read(&logits, options.expected_digits) {
         Ok(reading) => reading,
         Err(error) => return ReadOutcome::Failed { error: error.to_string() },

@@ -512,10 +512,12 @@ async fn numbers_are_read_alike_by_client_and_server_and_well() {
 const NUMBERS_PER_CELL: usize = 15;
 
 /// The share of numbers read exactly that each spacing must reach there:
-/// what these seeded photos measured (wide 70/75, normal 72/75, close 69/75,
-/// touching 44/75), less a margin for other CPUs' floating point. Regression
-/// floors, below the targets (docs/reading-numbers.md says where).
-const READ_FLOORS: [(&str, f64); 4] = [("wide", 0.85), ("normal", 0.9), ("close", 0.85), ("touching", 0.52)];
+/// what these seeded photos measured with the window model (wide 67/75,
+/// normal 70/75, close 69/75, touching 52/75; the model that read cuts:
+/// 70, 72, 69 and 44), less a margin for other CPUs' floating point.
+/// Regression floors, below the targets (docs/reading-numbers.md
+/// says where).
+const READ_FLOORS: [(&str, f64); 4] = [("wide", 0.84), ("normal", 0.86), ("close", 0.85), ("touching", 0.62)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_in_every_format_with_debug_pictures_and_flags() {

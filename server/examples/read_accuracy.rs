@@ -148,17 +148,24 @@ fn main() -> Result<(), AnyError> {
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
-    time_by_size(&mut backend, method, &data, seed)
+    time_by_size(&mut backend, method, &data, seed, write.as_deref())
 }
 
 /// Time per photo of a 6-digit number, by size: decoding, segmenting,
 /// classifying every candidate in one batch and choosing (medians of 9).
 /// The 4000x3000 photo is a phone's 4:3 frame with the number across it.
-fn time_by_size(backend: &mut OnnxBackend, method: Method, data: &Mnist, seed: u64) -> Result<(), AnyError> {
-    println!("\n| photo | candidates | decode ms | segment ms | classify + choose ms | read ms |");
-    println!("|---|---:|---:|---:|---:|---:|");
+fn time_by_size(
+    backend: &mut OnnxBackend,
+    method: Method,
+    data: &Mnist,
+    seed: u64,
+    write: Option<&std::path::Path>,
+) -> Result<(), AnyError> {
     let limits = DecodeLimits::default();
     let digits: Vec<&[u8]> = (0..6).map(|i| data.image(i)).collect();
+    let truth: String = (0..6).map(|i| char::from(b'0' + data.labels[i])).collect();
+    println!("\n| photo | read (of {truth}) | candidates | decode ms | segment ms | classify + choose ms | read ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for (name, side) in [("640 px", 640u32), ("4000x3000", 4000)] {
         let mut generator = PhotoGenerator::new(seed, 640);
         let (page, _) = generator.number(&digits, Spacing::Normal, Condition::UnevenLight);
@@ -175,6 +182,7 @@ fn time_by_size(backend: &mut OnnxBackend, method: Method, data: &Mnist, seed: u
         image::DynamicImage::ImageRgb8(page)
             .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)?;
         let (mut decoding, mut segmenting, mut classifying, mut candidates) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut text = String::new();
         for _ in 0..9 {
             let started = Instant::now();
             let image = decode(&bytes, &limits)?;
@@ -182,14 +190,21 @@ fn time_by_size(backend: &mut OnnxBackend, method: Method, data: &Mnist, seed: u
             let segmentation = segment(&image, method);
             let segmented = Instant::now();
             let logits = classify(backend, &segmentation)?;
-            segmentation.read(&logits, None)?;
+            let reading = segmentation.read(&logits, None)?;
+            if let (Some(dir), true) = (write, reading.text != truth && text.is_empty()) {
+                std::fs::create_dir_all(dir)?;
+                let name = format!("size-{side}-{truth}-read-{}", reading.text);
+                std::fs::write(dir.join(format!("{name}.jpg")), &bytes)?;
+                draw::annotated(&image, &segmentation, &reading).save(dir.join(format!("{name}.png")))?;
+            }
+            text = reading.text;
             decoding.push((decoded - started).as_secs_f64() * 1e3);
             segmenting.push((segmented - decoded).as_secs_f64() * 1e3);
             classifying.push(segmented.elapsed().as_secs_f64() * 1e3);
             candidates = segmentation.candidates.len();
         }
         let (d, g, c) = (median(&mut decoding), median(&mut segmenting), median(&mut classifying));
-        println!("| {name} | {candidates} | {d:.1} | {g:.1} | {c:.1} | **{:.1}** |", d + g + c);
+        println!("| {name} | {text} | {candidates} | {d:.1} | {g:.1} | {c:.1} | **{:.1}** |", d + g + c);
     }
     Ok(())
 }

@@ -30,6 +30,24 @@ fn accuracy(responses: &[PredictResponse], labels: &[u8]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logits_come_back_only_when_asked_for_and_give_the_probabilities() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.client().await;
+    let data = test_set().take(3);
+    for i in 0..3 {
+        let plain = client.predict_one(pixels_request(i, data.image(i))).await.unwrap().into_inner();
+        assert!(plain.logits.is_empty(), "logits unasked for");
+        let request = PredictRequest { return_logits: true, ..pixels_request(i, data.image(i)) };
+        let with_logits = client.predict_one(request).await.unwrap().into_inner();
+        assert_eq!(with_logits.logits.len(), 10);
+        assert_eq!(with_logits.probabilities, plain.probabilities);
+        for (p, q) in mnist::softmax(&with_logits.logits).iter().zip(&plain.probabilities) {
+            assert!((p - q).abs() < 1e-5, "softmax of the logits {p} against the probability {q}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_of_1000_pixels_and_pngs_is_ordered_and_accurate() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;

@@ -84,7 +84,12 @@ async fn each_request_is_answered_by_the_model_it_names() {
         // mnist.v1: unary, pixels and an encoded image.
         for (i, image) in images.iter().enumerate().take(10) {
             let input = if i % 2 == 0 { Input::Pixels(image.to_vec()) } else { Input::Image(png(image)) };
-            let request = PredictRequest { id: i.to_string(), input: Some(input), model: info.name.clone() };
+            let request = PredictRequest {
+                id: i.to_string(),
+                input: Some(input),
+                model: info.name.clone(),
+                return_logits: false,
+            };
             let reply = client.predict_one(request).await.unwrap().into_inner();
             assert_eq!(reply.model_name, info.name);
             assert_eq!(reply.model, info.model_sha256[..12]);
@@ -98,6 +103,7 @@ async fn each_request_is_answered_by_the_model_it_names() {
                 id: i.to_string(),
                 input: Some(Input::Pixels(image.to_vec())),
                 model: info.name.clone(),
+                return_logits: false,
             })
             .collect();
         let mut stream = client.predict(tokio_stream::iter(requests)).await.unwrap().into_inner();
@@ -153,8 +159,12 @@ async fn each_request_is_answered_by_the_model_it_names() {
     assert!(index.models.iter().all(|m| m.state == "READY"));
 
     // A name that is not served: NOT_FOUND naming the served ones, on every front.
-    let unknown =
-        PredictRequest { id: "x".into(), input: Some(Input::Pixels(images[0].to_vec())), model: "resnet".into() };
+    let unknown = PredictRequest {
+        id: "x".into(),
+        input: Some(Input::Pixels(images[0].to_vec())),
+        model: "resnet".into(),
+        return_logits: false,
+    };
     let status = client.predict_one(unknown.clone()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert!(status.message().contains("'resnet'") && status.message().contains("'mnist-int8'"), "{status:?}");
@@ -212,6 +222,7 @@ async fn a_reload_replaces_only_the_model_whose_file_changed() {
                 id: i.to_string(),
                 input: Some(Input::Pixels(data.image(i).to_vec())),
                 model: name.into(),
+                return_logits: false,
             };
             let reply = client.predict_one(request).await.unwrap().into_inner();
             assert_eq!((reply.model_name.as_str(), reply.model.as_str()), (name, &sha[..12]));

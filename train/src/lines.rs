@@ -86,7 +86,7 @@ impl LineSet {
                 return Err(bad(n, "the text must be digits"));
             }
             let frames = width.checked_sub(IMAGE_SIDE).map(|extra| extra / FRAME_STRIDE + 1);
-            if width % FRAME_STRIDE != 0 || frames.is_none_or(|f| f < digits.len()) {
+            if !width.is_multiple_of(FRAME_STRIDE) || frames.is_none_or(|f| f < digits.len()) {
                 return Err(bad(n, "the strip is not a whole number of windows for its digits"));
             }
             if offset + IMAGE_SIDE * width > pixels.len() {

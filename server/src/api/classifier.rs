@@ -67,13 +67,14 @@ pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<
     }
 }
 
-fn response(id: String, model_name: &str, prediction: Prediction) -> PredictResponse {
+fn response(id: String, model_name: &str, prediction: Prediction, return_logits: bool) -> PredictResponse {
     PredictResponse {
         id,
         digit: prediction.digit,
         confidence: prediction.confidence,
         model: prediction.model_prefix().to_string(),
         model_name: model_name.to_string(),
+        logits: if return_logits { prediction.logits.to_vec() } else { Vec::new() },
         probabilities: prediction.probabilities,
         error: None,
     }
@@ -88,7 +89,8 @@ async fn classify(
 ) -> Result<PredictResponse, ServerError> {
     let model = core.model(&request.model)?;
     let image = image_input(request.input)?;
-    Ok(response(request.id, model.name(), core.classify(model, image, deadline, admission).await?))
+    let prediction = core.classify(model, image, deadline, admission).await?;
+    Ok(response(request.id, model.name(), prediction, request.return_logits))
 }
 
 /// One `Predict` stream item: errors go into the response, not the stream.
