@@ -155,24 +155,40 @@ impl LineStrip {
     }
 
     /// The box, in the original image, of the line's ink between strip
-    /// columns `left..right`.
+    /// columns `left..right` (the columns themselves when they hold none).
     pub(super) fn ink_box(&self, left: f32, right: f32) -> PixelBox {
         let (x0, x1) = (self.work_column(left), self.work_column(right) + 1);
         let (band_top, band_bottom) = self.band;
-        let inked_rows: Vec<usize> = (band_top..band_bottom)
-            .filter(|&y| (x0..x1).any(|x| self.ink[y * self.page_width + x] > self.level))
-            .collect();
+        let inked = |x: usize, y: usize| self.ink[y * self.page_width + x] > self.level;
+        let inked_rows: Vec<usize> = (band_top..band_bottom).filter(|&y| (x0..x1).any(|x| inked(x, y))).collect();
+        let inked_columns: Vec<usize> = (x0..x1).filter(|&x| (band_top..band_bottom).any(|y| inked(x, y))).collect();
         let (y0, y1) = match (inked_rows.first(), inked_rows.last()) {
             (Some(&top), Some(&bottom)) => (top, bottom + 1),
             _ => self.band,
+        };
+        let (x0, x1) = match (inked_columns.first(), inked_columns.last()) {
+            (Some(&first), Some(&last)) => (first, last + 1),
+            _ => (x0, x1),
         };
         let (scale, width, height) = self.to_original;
         to_original((x0, y0, x1, y1), scale, width, height)
     }
 
     /// The strip column at the centre of frame `k`'s window.
-    fn frame_centre(k: usize) -> f32 {
-        (k * FRAME_STRIDE + IMAGE_SIDE / 2) as f32
+    fn frame_centre(k: usize) -> usize {
+        k * FRAME_STRIDE + IMAGE_SIDE / 2
+    }
+
+    /// Between the centres of frames `from` and `to`, the column of the
+    /// strip with the least ink (the middle one of equals): the gap between
+    /// two digits, or where two touching digits meet.
+    fn emptiest_column(&self, from: usize, to: usize) -> f32 {
+        let (a, b) = (Self::frame_centre(from), Self::frame_centre(to).min(self.width));
+        let ink = |x: usize| self.pixels.iter().skip(x).step_by(self.width).map(|&v| u32::from(v)).sum::<u32>();
+        let middle = (a + b) as f32 / 2.0;
+        (a..b)
+            .min_by(|&x, &y| ink(x).cmp(&ink(y)).then((x as f32 - middle).abs().total_cmp(&(y as f32 - middle).abs())))
+            .map_or(middle, |x| x as f32 + 0.5)
     }
 
     /// Reads the line from the window model's logits, one vector of ten per
@@ -192,14 +208,14 @@ impl LineStrip {
             .iter()
             .enumerate()
             .map(|(i, span)| {
-                // A digit reaches halfway to its neighbours, and to the
-                // line's ends at either end.
+                // A digit reaches to the emptiest column between it and
+                // each neighbour, and to the line's ends at either end.
                 let left = match i {
                     0 => 0.0,
-                    _ => (Self::frame_centre(spans[i - 1].last) + Self::frame_centre(span.first)) / 2.0,
+                    _ => self.emptiest_column(spans[i - 1].peak, span.peak),
                 };
                 let right = match spans.get(i + 1) {
-                    Some(next) => (Self::frame_centre(span.last) + Self::frame_centre(next.first)) / 2.0,
+                    Some(next) => self.emptiest_column(span.peak, next.peak),
                     None => self.width as f32,
                 };
                 let p = &probabilities[span.peak];
