@@ -76,8 +76,11 @@ fn int8_and_float_models_agree_and_score_what_their_cards_say() {
 /// The reading model's name (`mnist_server::models::READING_MODEL`).
 const READING_MODEL: &str = mnist_server::models::READING_MODEL;
 
-/// Checks a model shipped without an int8 twin: it scores what its card
-/// says, its digest and temperature are the card's, its confidences are calibrated.
+/// Checks the reading model, shipped without an int8 twin: it scores what
+/// its card says on MNIST's centred digits, its digest is the card's, and
+/// it says that it reads lines through windows (which is why it has no
+/// temperature: its blank is not among MNIST's classes; docs/reading-numbers.md
+/// measures how its readings' confidences are calibrated).
 fn check_alone(path: &Path) {
     let test = common::test_set();
     let mut input = Vec::new();
@@ -87,12 +90,16 @@ fn check_alone(path: &Path) {
         digits.iter().zip(&test.labels).filter(|(d, l)| **d == usize::from(**l)).count() as f64 / digits.len() as f64;
     let card = card(path);
     assert_eq!(Some(accuracy), card["test_accuracy"].as_f64(), "{} card", path.display());
-    // The reading model gives up to two tenths of a point of MNIST for reading numbers (docs/reading-numbers.md).
-    assert!(accuracy >= 0.992, "{}: {accuracy}", path.display());
+    // Never shown one digit alone, the window model gives up to half a
+    // point of MNIST for reading numbers (docs/reading-numbers.md).
+    assert!(accuracy >= 0.99, "{}: {accuracy}", path.display());
     assert_eq!(Some(model.sha256.as_str()), card["sha256"].as_str());
-    let temperature: f64 = model.metadata["temperature"].parse().unwrap();
-    assert_eq!(Some(temperature), card["calibration"]["temperature"].as_f64());
-    assert!(card["calibration"]["test"]["after"]["ece"].as_f64().unwrap() <= 0.01);
+    assert_eq!(model.metadata.get(mnist::read::Method::METADATA_KEY).map(String::as_str), Some("windows"));
+    assert_eq!(
+        model.metadata.get("temperature").map(String::as_str),
+        Some("1"),
+        "a window model's logits are not rescaled"
+    );
 }
 
 /// Checks a float model and its int8 twin; returns the float model's test accuracy.
