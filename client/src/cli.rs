@@ -154,7 +154,7 @@ pub struct PredictArgs {
 pub struct ReadArgs {
     #[command(flatten)]
     pub files: FileArgs,
-    /// Most candidate digits in flight on the stream (files, with --send-encoded).
+    /// Most windows or candidate digits in flight on the stream (files, with --send-encoded).
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
     /// Send each file's bytes for the server to read (ReadOne), instead of segmenting locally
