@@ -190,10 +190,12 @@ impl Method {
     /// The ONNX metadata property naming the method: `windows` or `cuts`.
     pub const METADATA_KEY: &'static str = "reading";
 
-    /// The method a model's metadata value names (cuts when it names none).
-    pub fn from_metadata(value: Option<&str>) -> Self {
-        match value {
-            Some("windows") => Method::Windows,
+    /// The method a model's ONNX metadata properties name (cuts when they
+    /// name none): the server's and the client's `HashMap` and the
+    /// backend's `BTreeMap` alike.
+    pub fn of_model<'a>(metadata: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        match metadata.into_iter().find(|(key, _)| *key == Self::METADATA_KEY) {
+            Some((_, value)) if value == Method::Windows.name() => Method::Windows,
             _ => Method::Cuts,
         }
     }
@@ -720,11 +722,6 @@ impl Segmentation {
         }
     }
 
-    /// The method this segmentation was made for.
-    pub fn method(&self) -> Method {
-        if self.line.is_some() { Method::Windows } else { Method::Cuts }
-    }
-
     fn choose_cuts(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
         if probabilities.len() != self.candidates.len() {
             return Err(Error::Reading(format!(
@@ -968,7 +965,6 @@ mod tests {
         // and the strip is 28 px high.
         let page = strokes(600, 160, 60, &[60, 280, 500]);
         let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
-        assert_eq!(segmentation.method(), Method::Windows);
         let strip = segmentation.line.as_ref().expect("a line");
         assert_eq!(strip.pixels.len(), IMAGE_SIDE * strip.width);
         assert_eq!(segmentation.candidates.len(), strip.frames());
@@ -1001,6 +997,15 @@ mod tests {
             assert!(b.x + b.width <= 600 && b.y + b.height <= 160);
         }
         assert!(segmentation.read(&logits[1..], None).is_err(), "one logit vector per window");
+    }
+
+    #[test]
+    fn a_models_metadata_names_its_reading_method() {
+        let windows = std::collections::HashMap::from([("reading".to_string(), "windows".to_string())]);
+        assert_eq!(Method::of_model(&windows), Method::Windows);
+        let other = std::collections::BTreeMap::from([("reading".to_string(), "letters".to_string())]);
+        assert_eq!(Method::of_model(&other), Method::Cuts);
+        assert_eq!(Method::of_model(&std::collections::BTreeMap::new()), Method::Cuts);
     }
 
     #[test]

@@ -155,8 +155,7 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     let method = if args.send_encoded {
         Method::default()
     } else {
-        let info = model_info(server, &model).await?;
-        Method::from_metadata(info.model_metadata.get(Method::METADATA_KEY).map(String::as_str))
+        Method::of_model(&model_info(server, &model).await?.model_metadata)
     };
     let options = ReadOptions {
         method,

@@ -50,7 +50,7 @@ fn main() -> Result<(), AnyError> {
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, description) = OnnxBackend::load(&model, &options)?;
     // The model file says how it reads (its ONNX metadata); cuts if it does not.
-    let method = Method::from_metadata(description.metadata.get(Method::METADATA_KEY).map(String::as_str));
+    let method = Method::of_model(&description.metadata);
     let data = Mnist::load(&default_dir(), split)?;
     let mut generator = PhotoGenerator::new(seed, page_side);
     let limits = DecodeLimits::default();

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out)?;
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
     let (mut backend, description) = OnnxBackend::load(&root.join("models/mnist-reader.onnx"), &options)?;
-    let method = Method::from_metadata(description.metadata.get(Method::METADATA_KEY).map(String::as_str));
+    let method = Method::of_model(&description.metadata);
     let data = Mnist::load(&default_dir(), Split::Test)?;
     let cases = [
         (Spacing::Wide, Condition::Ruled, [3usize, 14, 15, 92, 65]),

@@ -147,7 +147,7 @@ impl ServedModel {
     /// How the model reads numbers, as its ONNX metadata says (cuts when
     /// it says nothing).
     pub fn reading_method(&self) -> Method {
-        Method::from_metadata(self.info.model_metadata.get(Method::METADATA_KEY).map(String::as_str))
+        Method::of_model(&self.info.model_metadata)
     }
 }
 

@@ -160,14 +160,14 @@ impl LineStrip {
         let (x0, x1) = (self.work_column(left), self.work_column(right) + 1);
         let (band_top, band_bottom) = self.band;
         let inked = |x: usize, y: usize| self.ink[y * self.page_width + x] > self.level;
-        let inked_rows: Vec<usize> = (band_top..band_bottom).filter(|&y| (x0..x1).any(|x| inked(x, y))).collect();
-        let inked_columns: Vec<usize> = (x0..x1).filter(|&x| (band_top..band_bottom).any(|y| inked(x, y))).collect();
-        let (y0, y1) = match (inked_rows.first(), inked_rows.last()) {
-            (Some(&top), Some(&bottom)) => (top, bottom + 1),
+        let inked_row = |y: &usize| (x0..x1).any(|x| inked(x, *y));
+        let inked_column = |x: &usize| (band_top..band_bottom).any(|y| inked(*x, y));
+        let (y0, y1) = match ((band_top..band_bottom).find(inked_row), (band_top..band_bottom).rfind(inked_row)) {
+            (Some(top), Some(bottom)) => (top, bottom + 1),
             _ => self.band,
         };
-        let (x0, x1) = match (inked_columns.first(), inked_columns.last()) {
-            (Some(&first), Some(&last)) => (first, last + 1),
+        let (x0, x1) = match ((x0..x1).find(inked_column), (x0..x1).rfind(inked_column)) {
+            (Some(first), Some(last)) => (first, last + 1),
             _ => (x0, x1),
         };
         let (scale, width, height) = self.to_original;
@@ -185,10 +185,9 @@ impl LineStrip {
     fn emptiest_column(&self, from: usize, to: usize) -> f32 {
         let (a, b) = (Self::frame_centre(from), Self::frame_centre(to).min(self.width));
         let ink = |x: usize| self.pixels.iter().skip(x).step_by(self.width).map(|&v| u32::from(v)).sum::<u32>();
-        let middle = (a + b) as f32 / 2.0;
-        (a..b)
-            .min_by(|&x, &y| ink(x).cmp(&ink(y)).then((x as f32 - middle).abs().total_cmp(&(y as f32 - middle).abs())))
-            .map_or(middle, |x| x as f32 + 0.5)
+        // Twice the distance to the middle, in whole columns.
+        let off_middle = |x: usize| (2 * x).abs_diff(a + b);
+        (a..b).min_by_key(|&x| (ink(x), off_middle(x))).map_or((a + b) as f32 / 2.0, |x| x as f32 + 0.5)
     }
 
     /// Reads the line from the window model's logits, one vector of ten per
