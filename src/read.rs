@@ -214,8 +214,11 @@ impl Method {
 pub struct Reading {
     /// The digits, left to right ("" when the image holds no ink).
     pub text: String,
-    /// How sure the reading is as a whole: the product of the digits'
-    /// confidences (0 when nothing was read).
+    /// How sure the reading is as a whole (0 when nothing was read): read
+    /// through windows, the probability the model gives this whole text,
+    /// summed over every alignment with the windows (so a digit left out
+    /// counts against it); read by cuts, the product of the digits'
+    /// confidences.
     pub confidence: f32,
     /// Each digit, left to right.
     pub digits: Vec<ReadDigit>,

@@ -78,7 +78,8 @@ pub enum ReadOutcome {
 pub struct ReadNumber {
     /// The digits, left to right.
     pub text: String,
-    /// The product of the digits' confidences.
+    /// How sure the reading is as a whole (the server's `confidence`:
+    /// the model's probability of this whole text).
     pub confidence: f32,
     /// Each digit.
     pub digits: Vec<NumberDigit>,

@@ -5,8 +5,11 @@
 //! through the server's own backend, on the same candidates the server's
 //! `Read` batches.
 //!
-//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train] [--model PATH] [--write DIR]`
-//! (`--write DIR` saves each misread photo and its annotated reading.)
+//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train] [--model PATH] [--second-model PATH] [--write DIR]`
+//! (`--write DIR` saves each misread photo and its annotated reading;
+//! `--second-model PATH` also reads each photo with that model, the way
+//! its metadata says, and keeps the surer of the two readings: the
+//! ensemble docs/reading-numbers.md measures.)
 
 use std::{
     path::PathBuf,
@@ -34,6 +37,7 @@ type Outcome = (Spacing, Condition, bool, f32, usize);
 fn main() -> Result<(), AnyError> {
     let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Split::Test, None);
     let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
+    let mut second = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -44,6 +48,7 @@ fn main() -> Result<(), AnyError> {
             "--split" => split = if value()? == "train" { Split::Train } else { Split::Test },
             "--model" => model = PathBuf::from(value()?),
             "--write" => write = Some(PathBuf::from(value()?)),
+            "--second-model" => second = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -51,6 +56,13 @@ fn main() -> Result<(), AnyError> {
     let (mut backend, description) = OnnxBackend::load(&model, &options)?;
     // The model file says how it reads (its ONNX metadata); cuts if it does not.
     let method = Method::of_model(&description.metadata);
+    let mut second = match second {
+        Some(path) => {
+            let (backend, description) = OnnxBackend::load(&path, &options)?;
+            Some((backend, Method::of_model(&description.metadata)))
+        }
+        None => None,
+    };
     let data = Mnist::load(&default_dir(), split)?;
     let mut generator = PhotoGenerator::new(seed, page_side);
     let limits = DecodeLimits::default();
@@ -64,6 +76,8 @@ fn main() -> Result<(), AnyError> {
     let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
     // Misread numbers whose every digit had a candidate matching it.
     let mut misread_with_candidates = std::collections::BTreeMap::new();
+    // Misread numbers by what went wrong: a digit lost, one too many, one misread.
+    let mut misread_kinds = std::collections::BTreeMap::new();
     for spacing in Spacing::ALL {
         for condition in Condition::NUMBERS {
             for n in 0..per_cell {
@@ -74,11 +88,19 @@ fn main() -> Result<(), AnyError> {
                 let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
                 let started = Instant::now();
                 let image = decode(&photo, &limits)?;
-                let segmentation = segment(&image, method);
+                let mut segmentation = segment(&image, method);
                 segmenting += started.elapsed();
                 photos += 1;
                 let logits = classify(&mut backend, &segmentation)?;
-                let reading = segmentation.read(&logits, None)?;
+                let mut reading = segmentation.read(&logits, None)?;
+                if let Some((backend, method)) = &mut second {
+                    let other = segment(&image, *method);
+                    let other_logits = classify(backend, &other)?;
+                    let other_reading = other.read(&other_logits, None)?;
+                    if other_reading.confidence > reading.confidence {
+                        (segmentation, reading) = (other, other_reading);
+                    }
+                }
                 let right = reading.text == truth;
                 if !right {
                     let covered = boxes.iter().all(|b| {
@@ -88,6 +110,14 @@ fn main() -> Result<(), AnyError> {
                         })
                     });
                     *misread_with_candidates.entry(spacing.name()).or_insert(0) += usize::from(covered);
+                    let kind = if reading.text.len() < truth.len() {
+                        "too few digits"
+                    } else if reading.text.len() > truth.len() {
+                        "too many digits"
+                    } else {
+                        "a digit misread"
+                    };
+                    *misread_kinds.entry((spacing.name(), kind)).or_insert(0usize) += 1;
                 }
                 if let (Some(dir), false) = (&write, right) {
                     let name = format!("{}-{}-{n:03}-{truth}-read-{}", spacing.name(), condition.name(), reading.text);
@@ -143,6 +173,7 @@ fn main() -> Result<(), AnyError> {
     println!(
         "\nmisread although every digit had a matching candidate (a choosing error; every window of a line matches): {misread_with_candidates:?}"
     );
+    println!("\nmisreads by kind: {misread_kinds:?}");
     println!("\nexpected calibration error (these bins): {ece:.3}");
     println!(
         "segmentation: {:.1} ms per photo (mean, decode included)",

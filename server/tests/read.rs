@@ -55,8 +55,9 @@ async fn numbers_are_read_with_boxes_by_the_reading_model() {
         assert_eq!(response.text, truth);
         assert_eq!(response.model_name, "mnist-reader");
         assert_eq!(response.model.len(), 12);
-        let product: f32 = response.digits.iter().map(|d| d.confidence).product();
-        assert!((response.confidence - product).abs() < 1e-5);
+        // Read right, widely spaced on clean paper: the model is sure of the
+        // whole text (its probability over every alignment, not a product).
+        assert!(response.confidence > 0.5 && response.confidence <= 1.0, "{}", response.confidence);
         for (digit, truth_box) in response.digits.iter().zip(&boxes) {
             let b = digit.r#box.unwrap();
             // Each box holds its digit's ink, give or take the strokes' soft edges.

@@ -229,7 +229,8 @@ impl LineStrip {
             })
             .collect();
         let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
-        let confidence = if digits.is_empty() { 0.0 } else { digits.iter().map(|d| d.confidence).product() };
+        let labels: Vec<usize> = spans.iter().map(|s| s.digit).collect();
+        let confidence = if digits.is_empty() { 0.0 } else { text_probability(&probabilities, &labels) };
         Ok(Reading { text, confidence, digits, best_length: path.best_length })
     }
 }
@@ -369,6 +370,52 @@ fn best_path(probabilities: &[[f32; BLANK + 1]], expected_digits: Option<usize>)
     Path { symbols, best_length }
 }
 
+/// The probability the frames give `labels` as the whole text: CTC's sum
+/// over every way of aligning them with the frames (the forward algorithm).
+///
+/// This, not the product of each digit's peak probability, is the
+/// reading's confidence: a digit the best path left out (a window unsure
+/// between a 0 and the blank) lowers it, where the product of the digits
+/// read never sees what was not read.
+fn text_probability(probabilities: &[[f32; BLANK + 1]], labels: &[usize]) -> f32 {
+    // Extended labels: a blank before, between and after the digits.
+    let extended: Vec<usize> = std::iter::once(BLANK).chain(labels.iter().flat_map(|&l| [l, BLANK])).collect();
+    let Some(first) = probabilities.first() else {
+        return if labels.is_empty() { 1.0 } else { 0.0 };
+    };
+    let mut alpha = vec![0.0f64; extended.len()];
+    alpha[0] = f64::from(first[BLANK]);
+    if let Some(&l) = extended.get(1) {
+        alpha[1] = f64::from(first[l]);
+    }
+    // Rescaled every frame (a long line's probabilities underflow); the
+    // log of the scales is added back at the end.
+    let mut log_scale = 0.0f64;
+    for frame in &probabilities[1..] {
+        let mut next = vec![0.0f64; extended.len()];
+        for (i, &symbol) in extended.iter().enumerate() {
+            let mut reach = alpha[i];
+            if i >= 1 {
+                reach += alpha[i - 1];
+            }
+            // A digit may follow the previous digit straight on unless the two are the same.
+            if i >= 2 && symbol != BLANK && extended[i - 2] != symbol {
+                reach += alpha[i - 2];
+            }
+            next[i] = reach * f64::from(frame[symbol]);
+        }
+        let sum: f64 = next.iter().sum();
+        if sum <= 0.0 {
+            return 0.0;
+        }
+        next.iter_mut().for_each(|a| *a /= sum);
+        log_scale += sum.ln();
+        alpha = next;
+    }
+    let end = alpha[extended.len() - 1] + if extended.len() >= 2 { alpha[extended.len() - 2] } else { 0.0 };
+    (end.ln() + log_scale).exp().clamp(0.0, 1.0) as f32
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -422,6 +469,57 @@ pub(super) mod tests {
         assert_eq!(symbols_of(&logits, Some(40)), [5, 9]);
         let p: Vec<_> = logits.iter().map(|l| with_blank(l)).collect();
         assert_eq!(best_path(&p, Some(3)).best_length, 2);
+    }
+
+    #[test]
+    fn the_text_probability_sums_every_alignment() {
+        // Two frames, each sure of nothing: every one of the 121 symbol
+        // pairs has probability 1/121; "5" is emitted by 5-5, 5-blank,
+        // blank-5; "" by blank-blank alone; "55" by none (no blank between).
+        let flat = vec![with_blank(&[0.0; NUM_CLASSES]); 2];
+        let pair = 1.0 / 121.0;
+        assert!((text_probability(&flat, &[5]) - 3.0 * pair).abs() < 1e-6);
+        assert!((text_probability(&flat, &[]) - pair).abs() < 1e-6);
+        assert!((text_probability(&flat, &[5, 3]) - pair).abs() < 1e-6);
+        assert_eq!(text_probability(&flat, &[5, 5]), 0.0);
+        // Every text of at most two digits: the probabilities sum to one.
+        let mut total = text_probability(&flat, &[]);
+        for a in 0..NUM_CLASSES {
+            total += text_probability(&flat, &[a]);
+            for b in 0..NUM_CLASSES {
+                total += text_probability(&flat, &[a, b]);
+            }
+        }
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+    }
+
+    #[test]
+    fn a_digit_the_best_path_leaves_out_lowers_the_confidence() {
+        // Frame 4 is a 2 with probability about 0.43: the best path says
+        // blank there, and the reading "59" is not sure of itself.
+        // Frames sure of what they see: every other logit far below.
+        let sure = |frames, digits: &[(usize, usize)]| -> Vec<[f32; BLANK + 1]> {
+            let logits = logits_for(frames, digits);
+            logits
+                .iter()
+                .map(|l| with_blank(&l.iter().map(|&v| if v < 0.0 { -16.0 } else { v }).collect::<Vec<_>>()))
+                .collect()
+        };
+        let mut p = sure(8, &[(1, 5), (6, 9)]);
+        assert!(text_probability(&p, &[5, 9]) > 0.99);
+        p[4] = with_blank(&[-16.0, -16.0, -0.3, -16.0, -16.0, -16.0, -16.0, -16.0, -16.0, -16.0]);
+        let unsure = text_probability(&p, &[5, 9]);
+        assert!((0.55..0.6).contains(&unsure), "{unsure}");
+        assert_eq!(
+            symbols_of(
+                &p.iter().map(|f| f[..BLANK].iter().map(|v| v.ln() - f[BLANK].ln()).collect()).collect::<Vec<_>>(),
+                None
+            ),
+            [5, 9]
+        );
+        // A long line of sure frames does not underflow.
+        let long = sure(96, &[(10, 1), (40, 2), (80, 3)]);
+        assert!(text_probability(&long, &[1, 2, 3]) > 0.99);
     }
 
     #[test]

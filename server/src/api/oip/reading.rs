@@ -7,7 +7,8 @@
 //! asks for readings of that length when the marks allow one. It answers
 //! with, per photo:
 //! - `text`, BYTES `[N]`: the digits read ("" when the photo holds none);
-//! - `confidence`, FP32 `[N]`: the product of the digits' confidences;
+//! - `confidence`, FP32 `[N]`: how sure the reading is as a whole (as
+//!   `ReadResponse.confidence`: the model's probability of the whole text);
 //! - `digits`, BYTES `[N]`: each digit as JSON, `[{"digit", "confidence",
 //!   "box": {"x", "y", "width", "height"}}]`, boxes in the photo's pixels.
 //!
