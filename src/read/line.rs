@@ -435,7 +435,7 @@ pub(super) mod tests {
     }
 
     fn symbols_of(logits: &[Vec<f32>], expected: Option<usize>) -> Vec<usize> {
-        let p: Vec<_> = logits.iter().map(|l| with_blank(l)).collect();
+        let p = probabilities_of(logits);
         best_path(&p, expected).spans(&p).iter().map(|s| s.digit).collect()
     }
 
@@ -467,7 +467,7 @@ pub(super) mod tests {
         assert_eq!(symbols_of(&logits, Some(3)), [5, 2, 9]);
         // More digits than frames allow: the best reading of any length.
         assert_eq!(symbols_of(&logits, Some(40)), [5, 9]);
-        let p: Vec<_> = logits.iter().map(|l| with_blank(l)).collect();
+        let p = probabilities_of(&logits);
         assert_eq!(best_path(&p, Some(3)).best_length, 2);
     }
 
@@ -495,31 +495,28 @@ pub(super) mod tests {
 
     #[test]
     fn a_digit_the_best_path_leaves_out_lowers_the_confidence() {
-        // Frame 4 is a 2 with probability about 0.43: the best path says
-        // blank there, and the reading "59" is not sure of itself.
-        // Frames sure of what they see: every other logit far below.
-        let sure = |frames, digits: &[(usize, usize)]| -> Vec<[f32; BLANK + 1]> {
-            let logits = logits_for(frames, digits);
-            logits
-                .iter()
-                .map(|l| with_blank(&l.iter().map(|&v| if v < 0.0 { -16.0 } else { v }).collect::<Vec<_>>()))
-                .collect()
-        };
-        let mut p = sure(8, &[(1, 5), (6, 9)]);
-        assert!(text_probability(&p, &[5, 9]) > 0.99);
-        p[4] = with_blank(&[-16.0, -16.0, -0.3, -16.0, -16.0, -16.0, -16.0, -16.0, -16.0, -16.0]);
-        let unsure = text_probability(&p, &[5, 9]);
+        let mut logits = sure_logits(8, &[(1, 5), (6, 9)]);
+        assert!(text_probability(&probabilities_of(&logits), &[5, 9]) > 0.99);
+        // Frame 4 becomes a 2 with probability about 0.43: the best path
+        // still says blank there, and "59" is no longer sure of itself.
+        logits[4][2] = -0.3;
+        assert_eq!(symbols_of(&logits, None), [5, 9]);
+        let unsure = text_probability(&probabilities_of(&logits), &[5, 9]);
         assert!((0.55..0.6).contains(&unsure), "{unsure}");
-        assert_eq!(
-            symbols_of(
-                &p.iter().map(|f| f[..BLANK].iter().map(|v| v.ln() - f[BLANK].ln()).collect()).collect::<Vec<_>>(),
-                None
-            ),
-            [5, 9]
-        );
         // A long line of sure frames does not underflow.
-        let long = sure(96, &[(10, 1), (40, 2), (80, 3)]);
+        let long = probabilities_of(&sure_logits(96, &[(10, 1), (40, 2), (80, 3)]));
         assert!(text_probability(&long, &[1, 2, 3]) > 0.99);
+    }
+
+    /// Like [`logits_for`], every other logit far lower: frames sure of
+    /// what they see, so that a line of blanks is not itself unsure.
+    fn sure_logits(frames: usize, digits: &[(usize, usize)]) -> Vec<Vec<f32>> {
+        let far_lower = |v: f32| if v < 0.0 { -16.0 } else { v };
+        logits_for(frames, digits).into_iter().map(|l| l.into_iter().map(far_lower).collect()).collect()
+    }
+
+    fn probabilities_of(logits: &[Vec<f32>]) -> Vec<[f32; BLANK + 1]> {
+        logits.iter().map(|l| with_blank(l)).collect()
     }
 
     #[test]
