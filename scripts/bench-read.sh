@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Numbers per second through the server under load (docs/benchmarks.md,
 # "Reading numbers"): ghz calls ReadOne with a photo of a 6-digit number
-# (examples/requests/read.json, 640x184 JPEG), and, as the baseline in the
-# same run, PredictOne with one digit's PNG (examples/requests/png.json): a
-# number is a decode, a segmentation and a batch of candidates; a digit is a
-# decode and one image. Every shipped model is served, as scripts/serve.sh
-# does; Read uses mnist-reader, Predict mnist (the same network).
+# (examples/requests/read.json, 640x184 JPEG) as a request naming no model
+# is read (by both readers, mnist-reader and mnist-reader-cuts, the surer
+# reading kept), then naming mnist-reader (one reader), and, as the
+# baseline in the same run, PredictOne with one digit's PNG
+# (examples/requests/png.json): a number is a decode, a segmentation per
+# reader and a batch of candidates each; a digit is a decode and one image.
+# Every shipped model is served, as scripts/serve.sh does; Predict uses
+# mnist (the window model's network).
 #
 #   scripts/bench-read.sh [SECONDS] [CONCURRENCY...]     default 10 s at 1, 8 and 32 callers
 #   GHZ=/path/to/ghz scripts/bench-read.sh               default ../shared/tools/ghz
@@ -23,16 +26,19 @@ start_server "$OUT" --model-repository models --default-model mnist
 trap stop_server EXIT
 GHZ_BASE=("$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto)
 DIGITS=$(python3 -c "import json; print(len(json.load(open('examples/requests/read.json'))['id'].rsplit('-', 1)[1]))")
+# The same photo, read by the window model alone.
+python3 -c "import json, sys; r = json.load(open('examples/requests/read.json')); r['model'] = 'mnist-reader'; json.dump(r, open(sys.argv[1], 'w'))" "$OUT/read-one-reader.json"
 # Warm-up: every model's first batches, the decoder, the allocator.
 "${GHZ_BASE[@]}" --call mnist.v1.Classifier.ReadOne -D examples/requests/read.json -c 4 -n 200 "$ADDR" >/dev/null
 "${GHZ_BASE[@]}" --call mnist.v1.Classifier.PredictOne -D examples/requests/png.json -c 4 -n 500 "$ADDR" >/dev/null
 for c in "${LEVELS[@]}"; do
-  for call in ReadOne PredictOne; do
-    data=examples/requests/read.json
-    [[ $call == PredictOne ]] && data=examples/requests/png.json
-    echo "== $call, $c callers, ${SECONDS_PER_POINT} s" >&2
+  for variant in ReadOne ReadOneAlone PredictOne; do
+    call=$variant data=examples/requests/read.json
+    [[ $variant == ReadOneAlone ]] && call=ReadOne data="$OUT/read-one-reader.json"
+    [[ $variant == PredictOne ]] && data=examples/requests/png.json
+    echo "== $variant, $c callers, ${SECONDS_PER_POINT} s" >&2
     "${GHZ_BASE[@]}" --call "mnist.v1.Classifier.$call" -D "$data" -c "$c" --connections "$(( c < 4 ? c : 4 ))" \
-      -z "${SECONDS_PER_POINT}s" --duration-stop wait -O json -o "$OUT/$call-$c.json" "$ADDR"
+      -z "${SECONDS_PER_POINT}s" --duration-stop wait -O json -o "$OUT/$variant-$c.json" "$ADDR"
   done
 done
 stop_server
@@ -45,10 +51,17 @@ def figures(name):
     latency = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     codes = report.get("statusCodeDistribution") or {}
     return report["rps"], latency.get(50, float("nan")), latency.get(99, float("nan")), sum(v for k, v in codes.items() if k != "OK")
-print(f"| callers | ReadOne numbers/s ({digits} digits) | digits/s | p50 ms | p99 ms | errors | PredictOne (one PNG digit) calls/s | p50 ms | p99 ms | numbers/s per PredictOne/s |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+names = {
+    "ReadOne": f"ReadOne, both readers ({digits} digits)",
+    "ReadOneAlone": f"ReadOne, mnist-reader alone ({digits} digits)",
+    "PredictOne": "PredictOne (one PNG digit)",
+}
+print("| callers | call | calls/s | digits/s | p50 ms | p99 ms | errors | calls/s per PredictOne/s |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for c in levels:
-    r_rps, r50, r99, r_err = figures(f"ReadOne-{c}")
-    p_rps, p50, p99, p_err = figures(f"PredictOne-{c}")
-    print(f"| {c} | **{r_rps:,.0f}** | {r_rps * digits:,.0f} | {r50:.2f} | {r99:.2f} | {r_err + p_err} | {p_rps:,.0f} | {p50:.2f} | {p99:.2f} | {r_rps / p_rps:.3f} |")
+    p_rps = figures(f"PredictOne-{c}")[0]
+    for variant, name in names.items():
+        rps, p50, p99, errors = figures(f"{variant}-{c}")
+        per = 1 if variant == "PredictOne" else digits
+        print(f"| {c} | {name} | **{rps:,.0f}** | {rps * per:,.0f} | {p50:.2f} | {p99:.2f} | {errors} | {rps / p_rps:.3f} |")
 PY

@@ -16,7 +16,7 @@ use mnist_client::{
     eval, files,
     output::{self, Annotations},
     predict::{self, Outcome, PredictOptions},
-    read::{self, ReadOptions, ReadOutcome},
+    read::{self, ReadOptions, ReadOutcome, Reader},
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -149,20 +149,14 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     let (found, bar) = start_on_files(&args.files, args.concurrency, args.debug_preprocess.as_deref(), args.quiet)?;
     let expected_digits = args.expect_digits.map(|n| n as usize);
     // The digits cut here go through Predict, which names its model: the
-    // one the server reads numbers with, unless --model says otherwise.
-    let model = if model.is_empty() { reading_model(server).await? } else { model.to_string() };
-    // The model's metadata says which images of the line it is shown.
-    let method = if args.send_encoded {
-        Method::default()
-    } else {
-        Method::of_model(&model_info(server, &model).await?.model_metadata)
-    };
+    // ones the server reads numbers with, unless --model names one.
+    let readers = if args.send_encoded { Vec::new() } else { readers(server, model).await? };
     let options = ReadOptions {
-        method,
+        readers,
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
-        model,
+        model: model.to_string(),
         expected_digits,
     };
     let mut results = read::read_files(server, found.images, &options, bar.clone()).await?;
@@ -194,11 +188,24 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// The model the server reads numbers with when a request names none.
-async fn reading_model(server: &ServerAddress) -> Result<String> {
-    let mut client = server.first_replica().await?.classifier().await?;
-    let listed = client.list_models(ListModelsRequest {}).await;
-    Ok(listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().read_model)
+/// The models that read numbers here: `model`, or when it is empty those
+/// the server reads with for requests naming none (its reading model and
+/// second one); each as its metadata says it reads.
+async fn readers(server: &ServerAddress, model: &str) -> Result<Vec<Reader>> {
+    let names = if model.is_empty() {
+        let mut client = server.first_replica().await?.classifier().await?;
+        let listed = client.list_models(ListModelsRequest {}).await;
+        let listed = listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner();
+        std::iter::once(listed.read_model).chain(Some(listed.second_read_model).filter(|n| !n.is_empty())).collect()
+    } else {
+        vec![model.to_string()]
+    };
+    let mut readers = Vec::with_capacity(names.len());
+    for name in names {
+        let method = Method::of_model(&model_info(server, &name).await?.model_metadata);
+        readers.push(Reader { model: name, method });
+    }
+    Ok(readers)
 }
 
 /// What predict and read share before any work: the files found (at

@@ -5,8 +5,10 @@
 //! (784 bytes each) travel, over the same `Predict` streams, replicas and
 //! failover as `predict`; the digits are then chosen here from the model's
 //! raw outputs (`return_logits`). A 12-megapixel photo costs the network a few kilobytes.
+//! When the server reads with two models (`ListModelsResponse.second_read_model`),
+//! each file is segmented and read for both here too, and the surer reading kept.
 //! With `send_encoded`, each file goes whole to the server's `ReadOne`.
-//! Both give the same reading for the same file and model.
+//! Both give the same reading for the same file and models.
 
 use std::{
     collections::HashMap,
@@ -30,12 +32,24 @@ use crate::{ClientError, connect::ServerAddress, pipeline::stream_predict, predi
 const LOCAL_LIMITS: DecodeLimits =
     DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
 
+/// A model that reads each file, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    /// The served model's name.
+    pub model: String,
+    /// How it reads numbers (its metadata's `reading`): which images of each
+    /// file are cut here and sent to it.
+    pub method: Method,
+}
+
 /// Options of one read run.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
-    /// How the model reads numbers (its metadata's `reading`): which images
-    /// of each file are cut here and sent.
-    pub method: Method,
+    /// The models that read each file here, the reading they are surest of
+    /// kept (the first's on a tie), as the server's `Read` does with its
+    /// reading model and second one (`ListModelsResponse`); at least one,
+    /// unless `send_encoded`.
+    pub readers: Vec<Reader>,
     /// Most unanswered candidate digits on the stream (or files, with `send_encoded`).
     pub window: usize,
     /// Send each file's bytes for the server to read (`ReadOne`).
@@ -44,7 +58,8 @@ pub struct ReadOptions {
     /// and digits read drawn on it, and each 28x28 the model saw (files
     /// read here only, not with `send_encoded`).
     pub debug_dir: Option<PathBuf>,
-    /// The served model to ask (empty: the server's default model).
+    /// The model `ReadOne` is asked to read with, with `send_encoded`
+    /// (empty: the server's readers).
     pub model: String,
     /// The number of digits expected, when the caller knows it.
     pub expected_digits: Option<usize>,
@@ -139,10 +154,22 @@ pub async fn read_files(
 
 /// A file segmented here, waiting for its candidates' logits.
 struct Pending {
-    segmentation: Segmentation,
+    /// One per reader, in the readers' order.
+    readings: Vec<PendingReading>,
     /// The decoded image, kept only to draw the debug picture.
     image: Option<DynamicImage>,
+}
+
+/// A file segmented for one reader, and its candidates' logits so far.
+struct PendingReading {
+    segmentation: Segmentation,
     logits: Vec<Option<Vec<f32>>>,
+}
+
+impl Pending {
+    fn is_complete(&self) -> bool {
+        self.readings.iter().all(|r| r.logits.iter().all(Option::is_some))
+    }
 }
 
 async fn read_locally(
@@ -151,52 +178,61 @@ async fn read_locally(
     options: &ReadOptions,
     progress: &ProgressBar,
 ) -> Result<Vec<ReadOutcome>, ClientError> {
+    if options.readers.is_empty() {
+        return Err(ClientError::Usage("no model to read with".into()));
+    }
     let pending: Arc<Mutex<HashMap<usize, Pending>>> = Arc::default();
     let failures: Arc<Mutex<HashMap<usize, String>>> = Arc::default();
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let keep_images = options.debug_dir.is_some();
-    let method = options.method;
-    let model = options.model.clone();
+    let readers = options.readers.clone();
+    let methods: Vec<Method> = readers.iter().map(|r| r.method).collect();
     let (pending_in, failures_in, progress_in) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
     // The stream outlives this call's borrow of `paths`: it owns its copy.
     let owned: Vec<PathBuf> = paths.to_vec();
     let requests = stream::iter(owned.into_iter().enumerate())
-        .map(move |(index, path)| async move {
-            let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path, method))
-                .await
-                .unwrap_or_else(|e| Err(format!("segmentation task failed: {e}")));
-            (index, segmented)
+        .map(move |(index, path)| {
+            let methods = methods.clone();
+            async move {
+                let segmented = tokio::task::spawn_blocking(move || load_and_segment(&path, &methods))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("segmentation task failed: {e}")));
+                (index, segmented)
+            }
         })
         .buffered(parallel)
         .flat_map(move |(index, segmented)| {
             let requests = match segmented {
-                Ok((image, mut segmentation)) => {
-                    let requests: Vec<PredictRequest> = segmentation
-                        .candidates
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(n, candidate)| PredictRequest {
-                            id: format!("{index}/{n}"),
-                            // The pixels travel; only the debug picture needs them after.
-                            input: Some(Input::Pixels(if keep_images {
-                                candidate.pixels.clone()
-                            } else {
-                                std::mem::take(&mut candidate.pixels)
-                            })),
-                            model: model.clone(),
-                            // A window model's blank is measured against
-                            // the raw outputs: the reading needs them.
-                            return_logits: true,
-                        })
-                        .collect();
+                Ok((image, mut segmentations)) => {
+                    let mut requests = Vec::new();
+                    for (r, (segmentation, reader)) in segmentations.iter_mut().zip(&readers).enumerate() {
+                        for (n, candidate) in segmentation.candidates.iter_mut().enumerate() {
+                            requests.push(PredictRequest {
+                                id: format!("{index}/{r}/{n}"),
+                                // The pixels travel; only the debug picture needs them after.
+                                input: Some(Input::Pixels(if keep_images {
+                                    candidate.pixels.clone()
+                                } else {
+                                    std::mem::take(&mut candidate.pixels)
+                                })),
+                                model: reader.model.clone(),
+                                // A window model's blank is measured against
+                                // the raw outputs: the reading needs them.
+                                return_logits: true,
+                            });
+                        }
+                    }
                     if requests.is_empty() {
                         progress_in.inc(1);
                     }
-                    let waiting = Pending {
-                        logits: vec![None; segmentation.candidates.len()],
-                        segmentation,
-                        image: keep_images.then_some(image),
-                    };
+                    let readings = segmentations
+                        .into_iter()
+                        .map(|segmentation| PendingReading {
+                            logits: vec![None; segmentation.candidates.len()],
+                            segmentation,
+                        })
+                        .collect();
+                    let waiting = Pending { readings, image: keep_images.then_some(image) };
                     if let Ok(mut map) = pending_in.lock() {
                         map.insert(index, waiting);
                     }
@@ -215,8 +251,12 @@ async fn read_locally(
 
     let (pending_out, failures_out, progress_out) = (Arc::clone(&pending), Arc::clone(&failures), progress.clone());
     stream_predict(server, requests, options.window, move |response| {
-        let Some((file, candidate)) = response.id.split_once('/') else { return };
-        let (Ok(file), Ok(candidate)) = (file.parse::<usize>(), candidate.parse::<usize>()) else { return };
+        let mut parts = response.id.split('/').map(str::parse::<usize>);
+        let (Some(Ok(file)), Some(Ok(reader)), Some(Ok(candidate)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
         if let Some(status) = response.error {
             if let Ok(mut map) = failures_out.lock()
                 && !map.contains_key(&file)
@@ -228,10 +268,10 @@ async fn read_locally(
         }
         if let Ok(mut map) = pending_out.lock()
             && let Some(waiting) = map.get_mut(&file)
-            && let Some(slot) = waiting.logits.get_mut(candidate)
+            && let Some(slot) = waiting.readings.get_mut(reader).and_then(|r| r.logits.get_mut(candidate))
         {
             *slot = Some(response.logits);
-            if waiting.logits.iter().all(Option::is_some) {
+            if waiting.is_complete() {
                 progress_out.inc(1);
             }
         }
@@ -252,28 +292,42 @@ async fn read_locally(
     Ok(outcomes)
 }
 
-/// Chooses the digits of a file whose candidates all have logits, and
-/// writes its debug pictures.
+/// Chooses the digits of a file whose candidates all have logits (the
+/// reading its readers are surest of), and writes its debug pictures.
 fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -> ReadOutcome {
-    let Some(logits) = waiting.logits.into_iter().collect::<Option<Vec<_>>>() else {
-        return ReadOutcome::Failed { error: "the server did not answer every digit".into() };
-    };
-    if logits.iter().any(|l| l.len() != mnist::NUM_CLASSES) {
-        return ReadOutcome::Failed {
-            error: "the server answered no logits (it predates PredictRequest.return_logits): read with --send-encoded"
-                .into(),
+    let mut surest: Option<(Reading, Segmentation)> = None;
+    for pending in waiting.readings {
+        let reading = match read_one(&pending, options.expected_digits) {
+            Ok(reading) => reading,
+            Err(error) => return ReadOutcome::Failed { error },
         };
+        // The first reader's on a tie, as the server chooses.
+        if surest.as_ref().is_none_or(|(best, _)| reading.confidence > best.confidence) {
+            surest = Some((reading, pending.segmentation));
+        }
     }
-    let reading = match waiting.segmentation.read(&logits, options.expected_digits) {
-        Ok(reading) => reading,
-        Err(error) => return ReadOutcome::Failed { error: error.to_string() },
+    let Some((reading, segmentation)) = surest else {
+        return ReadOutcome::Failed { error: "no model read the file".into() };
     };
     if let (Some(dir), Some(image)) = (&options.debug_dir, &waiting.image)
-        && let Err(error) = write_debug(dir, index, path, image, &waiting.segmentation, &reading)
+        && let Err(error) = write_debug(dir, index, path, image, &segmentation, &reading)
     {
         return ReadOutcome::Failed { error };
     }
     ReadOutcome::Read(reading.into())
+}
+
+/// One reader's reading of a file, from its candidates' logits.
+fn read_one(pending: &PendingReading, expected_digits: Option<usize>) -> Result<Reading, String> {
+    let Some(logits) = pending.logits.iter().cloned().collect::<Option<Vec<_>>>() else {
+        return Err("the server did not answer every digit".into());
+    };
+    if logits.iter().any(|l| l.len() != mnist::NUM_CLASSES) {
+        return Err(
+            "the server answered no logits (it predates PredictRequest.return_logits): read with --send-encoded".into(),
+        );
+    }
+    pending.segmentation.read(&logits, expected_digits).map_err(|error| error.to_string())
 }
 
 /// Writes NNNN-<file>.png (the photo with boxes and digits),
@@ -308,11 +362,12 @@ fn write_debug(
     Ok(())
 }
 
-fn load_and_segment(path: &Path, method: Method) -> Result<(DynamicImage, Segmentation), String> {
+/// Decodes a file and segments it for each reader's method.
+fn load_and_segment(path: &Path, methods: &[Method]) -> Result<(DynamicImage, Vec<Segmentation>), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let image = decode(&bytes, &LOCAL_LIMITS).map_err(|e| e.to_string())?;
-    let segmentation = segment(&image, method);
-    Ok((image, segmentation))
+    let segmentations = methods.iter().map(|&method| segment(&image, method)).collect();
+    Ok((image, segmentations))
 }
 
 /// Each file to the server's `ReadOne`, a window of them at a time.

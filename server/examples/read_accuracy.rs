@@ -20,7 +20,7 @@ use mnist::{
     PIXEL_MEAN, PIXEL_STD,
     dataset::{Mnist, Split, default_dir},
     preprocess::{DecodeLimits, decode},
-    read::{Method, Segmentation, draw, segment},
+    read::{Method, Reading, Segmentation, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 use mnist_server::{
@@ -53,23 +53,27 @@ fn main() -> Result<(), AnyError> {
         }
     }
     let options = RuntimeOptions { device: Device::Cpu, intra_threads: 0, spinning: false, sessions: 1 };
-    let (mut backend, description) = OnnxBackend::load(&model, &options)?;
-    // The model file says how it reads (its ONNX metadata); cuts if it does not.
-    let method = Method::of_model(&description.metadata);
-    let mut second = match second {
-        Some(path) => {
-            let (backend, description) = OnnxBackend::load(&path, &options)?;
-            Some((backend, Method::of_model(&description.metadata)))
-        }
-        None => None,
-    };
+    // Each model file says how it reads (its ONNX metadata); cuts if it does not.
+    let mut readers = Vec::new();
+    for path in std::iter::once(&model).chain(&second) {
+        let (backend, description) = OnnxBackend::load(path, &options)?;
+        readers.push((backend, Method::of_model(&description.metadata)));
+    }
+    let method = readers[0].1;
     let data = Mnist::load(&default_dir(), split)?;
     let mut generator = PhotoGenerator::new(seed, page_side);
     let limits = DecodeLimits::default();
 
+    let name = |path: &PathBuf| path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+    let also = match (&second, readers.get(1)) {
+        (Some(path), Some((_, method))) => {
+            format!(", and {} (reads {}), the surer reading kept", name(path), method.name())
+        }
+        _ => String::new(),
+    };
     println!(
-        "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {} (reads {})\n",
-        model.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+        "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {} (reads {}){also}\n",
+        name(&model),
         method.name()
     );
     let mut results: Vec<Outcome> = Vec::new();
@@ -88,19 +92,10 @@ fn main() -> Result<(), AnyError> {
                 let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
                 let started = Instant::now();
                 let image = decode(&photo, &limits)?;
-                let mut segmentation = segment(&image, method);
-                segmenting += started.elapsed();
+                let decoding = started.elapsed();
+                let Read { segmentation, reading, segmenting: segmented, .. } = read_surest(&mut readers, &image)?;
+                segmenting += decoding + segmented;
                 photos += 1;
-                let logits = classify(&mut backend, &segmentation)?;
-                let mut reading = segmentation.read(&logits, None)?;
-                if let Some((backend, method)) = &mut second {
-                    let other = segment(&image, *method);
-                    let other_logits = classify(backend, &other)?;
-                    let other_reading = other.read(&other_logits, None)?;
-                    if other_reading.confidence > reading.confidence {
-                        (segmentation, reading) = (other, other_reading);
-                    }
-                }
                 let right = reading.text == truth;
                 if !right {
                     let covered = boxes.iter().all(|b| {
@@ -179,15 +174,14 @@ fn main() -> Result<(), AnyError> {
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
-    time_by_size(&mut backend, method, &data, seed, write.as_deref())
+    time_by_size(&mut readers, &data, seed, write.as_deref())
 }
 
 /// Time per photo of a 6-digit number, by size: decoding, segmenting,
 /// classifying every candidate in one batch and choosing (medians of 9).
 /// The 4000x3000 photo is a phone's 4:3 frame with the number across it.
 fn time_by_size(
-    backend: &mut OnnxBackend,
-    method: Method,
+    readers: &mut [(OnnxBackend, Method)],
     data: &Mnist,
     seed: u64,
     write: Option<&std::path::Path>,
@@ -217,11 +211,9 @@ fn time_by_size(
         for _ in 0..9 {
             let started = Instant::now();
             let image = decode(&bytes, &limits)?;
-            let decoded = Instant::now();
-            let segmentation = segment(&image, method);
-            let segmented = Instant::now();
-            let logits = classify(backend, &segmentation)?;
-            let reading = segmentation.read(&logits, None)?;
+            let decoded = started.elapsed();
+            let read = read_surest(readers, &image)?;
+            let (segmentation, reading) = (read.segmentation, read.reading);
             if let (Some(dir), true) = (write, reading.text != truth && text.is_empty()) {
                 std::fs::create_dir_all(dir)?;
                 let name = format!("size-{side}-{truth}-read-{}", reading.text);
@@ -229,10 +221,10 @@ fn time_by_size(
                 draw::annotated(&image, &segmentation, &reading).save(dir.join(format!("{name}.png")))?;
             }
             text = reading.text;
-            decoding.push((decoded - started).as_secs_f64() * 1e3);
-            segmenting.push((segmented - decoded).as_secs_f64() * 1e3);
-            classifying.push(segmented.elapsed().as_secs_f64() * 1e3);
-            candidates = segmentation.candidates.len();
+            decoding.push(decoded.as_secs_f64() * 1e3);
+            segmenting.push(read.segmenting.as_secs_f64() * 1e3);
+            classifying.push(read.classifying.as_secs_f64() * 1e3);
+            candidates = read.candidates;
         }
         let (d, g, c) = (median(&mut decoding), median(&mut segmenting), median(&mut classifying));
         println!("| {name} | {text} | {candidates} | {d:.1} | {g:.1} | {c:.1} | **{:.1}** |", d + g + c);
@@ -256,6 +248,39 @@ fn overlap(a: [u32; 4], b: [u32; 4]) -> f32 {
 
 fn ratio(right: usize, total: usize) -> f64 {
     right as f64 / total.max(1) as f64
+}
+
+/// One photo read by every reader: the surest reading (the first reader's
+/// on a tie), as the server chooses, and what it cost.
+struct Read {
+    segmentation: Segmentation,
+    reading: Reading,
+    /// Candidates of all readers.
+    candidates: usize,
+    /// Segmenting, for all readers.
+    segmenting: Duration,
+    /// Classifying every candidate and choosing, for all readers.
+    classifying: Duration,
+}
+
+fn read_surest(readers: &mut [(OnnxBackend, Method)], image: &image::DynamicImage) -> Result<Read, AnyError> {
+    let mut surest: Option<(Segmentation, Reading)> = None;
+    let (mut candidates, mut segmenting, mut classifying) = (0, Duration::ZERO, Duration::ZERO);
+    for (backend, method) in readers.iter_mut() {
+        let started = Instant::now();
+        let segmentation = segment(image, *method);
+        let segmented = Instant::now();
+        let logits = classify(backend, &segmentation)?;
+        let reading = segmentation.read(&logits, None)?;
+        segmenting += segmented - started;
+        classifying += segmented.elapsed();
+        candidates += segmentation.candidates.len();
+        if surest.as_ref().is_none_or(|(_, best)| reading.confidence > best.confidence) {
+            surest = Some((segmentation, reading));
+        }
+    }
+    let (segmentation, reading) = surest.ok_or("no model to read with")?;
+    Ok(Read { segmentation, reading, candidates, segmenting, classifying })
 }
 
 /// The ten logits of every candidate, in one batch.

@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "MNIST_READ_MODEL")]
     pub read_model: Option<String>,
 
+    /// A second model Read reads each photo with too, for requests that name none, keeping the
+    /// reading it is surer of: twice the inference per photo, fewer numbers misread (default:
+    /// `mnist-reader-cuts` when it is served, a model that reads between cuts; `none`: one reader).
+    #[arg(long, env = "MNIST_SECOND_READ_MODEL")]
+    pub second_read_model: Option<String>,
+
     /// Execution provider: auto tries CUDA (Linux, Windows) or CoreML (macOS) and falls back to the CPU;
     /// naming one that cannot be used is an error.
     #[arg(long, env = "MNIST_DEVICE", value_enum, default_value_t = Device::Auto)]

@@ -27,7 +27,7 @@ use std::{
 use mnist::{
     IMAGE_PIXELS,
     preprocess::{DecodeLimits, check_pixels, decode, preprocess},
-    read::{Reading, Segmentation, gray_image, segment},
+    read::{Method, Reading, Segmentation, gray_image, segment},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -100,6 +100,8 @@ pub struct NumberReading {
     pub segmentation: Segmentation,
     /// The first 12 hex digits of the answering model's SHA-256.
     pub model: String,
+    /// The served name of the model whose reading this is.
+    pub model_name: String,
 }
 
 /// The shared core; fronts hold it in an `Arc`.
@@ -296,13 +298,16 @@ impl Core {
         self.infer(model, prepared, deadline).await
     }
 
-    /// Reads the handwritten number in one admitted photo with `model`: the
-    /// photo is decoded and segmented on a blocking thread, its candidate
-    /// digits take places beside the photo's (`more`: waiting for them or
-    /// not), and all of them go through the model's batcher together.
+    /// Reads the handwritten number in one admitted photo with each of
+    /// `readers` (at least one) and keeps the reading it is surest of (the
+    /// first reader's on a tie): the photo is decoded once and segmented
+    /// for each on a blocking thread, the candidate digits of all take
+    /// places beside the photo's (`more`: waiting for them or not), and
+    /// each reader's go through its batcher together, the readers at once.
+    #[allow(clippy::too_many_arguments)]
     pub async fn read(
         &self,
-        model: &Model,
+        readers: &[&Arc<Model>],
         page: PageInput,
         expected_digits: Option<usize>,
         deadline: Option<Instant>,
@@ -315,43 +320,65 @@ impl Core {
         let started = Instant::now();
         let limits = self.limits.decode;
         // The served file decides which images of the line it is shown.
-        let served = model.served();
-        let method = served.reading_method();
-        let segmentation = self
+        let methods: Vec<Method> = readers.iter().map(|model| model.served().reading_method()).collect();
+        let segmented_methods = methods.clone();
+        let segmentations = self
             .decoding(move || {
                 let image = match page {
                     PageInput::Encoded(bytes) => decode(&bytes, &limits)?,
                     PageInput::Gray { width, height, pixels } => gray_image(width, height, pixels, &limits)?,
                 };
-                Ok(segment(&image, method))
+                Ok(segmented_methods.iter().map(|&method| segment(&image, method)).collect::<Vec<_>>())
             })
             .await?;
         metrics::stage("segment", started.elapsed());
 
         // Every candidate is an image in the server: it takes a place.
-        let places = segmentation.candidates.len().min(self.limits.max_images_per_request);
+        let candidates: usize = segmentations.iter().map(|s| s.candidates.len()).sum();
+        let places = candidates.min(self.limits.max_images_per_request);
         match more {
             MorePlaces::Wait => self.admit_rest(admission, places).await?,
             MorePlaces::Refuse => self.try_admit_rest(admission, places)?,
         }
+        let readings = futures_util::future::try_join_all(readers.iter().zip(segmentations).zip(methods).map(
+            |((model, segmentation), method)| self.read_with(model, segmentation, method, expected_digits, deadline),
+        ))
+        .await?;
+        readings
+            .into_iter()
+            .reduce(|surest, other| if other.reading.confidence > surest.reading.confidence { other } else { surest })
+            .ok_or_else(|| ServerError::Inference("no model to read with".into()))
+    }
+
+    /// One reader's reading of a segmented photo: its candidates through
+    /// `model`'s batcher, the digits chosen from their logits.
+    async fn read_with(
+        &self,
+        model: &Arc<Model>,
+        segmentation: Segmentation,
+        method: Method,
+        expected_digits: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<NumberReading, ServerError> {
         let candidates =
             segmentation.candidates.iter().map(|candidate| ModelImage::Pixels(candidate.pixels.clone())).collect();
         let predictions =
             if segmentation.is_empty() { Vec::new() } else { self.infer(model, candidates, deadline).await? };
+        let served = model.served();
         let model_prefix = match predictions.first() {
             Some(prediction) => prediction.model_prefix().to_string(),
             None => served.sha256_prefix().to_string(),
         };
-        // A file swapped in between segmenting and inferring may read
-        // another way: its answers would be decoded wrongly.
-        if model_prefix != served.sha256_prefix() && model.served().reading_method() != method {
+        // A file swapped in since segmenting may read another way: its
+        // answers would be decoded wrongly.
+        if served.reading_method() != method {
             return Err(ServerError::Inference(
                 "the model was replaced by one that reads numbers another way during this reading; retry".into(),
             ));
         }
         let logits: Vec<Vec<f32>> = predictions.iter().map(|p| p.logits.to_vec()).collect();
         let reading = segmentation.read(&logits, expected_digits).map_err(|e| ServerError::Inference(e.to_string()))?;
-        Ok(NumberReading { reading, segmentation, model: model_prefix })
+        Ok(NumberReading { reading, segmentation, model: model_prefix, model_name: model.name().to_string() })
     }
 
     /// Validates and preprocesses the images of one request, together.

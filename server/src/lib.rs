@@ -237,7 +237,7 @@ async fn serve(
         ..DecodeLimits::default()
     };
     let core = Arc::new(Core::new(
-        Models::new(entries, config.read_model.as_deref())?,
+        Models::new(entries, config.read_model.as_deref(), config.second_read_model.as_deref())?,
         core::Limits {
             decode: limits,
             max_in_flight_per_stream: config.max_in_flight_per_stream as usize,

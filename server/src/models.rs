@@ -196,28 +196,51 @@ impl Model {
 /// one digit (`mnist-train --reading-set`).
 pub const READING_MODEL: &str = "mnist-reader";
 
+/// The model that also reads each photo, for requests that name none, if
+/// it is served: it reads between cuts where the reading model reads the
+/// line whole, and the two go wrong on different photos.
+pub const SECOND_READING_MODEL: &str = "mnist-reader-cuts";
+
 /// Every served model, the default one first.
 pub struct Models {
     entries: Vec<Arc<Model>>,
     /// Index of the model `Read` uses when a request names none.
     reader: usize,
+    /// Index of the model that reads each such photo too, if any.
+    second_reader: Option<usize>,
 }
 
 impl Models {
     /// The models, the default one first; at least one. `read_model` names
     /// the one that reads numbers for requests naming none (default:
-    /// [`READING_MODEL`] when served, else the default model).
-    pub fn new(entries: Vec<Arc<Model>>, read_model: Option<&str>) -> Result<Self, ServerError> {
+    /// [`READING_MODEL`] when served, else the default model);
+    /// `second_read_model` the one that reads them too (default:
+    /// [`SECOND_READING_MODEL`] when served; `none`: none).
+    pub fn new(
+        entries: Vec<Arc<Model>>,
+        read_model: Option<&str>,
+        second_read_model: Option<&str>,
+    ) -> Result<Self, ServerError> {
         if entries.is_empty() {
             return Err(ServerError::Config("no model to serve".into()));
         }
         let position = |name: &str| entries.iter().position(|model| model.name() == name);
+        let served = |flag: &str, name: &str| {
+            position(name)
+                .ok_or_else(|| ServerError::Config(format!("--{flag} '{name}' is not one of the served models")))
+        };
         let reader = match read_model {
-            Some(name) => position(name)
-                .ok_or_else(|| ServerError::Config(format!("--read-model '{name}' is not one of the served models")))?,
+            Some(name) => served("read-model", name)?,
             None => position(READING_MODEL).unwrap_or(0),
         };
-        Ok(Self { entries, reader })
+        let second_reader = match second_read_model {
+            Some("none") => None,
+            Some(name) => Some(served("second-read-model", name)?),
+            None => position(SECOND_READING_MODEL),
+        };
+        // A model reading twice would only double the work.
+        let second_reader = second_reader.filter(|&second| second != reader);
+        Ok(Self { entries, reader, second_reader })
     }
 
     /// The model `Read` uses for requests that name none.
@@ -225,10 +248,20 @@ impl Models {
         &self.entries[self.reader]
     }
 
-    /// The model called `name` to read numbers with; the reading model for
-    /// an empty name.
-    pub fn get_reader(&self, name: &str) -> Result<&Arc<Model>, ServerError> {
-        if name.is_empty() { Ok(self.reading_model()) } else { self.get(name) }
+    /// The model that also reads each photo for requests that name none.
+    pub fn second_reading_model(&self) -> Option<&Arc<Model>> {
+        self.second_reader.map(|index| &self.entries[index])
+    }
+
+    /// The models that read a photo for a request naming `name`, surest
+    /// reading kept: the reading model and the second one for an empty
+    /// name, else the model called `name` alone.
+    pub fn readers(&self, name: &str) -> Result<Vec<&Arc<Model>>, ServerError> {
+        if name.is_empty() {
+            Ok(std::iter::once(self.reading_model()).chain(self.second_reading_model()).collect())
+        } else {
+            Ok(vec![self.get(name)?])
+        }
     }
 
     /// The model requests get when they name none.

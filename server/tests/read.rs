@@ -43,6 +43,7 @@ async fn numbers_are_read_with_boxes_by_the_reading_model() {
     let mut client = server.client().await;
     let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.read_model, "mnist-reader", "the shipped reading model reads by default");
+    assert_eq!(listed.second_read_model, "mnist-reader-cuts", "and the shipped model that reads cuts too");
 
     let data = test_set();
     let mut generator = PhotoGenerator::new(3, 640);
@@ -53,7 +54,7 @@ async fn numbers_are_read_with_boxes_by_the_reading_model() {
         let (photo, boxes) = generator.number_jpeg_with_boxes(&digits, Spacing::Wide, Condition::Clean);
         let response = read_one(&mut client, Input::Image(photo.clone())).await.unwrap();
         assert_eq!(response.text, truth);
-        assert_eq!(response.model_name, "mnist-reader");
+        assert!(["mnist-reader", "mnist-reader-cuts"].contains(&response.model_name.as_str()), "{response:?}");
         assert_eq!(response.model.len(), 12);
         // Read right, widely spaced on clean paper: the model is sure of the
         // whole text (its probability over every alignment, not a product).
@@ -74,6 +75,56 @@ async fn numbers_are_read_with_boxes_by_the_reading_model() {
         let pixels = GrayPixels { width, height, pixels: gray.into_raw() };
         assert_eq!(read_one(&mut client, Input::Pixels(pixels)).await.unwrap().text, truth);
     }
+}
+
+/// A request naming no model is read by both readers and answered with the
+/// reading it is surer of; naming one, by that one alone. Without a second
+/// reader (`--second-read-model none`), the reading model's reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_readers_read_each_photo_and_the_surer_reading_is_the_answer() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let models = models_dir();
+    let one_reader = TestServer::start(&[
+        "--model-repository",
+        models.to_str().unwrap(),
+        "--default-model",
+        "mnist",
+        "--second-read-model",
+        "none",
+    ])
+    .await;
+    let mut alone = one_reader.client().await;
+    assert_eq!(alone.list_models(ListModelsRequest {}).await.unwrap().into_inner().second_read_model, "");
+
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(5, 640);
+    let mut chosen = std::collections::BTreeSet::new();
+    for n in 0..12 {
+        let indices: Vec<usize> = (0..4 + n % 4).map(|k| 300 + n * 8 + k).collect();
+        let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+        let spacing = [Spacing::Touching, Spacing::Close, Spacing::Normal][n % 3];
+        let (photo, _) = generator.number_jpeg_with_boxes(&digits, spacing, Condition::UnevenLight);
+        let read_with = |model: &str| ReadRequest {
+            input: Some(Input::Image(photo.clone())),
+            model: model.into(),
+            top_k: 3,
+            ..Default::default()
+        };
+        let both = client.read_one(read_with("")).await.unwrap().into_inner();
+        let windows = client.read_one(read_with("mnist-reader")).await.unwrap().into_inner();
+        let cuts = client.read_one(read_with("mnist-reader-cuts")).await.unwrap().into_inner();
+        let surer = if cuts.confidence > windows.confidence { &cuts } else { &windows };
+        assert_eq!((&both.text, both.confidence), (&surer.text, surer.confidence), "photo {n}");
+        assert_eq!(both.model_name, surer.model_name);
+        assert_eq!(both.digits, surer.digits);
+        chosen.insert(both.model_name.clone());
+        let single = alone.read_one(read_with("")).await.unwrap().into_inner();
+        assert_eq!((&single.text, single.confidence), (&windows.text, windows.confidence), "photo {n}");
+        assert_eq!(single.model_name, "mnist-reader");
+    }
+    // On these photos each reader is the surer one at least once.
+    assert_eq!(chosen.len(), 2, "{chosen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

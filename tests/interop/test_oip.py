@@ -469,8 +469,9 @@ class OipModelsTest(unittest.TestCase):
         self.assertTrue(self.grpc.is_model_ready("mnist-read"))
         metadata = self.http.get_model_metadata("mnist-read")
         self.assertEqual([o["name"] for o in metadata["outputs"]], ["text", "confidence", "digits"])
-        self.assertEqual(self.grpc.get_model_config("mnist-read").config.parameters["reading_model"].string_value,
-                         "mnist-reader")
+        parameters = self.grpc.get_model_config("mnist-read").config.parameters
+        self.assertEqual(parameters["reading_model"].string_value, "mnist-reader")
+        self.assertEqual(parameters["second_reading_model"].string_value, "mnist-reader-cuts")
         texts, confidences = {}, {}
         for client, module in [(self.grpc, triton_grpc), (self.http, triton_http)]:
             image = module.InferInput("image", [len(photos)], "BYTES")

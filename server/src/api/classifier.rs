@@ -171,6 +171,8 @@ impl Classifier for ClassifierService {
     async fn list_models(&self, _request: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
         let models = self.core.models().iter().map(|model| model.served().info.clone()).collect();
         let read_model = self.core.models().reading_model().name().to_string();
-        Ok(Response::new(ListModelsResponse { models, read_model }))
+        let second_read_model =
+            self.core.models().second_reading_model().map(|model| model.name().to_string()).unwrap_or_default();
+        Ok(Response::new(ListModelsResponse { models, read_model, second_read_model }))
     }
 }

@@ -211,7 +211,7 @@ async fn model_config(
     Path(path): Path<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let target = path.find(&state.core)?;
-    let config = oip::model_config(target, state.core.limits().max_images_per_request);
+    let config = oip::model_config(target, &state.core);
     Ok(axum::Json(config_json(&config)))
 }
 

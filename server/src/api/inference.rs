@@ -255,7 +255,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
         let target = oip::find_model(&self.core, &request.name, &request.version)?;
-        let config = oip::model_config(target, self.core.limits().max_images_per_request);
+        let config = oip::model_config(target, &self.core);
         Ok(Response::new(ModelConfigResponse { config: Some(config) }))
     }
 

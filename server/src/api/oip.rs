@@ -307,7 +307,7 @@ pub async fn infer(
     more: MorePlaces,
 ) -> Result<InferAnswer, ServerError> {
     if request.task == Task::Read {
-        return reading::infer(core, model, request, deadline, admission, more).await;
+        return reading::infer(core, request, deadline, admission, more).await;
     }
     let predictions = core.classify_all(model, request.images, deadline, admission).await?;
     let mut models: Vec<&str> = predictions.iter().map(Prediction::model_prefix).collect();
@@ -574,10 +574,12 @@ pub fn model_metadata(target: Target<'_>) -> ModelMetadataResponse {
 
 /// `ModelConfig` / `GET /v2/models/{name}/config`, in Triton's terms: dims
 /// without the batch dimension, `[N]` tensors as dims `[1]` reshaped to `[]`.
-pub fn model_config(target: Target<'_>, max_images_per_request: usize) -> ModelConfig {
+pub fn model_config(target: Target<'_>, core: &Core) -> ModelConfig {
     let model = target.model;
+    let max_images_per_request = core.limits().max_images_per_request;
     if target.task == Task::Read {
-        return reading::config(model, max_images_per_request);
+        let second = core.models().second_reading_model().map(|m| m.as_ref());
+        return reading::config(model, second, max_images_per_request);
     }
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {

@@ -30,7 +30,8 @@ fn page_input(input: Option<Input>) -> Result<PageInput, ServerError> {
     }
 }
 
-/// Reads one admitted photo with the model the request names.
+/// Reads one admitted photo with the model the request names (or, naming
+/// none, the server's readers, the surest reading kept).
 pub async fn read(
     core: &Core,
     request: ReadRequest,
@@ -38,11 +39,11 @@ pub async fn read(
     mut admission: Admission,
     more: MorePlaces,
 ) -> Result<ReadResponse, ServerError> {
-    let model = core.models().get_reader(&request.model)?;
+    let readers = core.models().readers(&request.model)?;
     let page = page_input(request.input)?;
     let expected = (request.expected_digits > 0).then_some(request.expected_digits as usize);
     let top_k = request.top_k.min(10) as usize;
-    let read = core.read(model, page, expected, deadline, &mut admission, more).await?;
+    let read = core.read(&readers, page, expected, deadline, &mut admission, more).await?;
     Ok(ReadResponse {
         id: request.id,
         text: read.reading.text.clone(),
@@ -50,7 +51,7 @@ pub async fn read(
         digits: digits(&read.reading, top_k),
         error: None,
         model: read.model,
-        model_name: model.name().to_string(),
+        model_name: read.model_name,
         best_length: read.reading.best_length as u32,
     })
 }

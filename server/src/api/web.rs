@@ -190,12 +190,12 @@ async fn image_bytes(core: &Core, body: Body) -> Result<Vec<u8>, ServerError> {
 }
 
 async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
-    let model = core.models().get_reader(&query.model)?;
+    let readers = core.models().readers(&query.model)?;
     let image = image_bytes(core, body).await?;
     let mut admission = core.try_admit(1)?;
     let expected = query.digits.filter(|&n| n > 0);
     let page = PageInput::Encoded(image);
-    let read = core.read(model, page, expected, None, &mut admission, MorePlaces::Refuse).await?;
+    let read = core.read(&readers, page, expected, None, &mut admission, MorePlaces::Refuse).await?;
     let digits: Vec<Value> = read
         .reading
         .digits
@@ -212,7 +212,7 @@ async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value
         })
         .collect();
     Ok(json!({
-        "model_name": model.name(),
+        "model_name": read.model_name,
         "model": read.model,
         "text": read.reading.text,
         "confidence": read.reading.confidence,

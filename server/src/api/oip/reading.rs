@@ -47,16 +47,16 @@ const DIGITS: &str = "digits";
 pub(super) const OUTPUTS: &[(&str, Output)] =
     &[(TEXT, Output::Text), (CONFIDENCE, Output::Confidence), (DIGITS, Output::Digits)];
 
-/// Reads each photo of an admitted request with `model`, the server's
-/// reading model.
+/// Reads each photo of an admitted request with the server's readers (the
+/// reading model and the second one, if any), the surest reading kept.
 pub(super) async fn infer(
     core: &Core,
-    model: &Model,
     request: InferRequest,
     deadline: Option<Instant>,
     mut admission: Admission,
     more: MorePlaces,
 ) -> Result<InferAnswer, ServerError> {
+    let readers = core.models().readers("")?;
     let mut readings = Vec::with_capacity(request.images.len());
     for image in request.images {
         let ImageInput::Encoded(bytes) = image else {
@@ -65,7 +65,7 @@ pub(super) async fn infer(
             )));
         };
         let page = PageInput::Encoded(bytes);
-        readings.push(core.read(model, page, request.expected_digits, deadline, &mut admission, more).await?);
+        readings.push(core.read(&readers, page, request.expected_digits, deadline, &mut admission, more).await?);
     }
     let n = readings.len() as i64;
     let mut models: Vec<&str> = readings.iter().map(|r| r.model.as_str()).collect();
@@ -128,8 +128,9 @@ pub(super) fn metadata(model: &Model) -> ModelMetadataResponse {
 }
 
 /// `ModelConfig` of [`READ_MODEL`], in Triton's terms (see
-/// [`super::model_config`]); the parameters name the reading model.
-pub(super) fn config(model: &Model, max_images_per_request: usize) -> ModelConfig {
+/// [`super::model_config`]); the parameters name the reading model and the
+/// second one (empty when there is none).
+pub(super) fn config(model: &Model, second: Option<&Model>, max_images_per_request: usize) -> ModelConfig {
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let output = |name: &str, data_type: DataType| ModelOutput {
         name: name.to_string(),
@@ -161,6 +162,13 @@ pub(super) fn config(model: &Model, max_images_per_request: usize) -> ModelConfi
             preferred_batch_size: vec![i32::try_from(batching.max_batch_size).unwrap_or(i32::MAX)],
             max_queue_delay_microseconds: batching.max_queue_delay_us,
         }),
-        parameters: [("reading_model".to_string(), ModelParameter { string_value: model.name().to_string() })].into(),
+        parameters: [
+            ("reading_model".to_string(), ModelParameter { string_value: model.name().to_string() }),
+            (
+                "second_reading_model".to_string(),
+                ModelParameter { string_value: second.map(|m| m.name().to_string()).unwrap_or_default() },
+            ),
+        ]
+        .into(),
     }
 }
