@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use mnist::{IMAGE_PIXELS, PIXEL_MEAN, PIXEL_STD};
+use mnist::{IMAGE_PIXELS, PIXEL_MEAN, PIXEL_STD, read::Method};
 use mnist_server::{
     backend::{Backend, ModelDescription, OnnxBackend, RuntimeOptions},
     config::Device,
@@ -59,11 +59,17 @@ fn int8_and_float_models_agree_and_score_what_their_cards_say() {
     for float_path in floats {
         let stem = float_path.file_stem().unwrap().to_string_lossy().into_owned();
         let int8_path = models_dir().join(format!("{stem}-int8.onnx"));
-        if stem == READING_MODEL {
-            // It reads numbers (Read), where the candidates, not the int8
-            // kernels, take the time: it ships as float only.
+        let reads = match stem.as_str() {
+            READING_MODEL => Some(Method::Windows),
+            SECOND_READING_MODEL => Some(Method::Cuts),
+            _ => None,
+        };
+        if let Some(method) = reads {
+            // Readers read numbers (Read), where segmenting and the
+            // candidates, not the int8 kernels, take the time: they ship
+            // as float only.
             assert!(!int8_path.exists(), "{} ships an int8 twin nothing tests", float_path.display());
-            check_alone(&float_path);
+            check_reader(&float_path, method);
             continue;
         }
         assert!(int8_path.is_file(), "{} ships without its int8 twin", float_path.display());
@@ -73,15 +79,18 @@ fn int8_and_float_models_agree_and_score_what_their_cards_say() {
     assert!(best >= 0.996, "the best shipped model scores {best}");
 }
 
-/// The reading model's name (`mnist_server::models::READING_MODEL`).
+/// The reading models' names (`mnist_server::models`).
 const READING_MODEL: &str = mnist_server::models::READING_MODEL;
+const SECOND_READING_MODEL: &str = mnist_server::models::SECOND_READING_MODEL;
 
-/// Checks the reading model, shipped without an int8 twin: it scores what
+/// Checks a reading model, shipped without an int8 twin: it scores what
 /// its card says on MNIST's centred digits, its digest is the card's, and
-/// it says that it reads lines through windows (which is why it has no
-/// temperature: its blank is not among MNIST's classes; docs/reading-numbers.md
-/// measures how its readings' confidences are calibrated).
-fn check_alone(path: &Path) {
+/// its metadata says how it reads: the window model through windows (with
+/// no temperature: its blank is not among MNIST's classes;
+/// docs/reading-numbers.md measures how its readings' confidences are
+/// calibrated), the cut model between cuts, with the temperature its card
+/// fitted.
+fn check_reader(path: &Path, method: Method) {
     let test = common::test_set();
     let mut input = Vec::new();
     mnist::normalize_into(&test.images, PIXEL_MEAN, PIXEL_STD, &mut input);
@@ -94,12 +103,15 @@ fn check_alone(path: &Path) {
     // point of MNIST for reading numbers (docs/reading-numbers.md).
     assert!(accuracy >= 0.99, "{}: {accuracy}", path.display());
     assert_eq!(Some(model.sha256.as_str()), card["sha256"].as_str());
-    assert_eq!(model.metadata.get(mnist::read::Method::METADATA_KEY).map(String::as_str), Some("windows"));
-    assert_eq!(
-        model.metadata.get("temperature").map(String::as_str),
-        Some("1"),
-        "a window model's logits are not rescaled"
-    );
+    assert_eq!(Method::of_model(&model.metadata), method, "{}", path.display());
+    let temperature: f64 = model.metadata.get("temperature").and_then(|t| t.parse().ok()).unwrap();
+    match method {
+        Method::Windows => assert_eq!(temperature, 1.0, "a window model's logits are not rescaled"),
+        Method::Cuts => {
+            let fitted = card["calibration"]["temperature"].as_f64().unwrap();
+            assert!((temperature - fitted).abs() < 1e-4, "{temperature} against the card's {fitted}");
+        }
+    }
 }
 
 /// Checks a float model and its int8 twin; returns the float model's test accuracy.
