@@ -303,8 +303,9 @@ impl Core {
     /// first reader's on a tie): the photo is decoded once and segmented
     /// for each on a blocking thread, the candidate digits of all take
     /// places beside the photo's (`more`: waiting for them or not), and
-    /// each reader's go through its batcher together, the readers at once.
-    #[allow(clippy::too_many_arguments)]
+    /// each reader's candidates go through its batcher together, the
+    /// readers at once. Two readers that read differently go wrong on
+    /// different photos, and each is less sure of itself when it does.
     pub async fn read(
         &self,
         readers: &[&Arc<Model>],
