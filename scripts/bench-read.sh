@@ -2,8 +2,9 @@
 # Numbers per second through the server under load (docs/benchmarks.md,
 # "Reading numbers"): ghz calls ReadOne with a photo of a 6-digit number
 # (examples/requests/read.json, 640x184 JPEG) as a request naming no model
-# is read (by both readers, mnist-reader and mnist-reader-cuts, the surer
-# reading kept), then naming mnist-reader (one reader), and, as the
+# is read by a server told of a second reader (--second-read-model
+# mnist-reader-cuts: both readers, the surer reading kept), then naming
+# mnist-reader (one reader, as the server reads by default), and, as the
 # baseline in the same run, PredictOne with one digit's PNG
 # (examples/requests/png.json): a number is a decode, a segmentation per
 # reader and a batch of candidates each; a digit is a decode and one image.
@@ -22,7 +23,7 @@ require_ghz bench-read
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
-start_server "$OUT" --model-repository models --default-model mnist
+start_server "$OUT" --model-repository models --default-model mnist --second-read-model mnist-reader-cuts
 trap stop_server EXIT
 GHZ_BASE=("$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto)
 DIGITS=$(python3 -c "import json; print(len(json.load(open('examples/requests/read.json'))['id'].rsplit('-', 1)[1]))")

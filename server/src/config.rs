@@ -64,8 +64,8 @@ pub struct Config {
     pub read_model: Option<String>,
 
     /// A second model Read reads each photo with too, for requests that name none, keeping the
-    /// reading it is surer of: twice the inference per photo, fewer numbers misread (default:
-    /// `mnist-reader-cuts` when it is served, a model that reads between cuts; `none`: one reader).
+    /// reading it is surer of (`mnist-reader-cuts`, the shipped model that reads between cuts):
+    /// about twice the work per photo for a few more numbers read right (default, `none`: one reader).
     #[arg(long, env = "MNIST_SECOND_READ_MODEL")]
     pub second_read_model: Option<String>,
 

@@ -196,9 +196,9 @@ impl Model {
 /// one digit (`mnist-train --reading-set`).
 pub const READING_MODEL: &str = "mnist-reader";
 
-/// The model that also reads each photo, for requests that name none, if
-/// it is served: it reads between cuts where the reading model reads the
-/// line whole, and the two go wrong on different photos.
+/// The shipped model that can read each photo too (`--second-read-model`):
+/// it reads between cuts where the reading model reads the line whole, and
+/// the two go wrong on different photos.
 pub const SECOND_READING_MODEL: &str = "mnist-reader-cuts";
 
 /// Every served model, the default one first.
@@ -214,8 +214,9 @@ impl Models {
     /// The models, the default one first; at least one. `read_model` names
     /// the one that reads numbers for requests naming none (default:
     /// [`READING_MODEL`] when served, else the default model);
-    /// `second_read_model` the one that reads them too (default:
-    /// [`SECOND_READING_MODEL`] when served; `none`: none).
+    /// `second_read_model` the one that reads them too (default and
+    /// `none`: none; with the shipped models a second reading costs more
+    /// than the first for few more numbers read right).
     pub fn new(
         entries: Vec<Arc<Model>>,
         read_model: Option<&str>,
@@ -234,9 +235,8 @@ impl Models {
             None => position(READING_MODEL).unwrap_or(0),
         };
         let second_reader = match second_read_model {
-            Some("none") => None,
+            None | Some("none") => None,
             Some(name) => Some(served("second-read-model", name)?),
-            None => position(SECOND_READING_MODEL),
         };
         // A model reading twice would only double the work.
         let second_reader = second_reader.filter(|&second| second != reader);

@@ -471,7 +471,7 @@ class OipModelsTest(unittest.TestCase):
         self.assertEqual([o["name"] for o in metadata["outputs"]], ["text", "confidence", "digits"])
         parameters = self.grpc.get_model_config("mnist-read").config.parameters
         self.assertEqual(parameters["reading_model"].string_value, "mnist-reader")
-        self.assertEqual(parameters["second_reading_model"].string_value, "mnist-reader-cuts")
+        self.assertEqual(parameters["second_reading_model"].string_value, "")
         texts, confidences = {}, {}
         for client, module in [(self.grpc, triton_grpc), (self.http, triton_http)]:
             image = module.InferInput("image", [len(photos)], "BYTES")
