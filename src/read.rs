@@ -227,6 +227,17 @@ pub struct Reading {
     pub best_length: usize,
 }
 
+impl Reading {
+    /// Whether this reading should be the answer over `other`, a reading
+    /// of the same photo by another model: it is surer of itself. Ties go
+    /// to `other`, so that of readings compared in order the first wins.
+    /// The server and the client choose between their readers with this,
+    /// so that both read alike.
+    pub fn is_surer_than(&self, other: &Reading) -> bool {
+        self.confidence > other.confidence
+    }
+}
+
 /// One digit of a [`Reading`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReadDigit {

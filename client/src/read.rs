@@ -296,14 +296,14 @@ async fn read_locally(
 /// reading its readers are surest of), and writes its debug pictures.
 fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -> ReadOutcome {
     let mut surest: Option<(Reading, Segmentation)> = None;
-    for pending in waiting.readings {
-        let reading = match read_one(&pending, options.expected_digits) {
+    for PendingReading { segmentation, logits } in waiting.readings {
+        let reading = match read_one(&segmentation, logits, options.expected_digits) {
             Ok(reading) => reading,
             Err(error) => return ReadOutcome::Failed { error },
         };
         // The first reader's on a tie, as the server chooses.
-        if surest.as_ref().is_none_or(|(best, _)| reading.confidence > best.confidence) {
-            surest = Some((reading, pending.segmentation));
+        if surest.as_ref().is_none_or(|(best, _)| reading.is_surer_than(best)) {
+            surest = Some((reading, segmentation));
         }
     }
     let Some((reading, segmentation)) = surest else {
@@ -318,8 +318,12 @@ fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -
 }
 
 /// One reader's reading of a file, from its candidates' logits.
-fn read_one(pending: &PendingReading, expected_digits: Option<usize>) -> Result<Reading, String> {
-    let Some(logits) = pending.logits.iter().cloned().collect::<Option<Vec<_>>>() else {
+fn read_one(
+    segmentation: &Segmentation,
+    logits: Vec<Option<Vec<f32>>>,
+    expected_digits: Option<usize>,
+) -> Result<Reading, String> {
+    let Some(logits) = logits.into_iter().collect::<Option<Vec<_>>>() else {
         return Err("the server did not answer every digit".into());
     };
     if logits.iter().any(|l| l.len() != mnist::NUM_CLASSES) {
@@ -327,7 +331,7 @@ fn read_one(pending: &PendingReading, expected_digits: Option<usize>) -> Result<
             "the server answered no logits (it predates PredictRequest.return_logits): read with --send-encoded".into(),
         );
     }
-    pending.segmentation.read(&logits, expected_digits).map_err(|error| error.to_string())
+    segmentation.read(&logits, expected_digits).map_err(|error| error.to_string())
 }
 
 /// Writes NNNN-<file>.png (the photo with boxes and digits),

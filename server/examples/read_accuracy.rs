@@ -275,7 +275,7 @@ fn read_surest(readers: &mut [(OnnxBackend, Method)], image: &image::DynamicImag
         segmenting += segmented - started;
         classifying += segmented.elapsed();
         candidates += segmentation.candidates.len();
-        if surest.as_ref().is_none_or(|(_, best)| reading.confidence > best.confidence) {
+        if surest.as_ref().is_none_or(|(_, best)| reading.is_surer_than(best)) {
             surest = Some((segmentation, reading));
         }
     }

@@ -347,7 +347,7 @@ impl Core {
         .await?;
         readings
             .into_iter()
-            .reduce(|surest, other| if other.reading.confidence > surest.reading.confidence { other } else { surest })
+            .reduce(|surest, other| if other.reading.is_surer_than(&surest.reading) { other } else { surest })
             .ok_or_else(|| ServerError::Inference("no model to read with".into()))
     }
 
