@@ -167,9 +167,9 @@ pub struct Segmentation {
     /// Pieces that may be left out of the reading: small marks on the line
     /// (dust, a stray dot) that are not digits.
     optional: Vec<bool>,
-    /// The line read whole ([`Method::Windows`]): the candidates are its
-    /// windows, and no pieces are cut.
-    line: Option<line::LineStrip>,
+    /// The line read whole ([`Method::Windows`]), one strip per view: the
+    /// candidates are their windows, view after view, and no pieces are cut.
+    lines: Vec<line::LineStrip>,
 }
 
 /// How a model reads a number: which images of the line it is shown, and
@@ -336,16 +336,17 @@ pub fn segment(image: &DynamicImage, method: Method) -> Segmentation {
     }
 }
 
-/// The line of ink of a decoded image, as [`Method::Windows`] reads it.
+/// The line of ink of a decoded image, as [`Method::Windows`] reads it
+/// (its plain view, the one window models are trained on).
 pub fn line_strip(image: &DynamicImage) -> Option<line::LineStrip> {
-    line::LineStrip::new(image)
+    line::LineStrip::views(image, &[line::View::PLAIN]).pop()
 }
 
 fn segment_into_windows(image: &DynamicImage) -> Segmentation {
     let mut segmentation = Segmentation::empty();
-    let Some(strip) = line_strip(image) else { return segmentation };
-    segmentation.candidates = (0..strip.frames())
-        .map(|k| {
+    let strips = line::LineStrip::views(image, &line::READING_VIEWS);
+    for strip in &strips {
+        segmentation.candidates.extend((0..strip.frames()).map(|k| {
             let left = (k * line::FRAME_STRIDE) as f32;
             Candidate {
                 pixels: strip.window(k),
@@ -355,9 +356,9 @@ fn segment_into_windows(image: &DynamicImage) -> Segmentation {
                 aspect: 0.0,
                 shape: 0.0,
             }
-        })
-        .collect();
-    segmentation.line = Some(strip);
+        }));
+    }
+    segmentation.lines = strips;
     segmentation
 }
 
@@ -418,7 +419,7 @@ fn segment_into_cuts(image: &DynamicImage) -> Segmentation {
     }
     let piece_bounds =
         pieces.iter().map(|p| to_original((p.x0, p.y0, p.x1, p.y1), scale, image.width(), image.height())).collect();
-    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional, line: None }
+    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional, lines: Vec::new() }
 }
 
 /// Whether a run of pieces holds two separate digits side by side: two
@@ -654,7 +655,26 @@ fn cheapest_cut(component: &Component, page: &InkPage, labels: &[u32], start: us
 
 impl Segmentation {
     fn empty() -> Self {
-        Segmentation { candidates: Vec::new(), pieces: 0, piece_bounds: Vec::new(), optional: Vec::new(), line: None }
+        Segmentation {
+            candidates: Vec::new(),
+            pieces: 0,
+            piece_bounds: Vec::new(),
+            optional: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// The strip a window candidate belongs to and its frame on it (`None`
+    /// for a candidate between cuts).
+    pub fn window(&self, candidate: usize) -> Option<(&line::LineStrip, usize)> {
+        let mut first = 0;
+        for strip in &self.lines {
+            if candidate < first + strip.frames() {
+                return Some((strip, candidate - first));
+            }
+            first += strip.frames();
+        }
+        None
     }
 
     /// Whether the image held nothing to read.
@@ -727,12 +747,11 @@ impl Segmentation {
     /// `expected_digits`, the best reading with exactly that many digits, if
     /// the marks allow one; otherwise the best reading of any length.
     pub fn read(&self, logits: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
-        match &self.line {
-            Some(strip) => strip.read(logits, expected_digits),
-            None => {
-                let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| crate::softmax(l)).collect();
-                self.choose_cuts(&probabilities, expected_digits)
-            }
+        if self.lines.is_empty() {
+            let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| crate::softmax(l)).collect();
+            self.choose_cuts(&probabilities, expected_digits)
+        } else {
+            line::read_views(&self.lines, logits, expected_digits)
         }
     }
 
@@ -979,29 +998,31 @@ mod tests {
         // and the strip is 28 px high.
         let page = strokes(600, 160, 60, &[60, 280, 500]);
         let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
-        let strip = segmentation.line.as_ref().expect("a line");
-        assert_eq!(strip.pixels.len(), IMAGE_SIDE * strip.width);
-        assert_eq!(segmentation.candidates.len(), strip.frames());
-        assert!(strip.width < 200, "wide gaps are narrowed: {} columns", strip.width);
-        // A made-up model that sees a stroke in the windows whose middle
-        // columns hold the most of it.
-        let middle_ink: Vec<u32> = segmentation
-            .candidates
-            .iter()
-            .map(|c| {
-                c.pixels.chunks(IMAGE_SIDE).map(|row| row[12..16].iter().map(|&v| u32::from(v)).sum::<u32>()).sum()
-            })
-            .collect();
-        let frames: Vec<usize> = (0..middle_ink.len())
-            .filter(|&k| {
-                let before = k.checked_sub(1).map_or(0, |j| middle_ink[j]);
-                let after = middle_ink.get(k + 1).copied().unwrap_or(0);
-                middle_ink[k] > 0 && middle_ink[k] >= before && middle_ink[k] > after
-            })
-            .collect();
-        assert_eq!(frames.len(), 3, "{middle_ink:?}");
-        let logits =
-            line::tests::logits_for(segmentation.candidates.len(), &[(frames[0], 4), (frames[1], 0), (frames[2], 4)]);
+        assert_eq!(segmentation.lines.len(), line::READING_VIEWS.len());
+        let frames: usize = segmentation.lines.iter().map(|strip| strip.frames()).sum();
+        assert_eq!(segmentation.candidates.len(), frames, "every view's windows are candidates");
+        // A made-up model that, in each view, sees a stroke in the windows
+        // whose middle columns hold the most of it.
+        let mut logits = Vec::new();
+        for strip in &segmentation.lines {
+            assert_eq!(strip.pixels.len(), IMAGE_SIDE * strip.width);
+            assert!(strip.width < 200, "wide gaps are narrowed: {} columns", strip.width);
+            let middle_ink: Vec<u32> = (0..strip.frames())
+                .map(|k| {
+                    let window = strip.window(k);
+                    window.chunks(IMAGE_SIDE).map(|row| row[12..16].iter().map(|&v| u32::from(v)).sum::<u32>()).sum()
+                })
+                .collect();
+            let frames: Vec<usize> = (0..middle_ink.len())
+                .filter(|&k| {
+                    let before = k.checked_sub(1).map_or(0, |j| middle_ink[j]);
+                    let after = middle_ink.get(k + 1).copied().unwrap_or(0);
+                    middle_ink[k] > 0 && middle_ink[k] >= before && middle_ink[k] > after
+                })
+                .collect();
+            assert_eq!(frames.len(), 3, "{middle_ink:?}");
+            logits.extend(line::tests::logits_for(strip.frames(), &[(frames[0], 4), (frames[1], 0), (frames[2], 4)]));
+        }
         let reading = segmentation.read(&logits, None).unwrap();
         assert_eq!(reading.text, "404");
         for (digit, left) in reading.digits.iter().zip([60, 280, 500]) {
@@ -1028,7 +1049,8 @@ mod tests {
         let empty = GrayImage::from_pixel(200, 100, Luma([230]));
         for page in [strokes(20_000, 200, 120, &lefts), GrayImage::from_pixel(640, 480, Luma([5])), empty] {
             let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
-            assert!(segmentation.candidates.len() <= line::MAX_FRAMES, "{} windows", segmentation.candidates.len());
+            let most = line::MAX_FRAMES * line::READING_VIEWS.len();
+            assert!(segmentation.candidates.len() <= most, "{} windows", segmentation.candidates.len());
             let uniform = vec![vec![0.0; NUM_CLASSES]; segmentation.candidates.len()];
             let reading = segmentation.read(&uniform, None).unwrap();
             assert!(reading.digits.len() <= line::MAX_DIGITS);

@@ -515,12 +515,13 @@ const NUMBERS_PER_CELL: usize = 15;
 
 /// The share of numbers read exactly that each spacing must reach there:
 /// what these seeded photos measured with the shipped reader, the
-/// three-block window model (wide 70/75, normal 72/75, close 71/75,
-/// touching 62/75; the reference-network window model before it: 66, 70,
-/// 71 and 58; the model that read cuts: 70, 72, 69 and 44), less a margin
-/// for other CPUs' floating point. Regression floors, below the issue's
+/// three-block window model read through two views (wide 71/75, normal
+/// 73/75, close 70/75, touching 65/75; through one view: 70, 72, 71 and
+/// 62; the reference-network window model before it: 66, 70, 71 and 58;
+/// the model that read cuts: 70, 72, 69 and 44), less a margin for other
+/// CPUs' floating point. Regression floors, below the issue's
 /// targets (docs/reading-numbers.md says where).
-const READ_FLOORS: [(&str, f64); 4] = [("wide", 0.88), ("normal", 0.88), ("close", 0.88), ("touching", 0.76)];
+const READ_FLOORS: [(&str, f64); 4] = [("wide", 0.88), ("normal", 0.88), ("close", 0.88), ("touching", 0.80)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_in_every_format_with_debug_pictures_and_flags() {

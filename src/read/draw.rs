@@ -89,10 +89,11 @@ pub fn pieces(image: &DynamicImage, segmentation: &Segmentation) -> RgbImage {
 
 /// The line's strip as a window model reads it ([`super::Method::Windows`]),
 /// shown 4x: for each digit read, the 28x28 window where the model was
-/// surest of it, outlined, and the digit under it. `None` for a reading by
-/// cuts, which has no strip.
+/// surest of it, outlined, and the digit under it. The strip is the view
+/// whose reading was the answer (the first when none was read). `None`
+/// for a reading by cuts, which has no strip.
 pub fn windows(segmentation: &Segmentation, reading: &Reading) -> Option<RgbImage> {
-    let strip = segmentation.line.as_ref()?;
+    let (strip, _) = segmentation.window(reading.digits.first().map_or(0, |d| d.candidate))?;
     let zoom = 4u32;
     let gray = image::GrayImage::from_raw(strip.width as u32, IMAGE_SIDE as u32, strip.pixels.clone())?;
     // MNIST's white-on-black, inverted to ink on paper like the photo.
@@ -104,7 +105,8 @@ pub fn windows(segmentation: &Segmentation, reading: &Reading) -> Option<RgbImag
     let side = IMAGE_SIDE as u32 * zoom;
     for (n, digit) in reading.digits.iter().enumerate() {
         let colour = Rgb(COLOURS[n % COLOURS.len()]);
-        let left = (digit.candidate * super::line::FRAME_STRIDE) as u32 * zoom;
+        let Some((_, frame)) = segmentation.window(digit.candidate) else { continue };
+        let left = (frame * super::line::FRAME_STRIDE) as u32 * zoom;
         for t in 0..2 {
             let rect = Rect::at((left + t) as i32, t as i32).of_size(side - 2 * t, side - 2 * t);
             imageproc::drawing::draw_hollow_rect_mut(&mut picture, rect, colour);
