@@ -18,7 +18,7 @@ use mnist::{
     preprocess::decode,
     read::{
         MAX_PIECES, MAX_PIECES_PER_DIGIT, Method,
-        line::{MAX_DIGITS, MAX_FRAMES},
+        line::{MAX_DIGITS, MAX_FRAMES, READING_VIEWS},
         segment,
     },
 };
@@ -69,7 +69,7 @@ fuzz_target!(|case: Case| {
         let segmentation = segment(&image, method);
         let (most_candidates, most_digits) = match method {
             Method::Cuts => (MAX_PIECES * MAX_PIECES_PER_DIGIT, MAX_PIECES),
-            Method::Windows => (MAX_FRAMES, MAX_DIGITS),
+            Method::Windows => (MAX_FRAMES * READING_VIEWS.len(), MAX_DIGITS),
         };
         assert!(segmentation.candidates.len() <= most_candidates);
         // Arbitrary logits, from -8 to 8.
