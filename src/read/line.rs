@@ -21,6 +21,8 @@
 //! together, so pinning one of eleven logits loses nothing, and the model
 //! keeps the shape every served model has.
 
+use std::sync::Arc;
+
 use image::{DynamicImage, ImageBuffer, Luma, imageops};
 
 use super::{Line, PixelBox, READ_WORK_SIDE, ReadDigit, Reading, to_original};
@@ -58,19 +60,26 @@ pub struct LineStrip {
     pub width: usize,
     /// `IMAGE_SIDE` rows of `width` MNIST-style pixels (0 paper, 255 ink).
     pub pixels: Vec<u8>,
-    /// The work-size column each column of the narrowed band came from.
-    columns: Vec<usize>,
     /// Blank columns before the ink.
     pad_left: usize,
     /// Strip columns per band column.
     scale: f32,
+    /// Where the strip's columns are on the page: shared by every view.
+    page: Arc<LineOnPage>,
+}
+
+/// The line on the page, to map a strip's columns back to the photo.
+#[derive(Debug)]
+struct LineOnPage {
+    /// The work-size column each column of the narrowed band came from.
+    columns: Vec<usize>,
     /// The page's ink, kept only on the line (work size, row-major), to
     /// find each digit's rows.
     ink: Vec<f32>,
     page_width: usize,
     level: f32,
     /// Rows of the line's band (work size).
-    band: (usize, usize),
+    rows: (usize, usize),
     /// Original pixels per work pixel, and the original size.
     to_original: (f32, u32, u32),
 }
@@ -106,14 +115,8 @@ pub const READING_VIEWS: [View; 2] =
 struct Band {
     /// Ink values of the band's columns (`columns.len()` x `height`, row-major).
     image: ImageBuffer<Luma<f32>, Vec<f32>>,
-    /// The work-size column each column of the band came from.
-    columns: Vec<usize>,
     line_height: f32,
-    ink: Vec<f32>,
-    page_width: usize,
-    level: f32,
-    rows: (usize, usize),
-    to_original: (f32, u32, u32),
+    page: Arc<LineOnPage>,
 }
 
 impl Band {
@@ -152,27 +155,27 @@ impl Band {
         let band = ImageBuffer::<Luma<f32>, Vec<f32>>::from_fn(columns.len() as u32, (y1 - y0) as u32, |c, r| {
             Luma([ink[(y0 + r as usize) * page.width + columns[c as usize]]])
         });
-        Some(Self {
-            image: band,
+        let on_page = LineOnPage {
             columns,
-            line_height: line.height,
             ink,
             page_width: page.width,
             level: page.level,
             rows: (y0, y1),
             to_original: (scale, image.width(), image.height()),
-        })
+        };
+        Some(Self { image: band, line_height: line.height, page: Arc::new(on_page) })
     }
 
     /// The band as `view` lays it out for the window model.
     fn strip(&self, view: View) -> LineStrip {
-        let band_height = self.rows.1 - self.rows.0;
+        let band_height = self.page.rows.1 - self.page.rows.0;
+        let band_width = self.page.columns.len();
         let pad_left = PAD + view.shift.min(FRAME_STRIDE - 1);
         let most_ink_columns = (MAX_FRAMES - 1) * FRAME_STRIDE + IMAGE_SIDE - 2 * PAD - FRAME_STRIDE;
         let strip_scale = (view.digit_height / self.line_height)
             .min((IMAGE_SIDE - 2) as f32 / band_height as f32)
-            .min(most_ink_columns as f32 / self.columns.len() as f32);
-        let ink_width = ((self.columns.len() as f32 * strip_scale).round() as u32).max(1);
+            .min(most_ink_columns as f32 / band_width as f32);
+        let ink_width = ((band_width as f32 * strip_scale).round() as u32).max(1);
         let ink_height = ((band_height as f32 * strip_scale).round() as u32).clamp(1, IMAGE_SIDE as u32);
         let resized = imageops::resize(&self.image, ink_width, ink_height, imageops::FilterType::Triangle);
         let width = strip_width(pad_left - PAD + ink_width as usize);
@@ -182,18 +185,7 @@ impl Band {
             pixels[(top + y as usize) * width + pad_left + x as usize] =
                 (value.0[0].clamp(0.0, 1.0) * 255.0).round() as u8;
         }
-        LineStrip {
-            width,
-            pixels,
-            columns: self.columns.clone(),
-            pad_left,
-            scale: strip_scale,
-            ink: self.ink.clone(),
-            page_width: self.page_width,
-            level: self.level,
-            band: self.rows,
-            to_original: self.to_original,
-        }
+        LineStrip { width, pixels, pad_left, scale: strip_scale, page: Arc::clone(&self.page) }
     }
 }
 
@@ -222,26 +214,28 @@ impl LineStrip {
     /// The work-size column under strip column `x`.
     fn work_column(&self, x: f32) -> usize {
         let band_column = ((x - self.pad_left as f32) / self.scale).round().max(0.0) as usize;
-        self.columns[band_column.min(self.columns.len() - 1)]
+        let columns = &self.page.columns;
+        columns[band_column.min(columns.len() - 1)]
     }
 
     /// The box, in the original image, of the line's ink between strip
     /// columns `left..right` (the columns themselves when they hold none).
     pub(super) fn ink_box(&self, left: f32, right: f32) -> PixelBox {
         let (x0, x1) = (self.work_column(left), self.work_column(right) + 1);
-        let (band_top, band_bottom) = self.band;
-        let inked = |x: usize, y: usize| self.ink[y * self.page_width + x] > self.level;
+        let page = &*self.page;
+        let (band_top, band_bottom) = page.rows;
+        let inked = |x: usize, y: usize| page.ink[y * page.page_width + x] > page.level;
         let inked_row = |y: &usize| (x0..x1).any(|x| inked(x, *y));
         let inked_column = |x: &usize| (band_top..band_bottom).any(|y| inked(*x, y));
         let (y0, y1) = match ((band_top..band_bottom).find(inked_row), (band_top..band_bottom).rfind(inked_row)) {
             (Some(top), Some(bottom)) => (top, bottom + 1),
-            _ => self.band,
+            _ => page.rows,
         };
         let (x0, x1) = match ((x0..x1).find(inked_column), (x0..x1).rfind(inked_column)) {
             (Some(first), Some(last)) => (first, last + 1),
             _ => (x0, x1),
         };
-        let (scale, width, height) = self.to_original;
+        let (scale, width, height) = page.to_original;
         to_original((x0, y0, x1, y1), scale, width, height)
     }
 
