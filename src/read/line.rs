@@ -105,8 +105,9 @@ impl View {
 /// The views a line is read through: two, half a window stride apart, with
 /// digits a little taller than the plain view's (the window model then
 /// finds more of two touching digits). Chosen on numbers of MNIST training
-/// digits (docs/reading-numbers.md): 2,856 of 3,000 read right against
-/// 2,823 through the plain view alone, for twice the windows.
+/// digits with the 4-epoch window model (docs/reading-numbers.md): 2,856
+/// of 3,000 read right against 2,823 through the plain view alone, for
+/// twice the windows.
 pub const READING_VIEWS: [View; 2] =
     [View { shift: 0, digit_height: 22.0 }, View { shift: FRAME_STRIDE / 2, digit_height: 22.0 }];
 
