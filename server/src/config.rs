@@ -65,7 +65,8 @@ pub struct Config {
 
     /// A second model Read reads each photo with too, for requests that name none, keeping the
     /// reading it is surer of (`mnist-reader-cuts`, the shipped model that reads between cuts):
-    /// about twice the work per photo for a few more numbers read right (default, `none`: one reader).
+    /// a second segmentation and batch per photo, for few if any more numbers read right with the
+    /// shipped window model (docs/reading-numbers.md#two-readers; default, `none`: one reader).
     #[arg(long, env = "MNIST_SECOND_READ_MODEL")]
     pub second_read_model: Option<String>,
 

@@ -215,8 +215,8 @@ impl Models {
     /// the one that reads numbers for requests naming none (default:
     /// [`READING_MODEL`] when served, else the default model);
     /// `second_read_model` the one that reads them too (default and
-    /// `none`: none; with the shipped models a second reading costs more
-    /// than the first for few more numbers read right).
+    /// `none`: none; with the shipped models a second reading costs a
+    /// second segmentation and batch for few if any more numbers read right).
     pub fn new(
         entries: Vec<Arc<Model>>,
         read_model: Option<&str>,

@@ -114,7 +114,7 @@ pub const READING_VIEWS: [View; 2] =
 /// The line's ink on the page, cut to the line's band: what every view's
 /// strip is made from.
 struct Band {
-    /// Ink values of the band's columns (`columns.len()` x `height`, row-major).
+    /// Ink values of the narrowed band (its columns x its rows).
     image: ImageBuffer<Luma<f32>, Vec<f32>>,
     line_height: f32,
     page: Arc<LineOnPage>,
@@ -172,6 +172,7 @@ impl Band {
         let band_height = self.page.rows.1 - self.page.rows.0;
         let band_width = self.page.columns.len();
         let pad_left = PAD + view.shift.min(FRAME_STRIDE - 1);
+        // Room for the largest shift, so that every view keeps within MAX_FRAMES.
         let most_ink_columns = (MAX_FRAMES - 1) * FRAME_STRIDE + IMAGE_SIDE - 2 * PAD - FRAME_STRIDE;
         let strip_scale = (view.digit_height / self.line_height)
             .min((IMAGE_SIDE - 2) as f32 / band_height as f32)
@@ -256,20 +257,12 @@ impl LineStrip {
         (a..b).min_by_key(|&x| (ink(x), off_middle(x))).map_or((a + b) as f32 / 2.0, |x| x as f32 + 0.5)
     }
 
-    /// The digits of the line as its frames' `probabilities` give them:
-    /// the likeliest way of emitting digits along the frames (CTC's best
-    /// path), with `expected_digits` digits if that many fit; `first_candidate`
-    /// is the index of this strip's first window among the segmentation's
-    /// candidates.
-    fn digits(
-        &self,
-        probabilities: &[[f32; BLANK + 1]],
-        expected_digits: Option<usize>,
-        first_candidate: usize,
-    ) -> (Vec<ReadDigit>, usize) {
-        let path = best_path(probabilities, expected_digits);
-        let spans = path.spans(probabilities);
-        let digits = spans
+    /// The digits `spans` emit, with their boxes in the photo;
+    /// `probabilities` are the frames' the spans were found in, and
+    /// `first_candidate` is the index of this strip's first window among the
+    /// segmentation's candidates.
+    fn digits(&self, probabilities: &[[f32; BLANK + 1]], spans: &[Span], first_candidate: usize) -> Vec<ReadDigit> {
+        spans
             .iter()
             .enumerate()
             .map(|(i, span)| {
@@ -293,8 +286,7 @@ impl LineStrip {
                     candidate: first_candidate + span.peak,
                 }
             })
-            .collect();
-        (digits, path.best_length)
+            .collect()
     }
 }
 
@@ -315,24 +307,39 @@ pub(super) fn read_views(strips: &[LineStrip], logits: &[Vec<f32>], expected_dig
         return Err(Error::Reading(format!("a logit vector has {} values, not {NUM_CLASSES}", bad.len())));
     }
     let mut views = Vec::with_capacity(strips.len());
-    let mut first = 0;
+    let mut first_candidate = 0;
     for strip in strips {
         let probabilities: Vec<[f32; BLANK + 1]> =
-            logits[first..first + strip.frames()].iter().map(|l| with_blank(l)).collect();
-        let (digits, best_length) = strip.digits(&probabilities, expected_digits, first);
-        first += strip.frames();
-        views.push((probabilities, digits, best_length));
+            logits[first_candidate..first_candidate + strip.frames()].iter().map(|l| with_blank(l)).collect();
+        let path = best_path(&probabilities, expected_digits);
+        let spans = path.spans(&probabilities);
+        views.push(DecodedView { probabilities, first_candidate, spans, best_length: path.best_length });
+        first_candidate += strip.frames();
     }
-    let proposals: Vec<Vec<usize>> =
-        views.iter().map(|(_, digits, _)| digits.iter().map(|d| usize::from(d.digit)).collect()).collect();
-    let probabilities: Vec<&[[f32; BLANK + 1]]> = views.iter().map(|(p, _, _)| p.as_slice()).collect();
+    let proposals: Vec<Vec<usize>> = views.iter().map(|v| v.spans.iter().map(|s| s.digit).collect()).collect();
+    let probabilities: Vec<&[[f32; BLANK + 1]]> = views.iter().map(|v| v.probabilities.as_slice()).collect();
     let Some((chosen, confidence)) = surest_proposal(&probabilities, &proposals) else {
         return Ok(Reading { text: String::new(), confidence: 0.0, digits: Vec::new(), best_length: 0 });
     };
-    let (_, digits, best_length) = views.swap_remove(chosen);
+    // Only the answer's digits need their boxes (a scan of the page's ink).
+    let view = &views[chosen];
+    let digits = strips[chosen].digits(&view.probabilities, &view.spans, view.first_candidate);
+    let best_length = view.best_length;
     let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
     let confidence = if digits.is_empty() { 0.0 } else { confidence };
     Ok(Reading { text, confidence, digits, best_length })
+}
+
+/// One view of a line, decoded.
+struct DecodedView {
+    /// Its frames' eleven probabilities.
+    probabilities: Vec<[f32; BLANK + 1]>,
+    /// Index of its first window among the segmentation's candidates.
+    first_candidate: usize,
+    /// The digits of its best path.
+    spans: Vec<Span>,
+    /// How many digits its best path of any length has.
+    best_length: usize,
 }
 
 /// Of the texts the views propose (`proposals`, one per view), the one the
