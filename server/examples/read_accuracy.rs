@@ -5,11 +5,14 @@
 //! through the server's own backend, on the same candidates the server's
 //! `Read` batches.
 //!
-//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train] [--model PATH] [--second-model PATH] [--write DIR]`
+//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train|validation] [--model PATH] [--second-model PATH] [--write DIR]`
 //! (`--write DIR` saves each misread photo and its annotated reading;
 //! `--second-model PATH` also reads each photo with that model, the way
 //! its metadata says, and keeps the surer of the two readings: the
-//! ensemble docs/reading-numbers.md measures.)
+//! ensemble docs/reading-numbers.md measures.) `--split validation` draws
+//! the digits from the last 5,000 training images, which neither the
+//! digit models nor the line sets' training strips contain: models trained
+//! on more training strips are compared there without the test digits.
 
 use std::{
     path::PathBuf,
@@ -18,7 +21,7 @@ use std::{
 
 use mnist::{
     PIXEL_MEAN, PIXEL_STD,
-    dataset::{Mnist, Split, default_dir},
+    dataset::{Mnist, Split, VALIDATION_IMAGES, default_dir},
     preprocess::{DecodeLimits, decode},
     read::{Method, Reading, Segmentation, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
@@ -30,12 +33,22 @@ use mnist_server::{
 
 type AnyError = Box<dyn std::error::Error>;
 
+/// Which MNIST digits the numbers are written with.
+#[derive(Debug, Clone, Copy)]
+enum Digits {
+    Test,
+    /// All 60,000 training images (the training strips' digits among them).
+    Train,
+    /// The last 5,000 training images, held out by every model.
+    Validation,
+}
+
 /// One number read: its spacing and condition, whether it was read exactly,
 /// the reading's confidence and the number of digits.
 type Outcome = (Spacing, Condition, bool, f32, usize);
 
 fn main() -> Result<(), AnyError> {
-    let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Split::Test, None);
+    let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Digits::Test, None);
     let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
     let mut second = None;
     let mut args = std::env::args().skip(1);
@@ -45,7 +58,14 @@ fn main() -> Result<(), AnyError> {
             "--per-cell" => per_cell = value()?.parse()?,
             "--page-side" => page_side = value()?.parse()?,
             "--seed" => seed = value()?.parse()?,
-            "--split" => split = if value()? == "train" { Split::Train } else { Split::Test },
+            "--split" => {
+                split = match value()?.as_str() {
+                    "test" => Digits::Test,
+                    "train" => Digits::Train,
+                    "validation" => Digits::Validation,
+                    other => return Err(format!("--split is test, train or validation, not {other}").into()),
+                }
+            }
             "--model" => model = PathBuf::from(value()?),
             "--write" => write = Some(PathBuf::from(value()?)),
             "--second-model" => second = Some(PathBuf::from(value()?)),
@@ -60,7 +80,11 @@ fn main() -> Result<(), AnyError> {
         readers.push((backend, Method::of_model(&description.metadata)));
     }
     let method = readers[0].1;
-    let data = Mnist::load(&default_dir(), split)?;
+    let data = match split {
+        Digits::Test => Mnist::load(&default_dir(), Split::Test)?,
+        Digits::Train => Mnist::load(&default_dir(), Split::Train)?,
+        Digits::Validation => Mnist::load(&default_dir(), Split::Train)?.split_off_last(VALIDATION_IMAGES),
+    };
     let mut generator = PhotoGenerator::new(seed, page_side);
     let limits = DecodeLimits::default();
 

@@ -166,6 +166,12 @@ pub struct TrainArgs {
     /// the same time).
     #[arg(long, value_name = "DIR", conflicts_with = "reading_set")]
     pub line_set: Vec<PathBuf>,
+    /// Start from the weights in FILE (another run's weights.safetensors or
+    /// checkpoint.safetensors, same --arch) instead of a random
+    /// initialisation: fine-tune a trained model on more data in a few
+    /// epochs, typically with a lower --lr.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
     /// Evaluate on the first N test images only (faster runs for experiments).
     #[arg(long)]
     pub test_images: Option<usize>,
@@ -200,6 +206,7 @@ impl TrainArgs {
             validation_images: self.validation_images,
             reading_set: self.reading_set.clone(),
             line_set: self.line_set.clone(),
+            init: self.init.clone(),
         }
     }
 }

@@ -87,6 +87,12 @@ pub struct Recipe {
     /// whole (`mnist::read::Method::Windows`).
     #[serde(default)]
     pub line_set: Vec<std::path::PathBuf>,
+    /// Weights the run starts from instead of a random initialisation (a
+    /// `weights.safetensors` or `checkpoint.safetensors` of a run with the
+    /// same network): fine-tuning a trained model on more or other data
+    /// costs a few epochs where training it again from scratch costs all.
+    #[serde(default)]
+    pub init: Option<std::path::PathBuf>,
 }
 
 /// The augmentation's rotation before `Recipe::rotation` existed.
@@ -116,6 +122,7 @@ impl Default for Recipe {
             validation_images: mnist::dataset::VALIDATION_IMAGES,
             reading_set: None,
             line_set: Vec::new(),
+            init: None,
         }
     }
 }
@@ -168,7 +175,7 @@ impl Recipe {
     /// A one-line summary for logs and charts.
     pub fn summary(&self) -> String {
         format!(
-            "{}{:?} lr {} {:?} batch {} epochs {}{}{}{}{}",
+            "{}{:?} lr {} {:?} batch {} epochs {}{}{}{}{}{}",
             match self.arch {
                 Arch::Reference => "",
                 Arch::ThreeBlock => "three-block ",
@@ -196,6 +203,7 @@ impl Recipe {
             } else {
                 ""
             },
+            if self.init.is_some() { " +init" } else { "" },
         )
         .to_lowercase()
     }

@@ -131,6 +131,12 @@ fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) ->
         if config.resume {
             return Err(Error::Checkpoint { path: checkpoint_path, reason: "not found: nothing to resume".into() });
         }
+        if let Some(init) = &recipe.init {
+            checkpoint::load_weights(init, &mut vs)?;
+            if !config.quiet {
+                eprintln!("starting from the weights in {}", init.display());
+            }
+        }
         Progress {
             recipe: recipe.clone(),
             eval_split: config.eval_split,

@@ -103,6 +103,42 @@ fn an_interrupted_run_keeps_its_last_checkpoint_and_a_mismatched_resume_is_refus
     assert!(err.to_string().contains("another recipe"), "{err}");
 }
 
+#[test]
+fn a_run_started_from_another_runs_weights_begins_where_that_one_ended() {
+    let _serial = one_at_a_time();
+    let (train_set, test_set, _) = subsets(2000, 500);
+    let never = AtomicBool::new(false);
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = train(
+        &config(Recipe { epochs: 1, ..Recipe::default() }, first_dir.path(), false),
+        &train_set,
+        &test_set,
+        &never,
+    )
+    .unwrap();
+    let learned = first.progress.history[0].eval_accuracy;
+    assert!(learned >= 0.8, "the first run learned too little to tell: {learned}");
+
+    // A learning rate too small to move the weights: what the second run
+    // scores is what it started from (a random start scores about 10 %).
+    let still = Recipe { epochs: 1, lr: 1e-12, ..Recipe::default() };
+    let weights = mnist_train::checkpoint::checkpoint_path(first_dir.path());
+    let from_first = Recipe { init: Some(weights.clone()), ..still };
+    let dir = tempfile::tempdir().unwrap();
+    let started = train(&config(from_first, dir.path(), false), &train_set, &test_set, &never).unwrap();
+    let kept = started.progress.history[0].eval_accuracy;
+    assert!((kept - learned).abs() < 0.01, "started from {learned}, scored {kept}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let other_network = Recipe { arch: Arch::ThreeBlock, init: Some(weights), epochs: 1, ..Recipe::default() };
+    let err = train(&config(other_network, dir.path(), false), &train_set, &test_set, &never).unwrap_err();
+    assert!(err.to_string().contains("missing") || err.to_string().contains("shape"), "{err}");
+
+    let missing = Recipe { init: Some(dir.path().join("nothing.safetensors")), epochs: 1, ..Recipe::default() };
+    let err = train(&config(missing, dir.path(), false), &train_set, &test_set, &never).unwrap_err();
+    assert!(err.to_string().contains("nothing.safetensors"), "{err}");
+}
+
 /// Logits of `data` from the ONNX file at `path`, through ONNX Runtime.
 fn onnx_logits(path: &std::path::Path, data: &Mnist) -> Vec<f32> {
     mnist_train::runtime::logits(path, data).expect("ONNX Runtime (source scripts/env.sh)")
