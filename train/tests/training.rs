@@ -117,7 +117,8 @@ fn a_run_started_from_another_runs_weights_begins_where_that_one_ended() {
     )
     .unwrap();
     let learned = first.progress.history[0].eval_accuracy;
-    assert!(learned >= 0.8, "the first run learned too little to tell: {learned}");
+    // Far from a random start's 10 %, so that keeping it tells.
+    assert!(learned >= 0.5, "the first run learned too little to tell: {learned}");
 
     // A learning rate too small to move the weights: what the second run
     // scores is what it started from (a random start scores about 10 %).
