@@ -131,6 +131,8 @@ fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) ->
         if config.resume {
             return Err(Error::Checkpoint { path: checkpoint_path, reason: "not found: nothing to resume".into() });
         }
+        // Only a fresh run starts from `init`: a resumed one's checkpoint
+        // already holds the weights that grew from it.
         if let Some(init) = &recipe.init {
             checkpoint::load_weights(init, &mut vs)?;
             if !config.quiet {
