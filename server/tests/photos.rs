@@ -69,3 +69,66 @@ async fn photos_are_read_alike_by_client_and_server_and_well() {
     }
     assert!(total as f64 >= 0.97 * expected.len() as f64, "{total}/{} right", expected.len());
 }
+
+/// Photos per condition for the photo model's test.
+const PHOTO_MODEL_PER_CONDITION: usize = 200;
+
+/// `mnist-photo` (the three-block network fine-tuned with rotations and
+/// thickened strokes) reads digits turned 15-30 degrees and marker strokes
+/// clearly better than the default `mnist` does on the same seeded photos,
+/// and clean scans at least as well (docs/preprocessing.md, "A model for
+/// photos"): what it ships for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_photo_model_reads_rotated_and_marker_digits_better_than_the_default() {
+    let models = common::models_dir();
+    let server = TestServer::start(&[
+        "--model",
+        models.join("mnist.onnx").to_str().unwrap(),
+        "--model",
+        models.join("mnist-photo.onnx").to_str().unwrap(),
+    ])
+    .await;
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(11, 320);
+    let mut requests = Vec::new();
+    let mut expected = Vec::new();
+    for (c, condition) in [Condition::Rotated, Condition::Marker, Condition::Clean].into_iter().enumerate() {
+        for n in 0..PHOTO_MODEL_PER_CONDITION {
+            let index = c * PHOTO_MODEL_PER_CONDITION + n;
+            let photo = generator.photo_jpeg(data.image(index), condition);
+            for model in ["mnist", "mnist-photo"] {
+                requests.push(PredictRequest {
+                    id: format!("{}/{n}/{model}", condition.name()),
+                    input: Some(Input::Image(photo.clone())),
+                    model: model.to_string(),
+                    ..Default::default()
+                });
+            }
+            expected.push((format!("{}/{n}", condition.name()), condition.name(), data.labels[index]));
+        }
+    }
+    let mut client = server.client().await;
+    let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    let mut answers = BTreeMap::new();
+    while let Some(response) = responses.message().await.unwrap() {
+        assert!(response.error.is_none(), "{}: {:?}", response.id, response.error);
+        answers.insert(response.id, response.digit);
+    }
+    assert_eq!(answers.len(), expected.len() * 2);
+    let mut right: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (id, condition, label) in &expected {
+        for model in ["mnist", "mnist-photo"] {
+            let digit = answers[&format!("{id}/{model}")];
+            *right.entry((*condition, model)).or_default() += usize::from(digit == u32::from(*label));
+        }
+    }
+    eprintln!("right of {PHOTO_MODEL_PER_CONDITION} per condition: {right:?}");
+    let count = |condition: &str, model: &str| right[&(condition, model)];
+    // What it was tuned for: clearly better there (200, 198 against 193,
+    // 190 when this was written); clean scans at least as well, give or
+    // take a photo (199 against 198).
+    for condition in ["rotated", "marker"] {
+        assert!(count(condition, "mnist-photo") >= count(condition, "mnist") + 3, "{condition}: {right:?}");
+    }
+    assert!(count("clean", "mnist-photo") + 1 >= count("clean", "mnist"), "{right:?}");
+}

@@ -21,12 +21,21 @@ pub struct Augment {
     /// (a 3x3 grayscale dilation): marker and felt-tip strokes, which
     /// MNIST's pen strokes are not.
     pub thicken: f64,
+    /// How far a thickened image's strokes grow: 1 to this many pixels each
+    /// side, drawn per image (1: always one, a 3x3 dilation).
+    pub thicken_pixels: u32,
 }
 
 impl Default for Augment {
     /// ±10°, ±2 px, 0.9-1.1: what MNIST's own variation looks like.
     fn default() -> Self {
-        Self { max_rotation_degrees: 10.0, max_translation_pixels: 2.0, scale: (0.9, 1.1), thicken: 0.0 }
+        Self {
+            max_rotation_degrees: 10.0,
+            max_translation_pixels: 2.0,
+            scale: (0.9, 1.1),
+            thicken: 0.0,
+            thicken_pixels: 1,
+        }
     }
 }
 
@@ -53,9 +62,18 @@ impl Augment {
         if self.thicken <= 0.0 {
             return moved;
         }
-        let thick = moved.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false);
         let chosen = Tensor::rand([n, 1, 1, 1], opts).lt(self.thicken);
-        thick.where_self(&chosen, &moved)
+        // Each chosen image grows by `pixels` in 1..=thicken_pixels: repeated
+        // 3x3 dilations, each image taking the one its draw names.
+        let most = i64::from(self.thicken_pixels.max(1));
+        let pixels = (Tensor::rand([n, 1, 1, 1], opts) * most as f64).floor() + 1.0;
+        let (mut thick, mut out) = (moved.shallow_clone(), moved.shallow_clone());
+        for grown in 1..=most {
+            thick = thick.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false);
+            let here = chosen.logical_and(&pixels.eq(grown as f64));
+            out = thick.where_self(&here, &out);
+        }
+        out
     }
 }
 
@@ -67,7 +85,13 @@ mod tests {
 
     #[test]
     fn identity_ranges_leave_images_unchanged() {
-        let none = Augment { max_rotation_degrees: 0.0, max_translation_pixels: 0.0, scale: (1.0, 1.0), thicken: 0.0 };
+        let none = Augment {
+            max_rotation_degrees: 0.0,
+            max_translation_pixels: 0.0,
+            scale: (1.0, 1.0),
+            thicken: 0.0,
+            thicken_pixels: 1,
+        };
         let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
         let y = none.apply(&x);
         assert!(y.allclose(&x, 1e-5, 1e-5, false));
@@ -85,7 +109,7 @@ mod tests {
 
     #[test]
     fn translation_only_moves_a_centered_blob_without_losing_it() {
-        let shift = Augment { max_rotation_degrees: 0.0, max_translation_pixels: 2.0, scale: (1.0, 1.0), thicken: 0.0 };
+        let shift = Augment { max_rotation_degrees: 0.0, scale: (1.0, 1.0), ..Augment::default() };
         let x = Tensor::zeros([16, 1, 28, 28], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 10, 8).narrow(3, 10, 8).fill_(1.0);
         tch::manual_seed(5);
@@ -98,8 +122,13 @@ mod tests {
 
     #[test]
     fn thickening_widens_strokes_of_the_chosen_share() {
-        let thicken =
-            Augment { max_rotation_degrees: 0.0, max_translation_pixels: 0.0, scale: (1.0, 1.0), thicken: 1.0 };
+        let thicken = Augment {
+            max_rotation_degrees: 0.0,
+            max_translation_pixels: 0.0,
+            scale: (1.0, 1.0),
+            thicken: 1.0,
+            thicken_pixels: 1,
+        };
         // A 2-pixel-wide vertical bar becomes 4 pixels wide, keeping its peak.
         let x = Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 6, 16).narrow(3, 13, 2).fill_(1.0);
@@ -109,5 +138,16 @@ mod tests {
         assert!((y.max().double_value(&[]) - 1.0).abs() < 1e-6);
         let none = Augment { thicken: 0.0, ..thicken };
         assert_eq!(width(&none.apply(&x)), 2);
+
+        // Up to 3 pixels each side: the bar grows to 4, 6 or 8 pixels, each drawn.
+        let x = Tensor::zeros([64, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let _ = x.narrow(2, 6, 16).narrow(3, 13, 2).fill_(1.0);
+        tch::manual_seed(2);
+        let y = Augment { thicken_pixels: 3, ..thicken }.apply(&x);
+        let mut widths: Vec<i64> =
+            (0..64).map(|i| y.get(i).get(0).get(14).gt(0.5).sum(Kind::Int64).int64_value(&[])).collect();
+        widths.sort_unstable();
+        widths.dedup();
+        assert_eq!(widths, [4, 6, 8]);
     }
 }

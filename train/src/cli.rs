@@ -20,6 +20,9 @@ Examples:
   # The stronger network (three convolution blocks, batch normalization):
   mnist-train train --arch three-block --augment --schedule onecycle --lr 0.003 --label-smoothing 0.05 --int8 --out runs/three-block
 
+  # Fine-tune a shipped model (its run directory gone) with rotations:
+  mnist-train train --arch three-block --init models/mnist-three-block.onnx --augment --rotation 30 --lr 0.0003 --epochs 3 --out runs/tuned
+
   # Continue an interrupted run:
   mnist-train train --out runs/best --augment --schedule onecycle --lr 0.003 --label-smoothing 0.05 --resume
 
@@ -141,6 +144,10 @@ pub struct TrainArgs {
     /// With --augment: thicken the strokes of this share of training images (marker strokes).
     #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
     pub thicken: f64,
+    /// With --thicken: grow thickened strokes by 1 to N pixels each side, drawn per image
+    /// (marker strokes are 2-3 times MNIST's pen strokes).
+    #[arg(long, value_name = "N", default_value_t = Recipe::default().thicken_pixels)]
+    pub thicken_pixels: u32,
     /// Seed of all randomness; CPU runs with the same seed and threads are identical.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -167,9 +174,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "reading_set")]
     pub line_set: Vec<PathBuf>,
     /// Start from the weights in FILE (another run's weights.safetensors or
-    /// checkpoint.safetensors, same --arch) instead of a random
-    /// initialisation: fine-tune a trained model on more data in a few
-    /// epochs, typically with a lower --lr.
+    /// checkpoint.safetensors, or a float .onnx model mnist-train exported,
+    /// such as models/mnist-three-block.onnx; same --arch) instead of a
+    /// random initialisation: fine-tune a trained model on more or other
+    /// data in a few epochs, typically with a lower --lr.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
     /// Evaluate on the first N test images only (faster runs for experiments).
@@ -201,6 +209,7 @@ impl TrainArgs {
             augment: self.augment,
             rotation: self.rotation,
             thicken: self.thicken,
+            thicken_pixels: self.thicken_pixels,
             seed: self.seed,
             train_images: self.train_images,
             validation_images: self.validation_images,

@@ -8,7 +8,8 @@
 //! [`train`] drives epochs, [`eval`] scores a model and [`plot`] draws its
 //! charts. Shipping: [`calibrate`] fits the temperature on the validation
 //! split, [`quantize`] measures the int8 activation ranges, [`onnx`] writes
-//! the float and int8 graphs that `mnist-server` serves, [`runtime`] scores
+//! the float and int8 graphs that `mnist-server` serves (and reads a float
+//! one back into trainable weights, for `--init`), [`runtime`] scores
 //! them in ONNX Runtime, and [`export`] puts it all together with the
 //! [`card`]s.
 

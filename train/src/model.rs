@@ -276,6 +276,32 @@ impl Net {
         x.squeeze_dim(2).permute([2, 0, 1])
     }
 
+    /// What each convolution outputs, before its batch normalization, for
+    /// normalized inputs `[N, 1, 28, W]` of any width (the convolutions
+    /// have no padding): the statistics importing a model measures
+    /// ([`crate::onnx::import`]).
+    pub fn conv_outputs(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut outputs = Vec::new();
+        let mut x = xs.shallow_clone();
+        for step in &self.steps {
+            x = match step {
+                Step::Conv(layer) => {
+                    let (conv, bn) = layer.as_ref();
+                    let out = x.apply(conv);
+                    outputs.push(out.shallow_clone());
+                    match bn {
+                        Some(bn) => out.apply_t(bn, train),
+                        None => out,
+                    }
+                }
+                Step::Relu => x.relu(),
+                Step::MaxPool => x.max_pool2d_default(2),
+                Step::Flatten | Step::Dense(..) => break,
+            };
+        }
+        outputs
+    }
+
     /// What each weighted layer receives in inference mode, for a batch of
     /// normalized images, in graph order: the ranges int8 calibration
     /// measures. The first is the image itself.

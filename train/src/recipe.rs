@@ -63,6 +63,10 @@ pub struct Recipe {
     /// `augment`; see [`crate::augment::Augment::thicken`]).
     #[serde(default)]
     pub thicken: f64,
+    /// How far thickened strokes grow: 1 to this many pixels each side,
+    /// drawn per image ([`crate::augment::Augment::thicken_pixels`]).
+    #[serde(default = "default_thicken_pixels")]
+    pub thicken_pixels: u32,
     /// Seed of every random draw: initialisation, shuffling, dropout, augmentation.
     pub seed: u64,
     /// Train on only the first N training images (quick experiments, tests).
@@ -89,7 +93,8 @@ pub struct Recipe {
     pub line_set: Vec<std::path::PathBuf>,
     /// Weights the run starts from instead of a random initialisation (a
     /// `weights.safetensors` or `checkpoint.safetensors` of a run with the
-    /// same network): fine-tuning a trained model on more or other data
+    /// same network, or a float `.onnx` model mnist-train exported, such as
+    /// a shipped one: [`crate::onnx::import`]): fine-tuning a trained model on more or other data
     /// costs a few epochs where training it again from scratch costs all.
     #[serde(default)]
     pub init: Option<std::path::PathBuf>,
@@ -99,6 +104,14 @@ pub struct Recipe {
 fn default_rotation() -> f64 {
     10.0
 }
+
+/// Thickening's growth before `Recipe::thicken_pixels` existed.
+fn default_thicken_pixels() -> u32 {
+    1
+}
+
+/// The most `--thicken-pixels` allows: beyond, a 28x28 digit's loops close.
+pub const MAX_THICKEN_PIXELS: u32 = 4;
 
 impl Default for Recipe {
     /// The reference recipe: AdamW at 0.001 (PyTorch's default weight decay
@@ -117,6 +130,7 @@ impl Default for Recipe {
             augment: false,
             rotation: default_rotation(),
             thicken: 0.0,
+            thicken_pixels: default_thicken_pixels(),
             seed: 0,
             train_images: None,
             validation_images: mnist::dataset::VALIDATION_IMAGES,
@@ -151,6 +165,9 @@ impl Recipe {
         }
         if !(0.0..=1.0).contains(&self.thicken) {
             return bad("--thicken must be a share between 0 and 1");
+        }
+        if !(1..=MAX_THICKEN_PIXELS).contains(&self.thicken_pixels) {
+            return bad("--thicken-pixels must be between 1 and 4");
         }
         if !self.augment && (self.rotation != default_rotation() || self.thicken > 0.0) {
             return bad("--rotation and --thicken shape the augmentation: add --augment");
@@ -188,6 +205,10 @@ impl Recipe {
             match (self.augment, self.rotation != default_rotation(), self.thicken > 0.0) {
                 (false, _, _) => String::new(),
                 (true, false, false) => " +augment".to_string(),
+                (true, _, _) if self.thicken_pixels > 1 => format!(
+                    " +augment (rotation {}, thicken {} by 1-{} px)",
+                    self.rotation, self.thicken, self.thicken_pixels
+                ),
                 (true, _, _) => format!(" +augment (rotation {}, thicken {})", self.rotation, self.thicken),
             },
             if self.label_smoothing > 0.0 { format!(" +smoothing {}", self.label_smoothing) } else { String::new() },

@@ -21,6 +21,7 @@ use crate::{
     eval::evaluate,
     lines::{self, LineBatch, LineSet},
     model::Net,
+    onnx::import::Imported,
     optim::{Optimizer, learning_rate},
     recipe::Recipe,
     record::{EpochRecord, EvalSplit, Progress},
@@ -78,6 +79,12 @@ pub fn train_lines(
     train_on(config, &Examples::Lines { train: train_set, eval: eval_set }, stop)
 }
 
+/// Images an imported model's batch normalization is measured on.
+const CALIBRATION_IMAGES: i64 = 2048;
+/// Strips the same is measured on for a window model (each holds tens of
+/// windows).
+const CALIBRATION_STRIPS: usize = 256;
+
 /// What a run learns from: single images with labels, or lines of digits.
 enum Examples<'a> {
     Images { train: &'a TensorSet, eval: &'a TensorSet },
@@ -89,6 +96,21 @@ impl Examples<'_> {
         match self {
             Examples::Images { train, .. } => train.len(),
             Examples::Lines { train, .. } => train.len(),
+        }
+    }
+
+    /// Normalized inputs of the kind the run trains on (the first training
+    /// images, or the first strips), on which importing an ONNX model
+    /// measures its batch normalization ([`crate::onnx::import`]).
+    fn calibration_inputs(&self) -> Tensor {
+        match self {
+            Examples::Images { train, .. } => {
+                normalize(&train.images.narrow(0, 0, (train.len() as i64).min(CALIBRATION_IMAGES)))
+            }
+            Examples::Lines { train, .. } => {
+                let first: Vec<usize> = (0..train.len().min(CALIBRATION_STRIPS)).collect();
+                train.batch(&first).images
+            }
         }
     }
 
@@ -134,7 +156,11 @@ fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) ->
         // Only a fresh run starts from `init`: a resumed one's checkpoint
         // already holds the weights that grew from it.
         if let Some(init) = &recipe.init {
-            checkpoint::load_weights(init, &mut vs)?;
+            if init.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("onnx")) {
+                Imported::read(init)?.load_into(&mut vs, &net, &examples.calibration_inputs())?;
+            } else {
+                checkpoint::load_weights(init, &mut vs)?;
+            }
             if !config.quiet {
                 eprintln!("starting from the weights in {}", init.display());
             }
@@ -153,6 +179,7 @@ fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) ->
     let augment = recipe.augment.then(|| Augment {
         max_rotation_degrees: recipe.rotation,
         thicken: recipe.thicken,
+        thicken_pixels: recipe.thicken_pixels,
         ..Augment::default()
     });
     let steps_per_epoch = examples.len().div_ceil(recipe.batch_size);

@@ -7,6 +7,7 @@
 //! is float32 `[N, 10]`. Normalization stays outside the graph and its
 //! constants travel in the model's metadata, which the server reads.
 
+pub mod import;
 pub mod int8;
 pub mod proto;
 
