@@ -83,17 +83,19 @@ mod tests {
 
     use super::*;
 
+    /// No rotation, translation, scaling or thickening.
+    const STILL: Augment = Augment {
+        max_rotation_degrees: 0.0,
+        max_translation_pixels: 0.0,
+        scale: (1.0, 1.0),
+        thicken: 0.0,
+        thicken_pixels: 1,
+    };
+
     #[test]
     fn identity_ranges_leave_images_unchanged() {
-        let none = Augment {
-            max_rotation_degrees: 0.0,
-            max_translation_pixels: 0.0,
-            scale: (1.0, 1.0),
-            thicken: 0.0,
-            thicken_pixels: 1,
-        };
         let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
-        let y = none.apply(&x);
+        let y = STILL.apply(&x);
         assert!(y.allclose(&x, 1e-5, 1e-5, false));
     }
 
@@ -109,7 +111,7 @@ mod tests {
 
     #[test]
     fn translation_only_moves_a_centered_blob_without_losing_it() {
-        let shift = Augment { max_rotation_degrees: 0.0, scale: (1.0, 1.0), ..Augment::default() };
+        let shift = Augment { max_translation_pixels: 2.0, ..STILL };
         let x = Tensor::zeros([16, 1, 28, 28], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 10, 8).narrow(3, 10, 8).fill_(1.0);
         tch::manual_seed(5);
@@ -122,13 +124,7 @@ mod tests {
 
     #[test]
     fn thickening_widens_strokes_of_the_chosen_share() {
-        let thicken = Augment {
-            max_rotation_degrees: 0.0,
-            max_translation_pixels: 0.0,
-            scale: (1.0, 1.0),
-            thicken: 1.0,
-            thicken_pixels: 1,
-        };
+        let thicken = Augment { thicken: 1.0, ..STILL };
         // A 2-pixel-wide vertical bar becomes 4 pixels wide, keeping its peak.
         let x = Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 6, 16).narrow(3, 13, 2).fill_(1.0);

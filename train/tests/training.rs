@@ -124,11 +124,23 @@ fn a_run_started_from_another_runs_weights_begins_where_that_one_ended() {
     // scores is what it started from (a random start scores about 10 %).
     let still = Recipe { epochs: 1, lr: 1e-12, ..Recipe::default() };
     let weights = mnist_train::checkpoint::checkpoint_path(first_dir.path());
-    let from_first = Recipe { init: Some(weights.clone()), ..still };
+    let from_first = Recipe { init: Some(weights.clone()), ..still.clone() };
     let dir = tempfile::tempdir().unwrap();
     let started = train(&config(from_first, dir.path(), false), &train_set, &test_set, &never).unwrap();
     let kept = started.progress.history[0].eval_accuracy;
     assert!((kept - learned).abs() < 0.01, "started from {learned}, scored {kept}");
+
+    // The same from the first run exported to ONNX, as a shipped model is
+    // (with a temperature folded in, which the import takes back out).
+    let weights_of_first = mnist_train::onnx::Weights::from_var_store(&first.vs, Arch::Reference, 1.5).unwrap();
+    let exported = first_dir.path().join("first.onnx");
+    let model = mnist_train::onnx::build_model(&weights_of_first, &Default::default()).unwrap();
+    mnist_train::onnx::write(&model, &exported).unwrap();
+    let from_onnx = Recipe { init: Some(exported), ..still.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let started = train(&config(from_onnx, dir.path(), false), &train_set, &test_set, &never).unwrap();
+    let kept = started.progress.history[0].eval_accuracy;
+    assert!((kept - learned).abs() < 0.01, "started from {learned} (through ONNX), scored {kept}");
 
     let dir = tempfile::tempdir().unwrap();
     let other_network = Recipe { arch: Arch::ThreeBlock, init: Some(weights), epochs: 1, ..Recipe::default() };

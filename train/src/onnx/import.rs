@@ -200,6 +200,14 @@ mod tests {
         (vs, net, path)
     }
 
+    /// A fresh `arch` network with the model at `path` imported into it.
+    fn imported_net(path: &Path, arch: Arch, calibration: &Tensor) -> Result<(VarStore, Net)> {
+        let mut vs = VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), arch);
+        Imported::read(path)?.load_into(&mut vs, &net, calibration)?;
+        Ok((vs, net))
+    }
+
     fn images(n: i64) -> Tensor {
         tch::manual_seed(5);
         Tensor::randn([n, 1, 28, 28], (Kind::Float, Device::Cpu))
@@ -214,9 +222,7 @@ mod tests {
             assert_eq!(imported.arch(), arch);
             assert!((imported.temperature() - 1.7).abs() < 1e-12);
 
-            let mut vs = VarStore::new(Device::Cpu);
-            let net = Net::new(&vs.root(), arch);
-            imported.load_into(&mut vs, &net, &images(64)).unwrap();
+            let (_, net) = imported_net(&path, arch, &images(64)).unwrap();
             let xs = images(16);
             let (want, got) = (original.forward_t(&xs, false), net.forward_t(&xs, false));
             let diff = (&want - &got).abs().max().double_value(&[]);
@@ -228,10 +234,8 @@ mod tests {
     fn training_mode_starts_from_the_same_function_on_inputs_like_the_calibration() {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, path) = exported(Arch::ThreeBlock, 1.0, dir.path());
-        let mut vs = VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root(), Arch::ThreeBlock);
         let calibration = images(64);
-        Imported::read(&path).unwrap().load_into(&mut vs, &net, &calibration).unwrap();
+        let (_, net) = imported_net(&path, Arch::ThreeBlock, &calibration).unwrap();
         // Training mode normalizes with the batch's own statistics: on the
         // calibration batch they are the measured ones, so every
         // convolution receives and gives what it does in inference mode.
@@ -247,9 +251,7 @@ mod tests {
     fn a_model_of_another_network_or_not_an_onnx_model_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, path) = exported(Arch::Reference, 1.0, dir.path());
-        let mut vs = VarStore::new(Device::Cpu);
-        let net = Net::new(&vs.root(), Arch::ThreeBlock);
-        let err = Imported::read(&path).unwrap().load_into(&mut vs, &net, &images(4)).unwrap_err();
+        let err = imported_net(&path, Arch::ThreeBlock, &images(4)).unwrap_err();
         assert!(err.to_string().contains("--arch"), "{err}");
 
         let junk = dir.path().join("junk.onnx");
