@@ -48,13 +48,7 @@ async fn photos_are_read_alike_by_client_and_server_and_well() {
             expected.push((condition.name(), data.labels[index]));
         }
     }
-    let mut client = server.client().await;
-    let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
-    let mut answers = Vec::new();
-    while let Some(response) = responses.message().await.unwrap() {
-        assert!(response.error.is_none(), "{}: {:?}", response.id, response.error);
-        answers.push(response.digit);
-    }
+    let answers: Vec<u32> = predict_all(&server, requests).await.into_iter().map(|(_, digit)| digit).collect();
     assert_eq!(answers.len(), expected.len() * 2);
 
     let mut right: BTreeMap<&str, usize> = BTreeMap::new();
@@ -107,13 +101,7 @@ async fn the_photo_model_reads_rotated_and_marker_digits_better_than_the_default
             expected.push((format!("{}/{n}", condition.name()), condition.name(), data.labels[index]));
         }
     }
-    let mut client = server.client().await;
-    let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
-    let mut answers = BTreeMap::new();
-    while let Some(response) = responses.message().await.unwrap() {
-        assert!(response.error.is_none(), "{}: {:?}", response.id, response.error);
-        answers.insert(response.id, response.digit);
-    }
+    let answers: BTreeMap<String, u32> = predict_all(&server, requests).await.into_iter().collect();
     assert_eq!(answers.len(), expected.len() * 2);
     let mut right: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (id, condition, label) in &expected {
@@ -131,4 +119,17 @@ async fn the_photo_model_reads_rotated_and_marker_digits_better_than_the_default
         assert!(count(condition, "mnist-photo") >= count(condition, "mnist") + 3, "{condition}: {right:?}");
     }
     assert!(count("clean", "mnist-photo") + 1 >= count("clean", "mnist"), "{right:?}");
+}
+
+/// The answers (id, digit) to `requests`, sent on one `Predict` stream, in
+/// the order they come back; none may be an error.
+async fn predict_all(server: &TestServer, requests: Vec<PredictRequest>) -> Vec<(String, u32)> {
+    let mut client = server.client().await;
+    let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    let mut answers = Vec::new();
+    while let Some(response) = responses.message().await.unwrap() {
+        assert!(response.error.is_none(), "{}: {:?}", response.id, response.error);
+        answers.push((response.id, response.digit));
+    }
+    answers
 }

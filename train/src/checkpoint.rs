@@ -63,7 +63,10 @@ fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
     vars
 }
 
-fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+/// Copies `tensors` (read from `path`) into every variable of `vs`, after
+/// checking that each is there with the variable's shape; errors name
+/// every problem and `path`.
+pub(crate) fn copy_into(vs: &mut VarStore, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let device = vs.device();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));

@@ -167,7 +167,7 @@ impl Recipe {
             return bad("--thicken must be a share between 0 and 1");
         }
         if !(1..=MAX_THICKEN_PIXELS).contains(&self.thicken_pixels) {
-            return bad("--thicken-pixels must be between 1 and 4");
+            return bad(&format!("--thicken-pixels must be between 1 and {MAX_THICKEN_PIXELS}"));
         }
         if !self.augment && (self.rotation != default_rotation() || self.thicken > 0.0) {
             return bad("--rotation and --thicken shape the augmentation: add --augment");

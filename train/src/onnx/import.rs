@@ -19,27 +19,33 @@
 //!   for a window model); without it the first training steps would start
 //!   from another function than the model's.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use prost::Message;
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
-use super::proto::{DATA_TYPE_FLOAT, ModelProto};
+use super::{
+    BATCH_NORM_EPS,
+    proto::{DATA_TYPE_FLOAT, ModelProto},
+};
 use crate::{
     Error, Result,
+    checkpoint::copy_into,
     error::io_error,
     model::{Arch, Layer, Net, batch_norm_name},
 };
-
-/// libtorch's default `eps` of batch normalization, as the exporter folds it.
-const BATCH_NORM_EPS: f64 = 1e-5;
 
 /// The parameters of an exported float model, batch normalization still
 /// folded in but the temperature taken out of the output layer.
 #[derive(Debug)]
 pub struct Imported {
+    path: PathBuf,
     arch: Arch,
-    tensors: BTreeMap<String, Tensor>,
+    tensors: HashMap<String, Tensor>,
     temperature: f64,
 }
 
@@ -76,7 +82,7 @@ impl Imported {
                 .ok_or_else(|| invalid(format!("metadata temperature {:?} is not a positive number", prop.value)))?,
             None => 1.0,
         };
-        let mut tensors = BTreeMap::new();
+        let mut tensors = HashMap::new();
         for init in &graph.initializer {
             let count: i64 = init.dims.iter().product();
             if init.data_type != DATA_TYPE_FLOAT || init.raw_data.len() as i64 != count * 4 {
@@ -94,7 +100,7 @@ impl Imported {
                 }
             }
         }
-        Ok(Self { arch, tensors, temperature })
+        Ok(Self { path: path.to_path_buf(), arch, tensors, temperature })
     }
 
     /// The architecture the model was exported from.
@@ -119,26 +125,10 @@ impl Imported {
                 net.arch()
             )));
         }
-        let device = vs.device();
-        let vars = vs.variables();
-        let set = |name: &str, value: &Tensor| -> Result<()> {
-            let var = vars.get(name).ok_or_else(|| Error::Config(format!("the network has no parameter {name}")))?;
-            if var.size() != value.size() {
-                return Err(Error::Config(format!(
-                    "parameter {name} has shape {:?} in the ONNX model, the network needs {:?}",
-                    value.size(),
-                    var.size()
-                )));
-            }
-            let mut var = var.shallow_clone();
-            tch::no_grad(|| var.copy_(&value.to_device(device).to_kind(var.kind())));
-            Ok(())
-        };
-        for (name, tensor) in &self.tensors {
-            set(name, tensor)?;
-        }
+        let mut tensors: HashMap<String, Tensor> =
+            self.tensors.iter().map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect();
         if !self.arch.batch_norm() {
-            return Ok(());
+            return copy_into(vs, &tensors, &self.path);
         }
         // First the identity in inference mode (mean 0, variance 1 - eps,
         // scale 1, shift 0), so that the network computes the ONNX graph;
@@ -153,31 +143,33 @@ impl Imported {
         for conv in &convs {
             let bn = batch_norm_name(conv);
             let channels = self.tensors[&format!("{conv}.bias")].size()[0];
-            let ones = Tensor::ones([channels], (Kind::Float, Device::Cpu));
-            set(&format!("{bn}.running_mean"), &(&ones * 0.0))?;
-            set(&format!("{bn}.running_var"), &(&ones * (1.0 - BATCH_NORM_EPS)))?;
-            set(&format!("{bn}.weight"), &ones)?;
-            set(&format!("{bn}.bias"), &(&ones * 0.0))?;
+            let options = (Kind::Float, Device::Cpu);
+            tensors.insert(format!("{bn}.running_mean"), Tensor::zeros([channels], options));
+            tensors.insert(format!("{bn}.running_var"), Tensor::full([channels], 1.0 - BATCH_NORM_EPS, options));
+            tensors.insert(format!("{bn}.weight"), Tensor::ones([channels], options));
+            tensors.insert(format!("{bn}.bias"), Tensor::zeros([channels], options));
         }
-        let outputs = tch::no_grad(|| net.conv_outputs(&calibration.to_device(device), false));
+        copy_into(vs, &tensors, &self.path)?;
+        let outputs = tch::no_grad(|| net.conv_outputs(&calibration.to_device(vs.device()), false));
         for (conv, output) in convs.iter().zip(&outputs) {
             let bn = batch_norm_name(conv);
-            let output = output.to_kind(Kind::Double);
+            let output = output.to_kind(Kind::Double).to_device(Device::Cpu);
             let mean = output.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Double);
             let var = output.var_dim([0i64, 2, 3].as_slice(), false, false);
             // Eval: scale * (y - mean) / sqrt(var + eps) + shift = y.
             let scale = (&var + BATCH_NORM_EPS).sqrt();
-            set(&format!("{bn}.running_mean"), &mean)?;
-            set(&format!("{bn}.running_var"), &var)?;
-            set(&format!("{bn}.weight"), &scale)?;
-            set(&format!("{bn}.bias"), &mean)?;
+            for (part, value) in [("running_mean", &mean), ("running_var", &var), ("weight", &scale), ("bias", &mean)] {
+                tensors.insert(format!("{bn}.{part}"), value.to_kind(Kind::Float));
+            }
         }
-        Ok(())
+        copy_into(vs, &tensors, &self.path)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use tch::nn::ModuleT;
 
     use super::*;

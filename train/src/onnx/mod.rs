@@ -45,7 +45,7 @@ pub struct Weights {
 }
 
 /// libtorch's default `eps` of batch normalization (`BatchNormConfig`).
-const BATCH_NORM_EPS: f64 = 1e-5;
+pub(crate) const BATCH_NORM_EPS: f64 = 1e-5;
 
 impl Weights {
     /// Copies the parameters of the `arch` network in `vs`, folding each
