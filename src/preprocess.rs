@@ -320,28 +320,8 @@ impl InkPage {
     /// The 784 pixels the model sees for the strokes `keep(x, y)` selects
     /// within the `x0..x1` x `y0..y1` window of the page: the window's ink
     /// masked, stretched, fitted and centred as for a single digit.
-    pub fn digit_pixels(
-        &self,
-        (x0, y0, x1, y1): (usize, usize, usize, usize),
-        keep: impl Fn(usize, usize) -> bool,
-    ) -> Vec<u8> {
-        let (x1, y1) = (x1.min(self.width), y1.min(self.height));
-        if x0 >= x1 || y0 >= y1 {
-            return vec![0; IMAGE_PIXELS];
-        }
-        let (w, h) = (x1 - x0, y1 - y0);
-        let mut window =
-            InkPage { width: w, height: h, ink: Vec::with_capacity(w * h), mask: Vec::new(), level: self.level };
-        let mut window_keep = Vec::with_capacity(w * h);
-        for y in y0..y1 {
-            let row = y * self.width;
-            window.ink.extend_from_slice(&self.ink[row + x0..row + x1]);
-            window_keep.extend((x0..x1).map(|x| keep(x, y)));
-        }
-        match window.keep_only(&window_keep) {
-            Some(digit) => digit.fit_and_center().to_bytes(),
-            None => vec![0; IMAGE_PIXELS],
-        }
+    pub fn digit_pixels(&self, window: (usize, usize, usize, usize), keep: impl Fn(usize, usize) -> bool) -> Vec<u8> {
+        digit_pixels_of(&self.ink, self.width, self.level, window, keep)
     }
 
     /// The page's ink where `keep` holds (and a pixel or two around it),
@@ -372,6 +352,34 @@ impl InkPage {
         }
         values.iter_mut().for_each(|v| *v = (*v / full).min(1.0));
         Some(GrayPlane { width: w as u32, height: h as u32, values })
+    }
+}
+
+/// [`InkPage::digit_pixels`] of a page's `ink` (`width` pixels a row,
+/// strokes above `level`), for callers that keep a page's ink without its mask.
+pub(crate) fn digit_pixels_of(
+    ink: &[f32],
+    width: usize,
+    level: f32,
+    (x0, y0, x1, y1): (usize, usize, usize, usize),
+    keep: impl Fn(usize, usize) -> bool,
+) -> Vec<u8> {
+    let height = ink.len() / width.max(1);
+    let (x1, y1) = (x1.min(width), y1.min(height));
+    if x0 >= x1 || y0 >= y1 {
+        return vec![0; IMAGE_PIXELS];
+    }
+    let (w, h) = (x1 - x0, y1 - y0);
+    let mut window = InkPage { width: w, height: h, ink: Vec::with_capacity(w * h), mask: Vec::new(), level };
+    let mut window_keep = Vec::with_capacity(w * h);
+    for y in y0..y1 {
+        let row = y * width;
+        window.ink.extend_from_slice(&ink[row + x0..row + x1]);
+        window_keep.extend((x0..x1).map(|x| keep(x, y)));
+    }
+    match window.keep_only(&window_keep) {
+        Some(digit) => digit.fit_and_center().to_bytes(),
+        None => vec![0; IMAGE_PIXELS],
     }
 }
 

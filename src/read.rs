@@ -29,7 +29,12 @@
 //! it, step 3 decodes what the model says of each window. Both run the
 //! same three steps, so callers need not know which one a model uses: its
 //! ONNX metadata says ([`Method::METADATA_KEY`]).
+//!
+//! 4. Optionally, [`check`]: each digit read through windows that stands
+//!    apart from its neighbours is classified alone by a single-digit model
+//!    too, and the two models' probabilities are combined.
 
+pub mod check;
 pub mod draw;
 pub mod line;
 
@@ -252,6 +257,14 @@ pub struct ReadDigit {
     /// Index of its candidate in [`Segmentation::candidates`].
     #[serde(skip)]
     pub candidate: usize,
+    /// The digit alone as a single-digit model sees it (784 MNIST-style pixels).
+    /// The digit alone, 784 MNIST-style pixels fitted and centred as a
+    /// single digit is, when blank columns part it from its neighbours:
+    /// what a single-digit model checks ([`check`]). `None` for a digit
+    /// touching a neighbour, and for digits read between cuts (their
+    /// candidates already are single digits).
+    #[serde(skip)]
+    pub alone: Option<Vec<u8>>,
 }
 
 /// A connected component of the ink mask, or the part of one between two cuts.
@@ -779,6 +792,7 @@ impl Segmentation {
                     probabilities: probabilities[index].clone(),
                     bounds: self.candidates[index].bounds,
                     candidate: index,
+                    alone: None,
                 }
             })
             .collect();

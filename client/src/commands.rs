@@ -150,9 +150,10 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     let expected_digits = args.expect_digits.map(|n| n as usize);
     // The digits cut here go through Predict, which names its model: the
     // ones the server reads numbers with, unless --model names one.
-    let readers = if args.send_encoded { Vec::new() } else { readers(server, model).await? };
+    let (readers, check_model) = if args.send_encoded { (Vec::new(), None) } else { readers(server, model).await? };
     let options = ReadOptions {
         readers,
+        check_model,
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
@@ -190,22 +191,28 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
 
 /// The models that read numbers here: `model`, or when it is empty those
 /// the server reads with for requests naming none (its reading model and
-/// second one); each as its metadata says it reads.
-async fn readers(server: &ServerAddress, model: &str) -> Result<Vec<Reader>> {
-    let names = if model.is_empty() {
+/// second one); each as its metadata says it reads. And the model that
+/// checks their digits standing alone, as the server's readers are
+/// checked (none for a named model, which reads alone).
+async fn readers(server: &ServerAddress, model: &str) -> Result<(Vec<Reader>, Option<String>)> {
+    let (names, check_model): (Vec<String>, _) = if model.is_empty() {
         let mut client = server.first_replica().await?.classifier().await?;
         let listed = client.list_models(ListModelsRequest {}).await;
         let listed = listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner();
-        std::iter::once(listed.read_model).chain(Some(listed.second_read_model).filter(|n| !n.is_empty())).collect()
+        let check_model = Some(listed.check_model).filter(|n| !n.is_empty());
+        let names = std::iter::once(listed.read_model)
+            .chain(Some(listed.second_read_model).filter(|n| !n.is_empty()))
+            .collect();
+        (names, check_model)
     } else {
-        vec![model.to_string()]
+        (vec![model.to_string()], None)
     };
     let mut readers = Vec::with_capacity(names.len());
     for name in names {
         let method = Method::of_model(&model_info(server, &name).await?.model_metadata);
         readers.push(Reader { model: name, method });
     }
-    Ok(readers)
+    Ok((readers, check_model))
 }
 
 /// What predict and read share before any work: the files found (at

@@ -6,7 +6,9 @@
 //! failover as `predict`; the digits are then chosen here from the model's
 //! raw outputs (`return_logits`). A 12-megapixel photo costs the network a few kilobytes.
 //! When the server reads with two models (`ListModelsResponse.second_read_model`),
-//! each file is segmented and read for both here too, and the surer reading kept.
+//! each file is segmented and read for both here too, and the surer reading kept;
+//! when it checks the digits standing alone (`ListModelsResponse.check_model`),
+//! they go to that model in a second pass over the files, as the server does.
 //! With `send_encoded`, each file goes whole to the server's `ReadOne`.
 //! Both give the same reading for the same file and models.
 
@@ -63,6 +65,11 @@ pub struct ReadOptions {
     pub model: String,
     /// The number of digits expected, when the caller knows it.
     pub expected_digits: Option<usize>,
+    /// The single-digit model that checks the digits of each reading that
+    /// stand alone (`mnist::read::check`), for files read here: the
+    /// server's `ListModelsResponse.check_model` when reading with its
+    /// readers.
+    pub check_model: Option<String>,
 }
 
 /// The reading of one file.
@@ -280,41 +287,114 @@ async fn read_locally(
 
     let mut pending = std::mem::take(&mut *pending.lock().map_err(|_| ClientError::Usage("lock poisoned".into()))?);
     let failures = std::mem::take(&mut *failures.lock().map_err(|_| ClientError::Usage("lock poisoned".into()))?);
-    let mut outcomes = Vec::with_capacity(paths.len());
-    for (index, path) in paths.iter().enumerate() {
-        let outcome = match (failures.get(&index), pending.remove(&index)) {
-            (Some(error), _) => ReadOutcome::Failed { error: error.clone() },
-            (None, Some(waiting)) => resolve(index, path, waiting, options),
-            (None, None) => ReadOutcome::Failed { error: "no answer from the server".into() },
-        };
-        outcomes.push(outcome);
+    let mut chosen: Vec<Result<Chosen, String>> = (0..paths.len())
+        .map(|index| match (failures.get(&index), pending.remove(&index)) {
+            (Some(error), _) => Err(error.clone()),
+            (None, Some(waiting)) => choose(waiting, options.expected_digits),
+            (None, None) => Err("no answer from the server".into()),
+        })
+        .collect();
+    if let Some(checker) = &options.check_model {
+        check_digits(server, checker, &mut chosen, options.window).await?;
     }
+    let outcomes = paths
+        .iter()
+        .zip(chosen)
+        .enumerate()
+        .map(|(index, (path, chosen))| match chosen.and_then(|c| write_debug_of(index, path, c, options)) {
+            Ok(reading) => ReadOutcome::Read(reading.into()),
+            Err(error) => ReadOutcome::Failed { error },
+        })
+        .collect();
     Ok(outcomes)
 }
 
-/// Chooses the digits of a file whose candidates all have logits (the
-/// reading its readers are surest of), and writes its debug pictures.
-fn resolve(index: usize, path: &Path, waiting: Pending, options: &ReadOptions) -> ReadOutcome {
+/// A file's reading, chosen among its readers', and what its debug
+/// pictures are drawn from.
+struct Chosen {
+    reading: Reading,
+    segmentation: Segmentation,
+    image: Option<DynamicImage>,
+}
+
+/// Chooses the digits of a file whose candidates all have logits: the
+/// reading its readers are surest of.
+fn choose(waiting: Pending, expected_digits: Option<usize>) -> Result<Chosen, String> {
     let mut surest: Option<(Reading, Segmentation)> = None;
     for PendingReading { segmentation, logits } in waiting.readings {
-        let reading = match read_one(&segmentation, logits, options.expected_digits) {
-            Ok(reading) => reading,
-            Err(error) => return ReadOutcome::Failed { error },
-        };
+        let reading = read_one(&segmentation, logits, expected_digits)?;
         // The first reader's on a tie, as the server chooses.
         if surest.as_ref().is_none_or(|(best, _)| reading.is_surer_than(best)) {
             surest = Some((reading, segmentation));
         }
     }
-    let Some((reading, segmentation)) = surest else {
-        return ReadOutcome::Failed { error: "no model read the file".into() };
-    };
-    if let (Some(dir), Some(image)) = (&options.debug_dir, &waiting.image)
-        && let Err(error) = write_debug(dir, index, path, image, &segmentation, &reading)
-    {
-        return ReadOutcome::Failed { error };
+    let (reading, segmentation) = surest.ok_or("no model read the file")?;
+    Ok(Chosen { reading, segmentation, image: waiting.image })
+}
+
+/// Sends the digits standing alone of every reading to `checker`, over the
+/// same streams as the candidates, and combines its answers with each
+/// reading (`Reading::check_digits`); a file whose digits were refused
+/// fails with the server's reason.
+async fn check_digits(
+    server: &ServerAddress,
+    checker: &str,
+    chosen: &mut [Result<Chosen, String>],
+    window: usize,
+) -> Result<(), ClientError> {
+    let mut requests = Vec::new();
+    let mut logits: HashMap<usize, Vec<Option<Vec<f32>>>> = HashMap::new();
+    for (file, chosen) in chosen.iter().enumerate() {
+        let Ok(chosen) = chosen else { continue };
+        let alone = chosen.reading.digits_to_check();
+        if alone.is_empty() {
+            continue;
+        }
+        logits.insert(file, vec![None; alone.len()]);
+        requests.extend(alone.into_iter().enumerate().map(|(k, (_, pixels))| PredictRequest {
+            id: format!("{file}/{k}"),
+            input: Some(Input::Pixels(pixels.to_vec())),
+            model: checker.to_string(),
+            return_logits: true,
+        }));
     }
-    ReadOutcome::Read(reading.into())
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let mut refused: HashMap<usize, String> = HashMap::new();
+    stream_predict(server, stream::iter(requests), window, |response| {
+        let mut parts = response.id.split('/').map(str::parse::<usize>);
+        let (Some(Ok(file)), Some(Ok(k)), None) = (parts.next(), parts.next(), parts.next()) else { return };
+        if let Some(status) = response.error {
+            refused.entry(file).or_insert_with(|| format!("{:?}: {}", tonic::Code::from(status.code), status.message));
+        } else if let Some(slot) = logits.get_mut(&file).and_then(|l| l.get_mut(k)) {
+            *slot = Some(response.logits);
+        }
+    })
+    .await?;
+    for (file, answers) in logits {
+        let Some(entry) = chosen.get_mut(file) else { continue };
+        let checked = match (refused.remove(&file), answers.into_iter().collect::<Option<Vec<_>>>()) {
+            (Some(error), _) => Err(error),
+            (None, None) => Err("the server did not answer every digit checked".to_string()),
+            (None, Some(answers)) => match entry {
+                Ok(c) => c.reading.check_digits(&answers).map_err(|e| e.to_string()),
+                Err(_) => Ok(()),
+            },
+        };
+        if let Err(error) = checked {
+            *entry = Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// A chosen reading, its debug pictures written when asked for.
+fn write_debug_of(index: usize, path: &Path, chosen: Chosen, options: &ReadOptions) -> Result<Reading, String> {
+    if let (Some(dir), Some(image)) = (&options.debug_dir, &chosen.image) {
+        write_debug(dir, index, path, image, &chosen.segmentation, &chosen.reading)?;
+    }
+    Ok(chosen.reading)
 }
 
 /// One reader's reading of a file, from its candidates' logits.
@@ -335,7 +415,9 @@ fn read_one(
 }
 
 /// Writes NNNN-<file>.png (the photo with boxes and digits),
-/// NNNN-<file>.digit-K.png (the 28x28 the model saw for digit K) and, for a
+/// NNNN-<file>.digit-K.png (the 28x28 the model saw for digit K),
+/// NNNN-<file>.digit-K.alone.png (digit K alone, as the check model saw
+/// it, when it stands apart from its neighbours) and, for a
 /// model that reads the line whole, NNNN-<file>.line.png (the line's strip
 /// and the window each digit was read in).
 fn write_debug(
@@ -358,10 +440,13 @@ fn write_debug(
     }
     for (k, digit) in reading.digits.iter().enumerate() {
         let Some(candidate) = segmentation.candidates.get(digit.candidate) else { continue };
-        let file = dir.join(format!("{stem}.digit-{k}.png"));
         let side = mnist::IMAGE_SIDE as u32;
-        image::save_buffer(&file, &candidate.pixels, side, side, image::ExtendedColorType::L8)
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let seen = std::iter::once(("", &candidate.pixels)).chain(digit.alone.as_ref().map(|alone| (".alone", alone)));
+        for (suffix, pixels) in seen {
+            let file = dir.join(format!("{stem}.digit-{k}{suffix}.png"));
+            image::save_buffer(&file, pixels, side, side, image::ExtendedColorType::L8)
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        }
     }
     Ok(())
 }

@@ -579,6 +579,20 @@ async fn read_in_every_format_with_debug_pictures_and_flags() {
     let stem = name.trim_end_matches(".png");
     let seen = image::open(debug.path().join(format!("{stem}.digit-0.png"))).unwrap();
     assert_eq!((seen.width(), seen.height()), (28, 28));
+    // Digits with paper on both sides are also shown as the check model saw them, alone.
+    let debug_all = tempfile::tempdir().unwrap();
+    let out = client(&server.url, &["read", root, "--quiet", "--debug-preprocess", debug_all.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alone: Vec<PathBuf> = std::fs::read_dir(debug_all.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".alone.png"))
+        .collect();
+    assert!(alone.len() >= paths.len(), "{} digits alone in {} photos", alone.len(), paths.len());
+    for file in &alone {
+        let seen = image::open(file).unwrap();
+        assert_eq!((seen.width(), seen.height()), (28, 28), "{}", file.display());
+    }
 
     // A bad file is a per-file error with exit code 1, as for predict.
     std::fs::write(folder.path().join("zz-broken.png"), b"\x89PNG broken").unwrap();

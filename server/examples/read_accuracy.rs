@@ -5,11 +5,16 @@
 //! through the server's own backend, on the same candidates the server's
 //! `Read` batches.
 //!
-//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train|validation] [--model PATH] [--second-model PATH] [--write DIR]`
-//! (`--write DIR` saves each misread photo and its annotated reading;
+//! Run: `cargo run --release -p mnist-server --example read_accuracy -- [--per-cell N] [--page-side PX] [--seed S] [--split test|train|validation] [--model PATH] [--second-model PATH] [--check-model PATH|none] [--write DIR]`
+//! (`--write DIR` saves each misread photo and its annotated reading, and
+//! each photo the check read right that the reader alone misread;
 //! `--second-model PATH` also reads each photo with that model, the way
 //! its metadata says, and keeps the surer of the two readings: the
-//! ensemble docs/reading-numbers.md measures.) `--split validation` draws
+//! ensemble docs/reading-numbers.md measures; `--check-model` is the
+//! single-digit model that checks the digits standing alone, as the server
+//! does with `--check-model`: `models/mnist-three-block.onnx` unless
+//! `none`; the table also says how many were read right before the check.)
+//! `--split validation` draws
 //! the digits from the last 5,000 training images, which neither the
 //! digit models nor the line sets' training strips contain: models trained
 //! on more training strips are compared there without the test digits.
@@ -51,6 +56,7 @@ fn main() -> Result<(), AnyError> {
     let (mut per_cell, mut page_side, mut seed, mut split, mut write) = (20usize, 640u32, 7u64, Digits::Test, None);
     let mut model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist.onnx");
     let mut second = None;
+    let mut check = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist-three-block.onnx"));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -69,6 +75,12 @@ fn main() -> Result<(), AnyError> {
             "--model" => model = PathBuf::from(value()?),
             "--write" => write = Some(PathBuf::from(value()?)),
             "--second-model" => second = Some(PathBuf::from(value()?)),
+            "--check-model" => {
+                check = match value()?.as_str() {
+                    "none" => None,
+                    path => Some(PathBuf::from(path)),
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -80,6 +92,10 @@ fn main() -> Result<(), AnyError> {
         readers.push((backend, Method::of_model(&description.metadata)));
     }
     let method = readers[0].1;
+    let mut checker = match &check {
+        Some(path) => Some(OnnxBackend::load(path, &options)?.0),
+        None => None,
+    };
     let data = match split {
         Digits::Test => Mnist::load(&default_dir(), Split::Test)?,
         Digits::Train => Mnist::load(&default_dir(), Split::Train)?,
@@ -89,18 +105,23 @@ fn main() -> Result<(), AnyError> {
     let limits = DecodeLimits::default();
 
     let name = |path: &PathBuf| path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-    let also = match (&second, readers.get(1)) {
+    let mut also = match (&second, readers.get(1)) {
         (Some(path), Some((_, method))) => {
             format!(", and {} (reads {}), the surer reading kept", name(path), method.name())
         }
         _ => String::new(),
     };
+    if let Some(path) = &check {
+        also += &format!("; digits standing alone checked by {}", name(path));
+    }
     println!(
         "{per_cell} numbers per spacing and condition, 2-8 digits from MNIST {split:?}, pages of {page_side} px, seed {seed}, model {} (reads {}){also}\n",
         name(&model),
         method.name()
     );
     let mut results: Vec<Outcome> = Vec::new();
+    // Numbers read exactly before the check, by spacing.
+    let mut right_unchecked = std::collections::BTreeMap::new();
     let (mut segmenting, mut photos) = (Duration::ZERO, 0u32);
     // Misread numbers whose every digit had a candidate matching it.
     let mut misread_with_candidates = std::collections::BTreeMap::new();
@@ -117,7 +138,9 @@ fn main() -> Result<(), AnyError> {
                 let started = Instant::now();
                 let image = decode(&photo, &limits)?;
                 let decoding = started.elapsed();
-                let Read { segmentation, reading, segmenting: segmented, .. } = read_surest(&mut readers, &image)?;
+                let Read { segmentation, reading, unchecked, segmenting: segmented, .. } =
+                    read_surest(&mut readers, checker.as_mut(), &image)?;
+                *right_unchecked.entry(spacing.name()).or_insert(0usize) += usize::from(unchecked == truth);
                 segmenting += decoding + segmented;
                 photos += 1;
                 let right = reading.text == truth;
@@ -137,6 +160,13 @@ fn main() -> Result<(), AnyError> {
                         "a digit misread"
                     };
                     *misread_kinds.entry((spacing.name(), kind)).or_insert(0usize) += 1;
+                }
+                if let (Some(dir), true) = (&write, right && unchecked != truth) {
+                    // A photo the check read right: server/tests/fixtures holds one.
+                    let name =
+                        format!("checked-{}-{}-{n:03}-{truth}-unchecked-{unchecked}", spacing.name(), condition.name());
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::write(dir.join(format!("{name}.jpg")), &photo)?;
                 }
                 if let (Some(dir), false) = (&write, right) {
                     let name = format!("{}-{}-{n:03}-{truth}-read-{}", spacing.name(), condition.name(), reading.text);
@@ -193,12 +223,16 @@ fn main() -> Result<(), AnyError> {
         "\nmisread although every digit had a matching candidate (a choosing error; every window of a line matches): {misread_with_candidates:?}"
     );
     println!("\nmisreads by kind: {misread_kinds:?}");
+    if check.is_some() {
+        let all: usize = right_unchecked.values().sum();
+        println!("\nread exactly before the check of digits standing alone: {all} {right_unchecked:?}");
+    }
     println!("\nexpected calibration error (these bins): {ece:.3}");
     println!(
         "segmentation: {:.1} ms per photo (mean, decode included)",
         segmenting.as_secs_f64() * 1e3 / f64::from(photos)
     );
-    time_by_size(&mut readers, &data, seed, write.as_deref())
+    time_by_size(&mut readers, checker.as_mut(), &data, seed, write.as_deref())
 }
 
 /// Time per photo of a 6-digit number, by size: decoding, segmenting,
@@ -206,6 +240,7 @@ fn main() -> Result<(), AnyError> {
 /// The 4000x3000 photo is a phone's 4:3 frame with the number across it.
 fn time_by_size(
     readers: &mut [(OnnxBackend, Method)],
+    mut checker: Option<&mut OnnxBackend>,
     data: &Mnist,
     seed: u64,
     write: Option<&std::path::Path>,
@@ -236,7 +271,7 @@ fn time_by_size(
             let started = Instant::now();
             let image = decode(&bytes, &limits)?;
             let decoded = started.elapsed();
-            let read = read_surest(readers, &image)?;
+            let read = read_surest(readers, checker.as_deref_mut(), &image)?;
             let (segmentation, reading) = (read.segmentation, read.reading);
             if let (Some(dir), true) = (write, reading.text != truth && text.is_empty()) {
                 std::fs::create_dir_all(dir)?;
@@ -275,26 +310,34 @@ fn ratio(right: usize, total: usize) -> f64 {
 }
 
 /// One photo read by every reader: the surest reading (the first reader's
-/// on a tie), as the server chooses, and what it cost.
+/// on a tie), as the server chooses, its digits standing alone checked,
+/// and what it cost.
 struct Read {
     segmentation: Segmentation,
     reading: Reading,
+    /// The reading's text before the check.
+    unchecked: String,
     /// Candidates of all readers.
     candidates: usize,
     /// Segmenting, for all readers.
     segmenting: Duration,
-    /// Classifying every candidate and choosing, for all readers.
+    /// Classifying every candidate and choosing, for all readers, and the check.
     classifying: Duration,
 }
 
-fn read_surest(readers: &mut [(OnnxBackend, Method)], image: &image::DynamicImage) -> Result<Read, AnyError> {
+fn read_surest(
+    readers: &mut [(OnnxBackend, Method)],
+    checker: Option<&mut OnnxBackend>,
+    image: &image::DynamicImage,
+) -> Result<Read, AnyError> {
     let mut surest: Option<(Segmentation, Reading)> = None;
     let (mut candidates, mut segmenting, mut classifying) = (0, Duration::ZERO, Duration::ZERO);
     for (backend, method) in readers.iter_mut() {
         let started = Instant::now();
         let segmentation = segment(image, *method);
         let segmented = Instant::now();
-        let logits = classify(backend, &segmentation)?;
+        let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
+        let logits = classify(backend, &pixels)?;
         let reading = segmentation.read(&logits, None)?;
         segmenting += segmented - started;
         classifying += segmented.elapsed();
@@ -303,18 +346,26 @@ fn read_surest(readers: &mut [(OnnxBackend, Method)], image: &image::DynamicImag
             surest = Some((segmentation, reading));
         }
     }
-    let (segmentation, reading) = surest.ok_or("no model to read with")?;
-    Ok(Read { segmentation, reading, candidates, segmenting, classifying })
+    let (segmentation, mut reading) = surest.ok_or("no model to read with")?;
+    let unchecked = reading.text.clone();
+    if let Some(checker) = checker {
+        let started = Instant::now();
+        let alone: Vec<&[u8]> = reading.digits_to_check().into_iter().map(|(_, pixels)| pixels).collect();
+        let logits = classify(checker, &alone)?;
+        reading.check_digits(&logits)?;
+        classifying += started.elapsed();
+    }
+    Ok(Read { segmentation, reading, unchecked, candidates, segmenting, classifying })
 }
 
-/// The ten logits of every candidate, in one batch.
-fn classify(backend: &mut OnnxBackend, segmentation: &Segmentation) -> Result<Vec<Vec<f32>>, AnyError> {
-    let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
-    if pixels.is_empty() {
+/// The ten logits of every image (784 pixels each), in one batch.
+fn classify(backend: &mut OnnxBackend, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, AnyError> {
+    if images.is_empty() {
         return Ok(Vec::new());
     }
+    let pixels = images.concat();
     let mut input = Vec::with_capacity(pixels.len());
     mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
-    let logits = backend.infer(&input, segmentation.candidates.len())?;
+    let logits = backend.infer(&input, images.len())?;
     Ok(logits.chunks(10).map(<[f32]>::to_vec).collect())
 }

@@ -70,6 +70,13 @@ pub struct Config {
     #[arg(long, env = "MNIST_SECOND_READ_MODEL")]
     pub second_read_model: Option<String>,
 
+    /// The single-digit model that checks each digit a window model reads with blank paper on
+    /// both sides, for Read requests that name no model (default: `mnist-three-block` when it is
+    /// served, else none; `none`: no check). One more small batch per photo, of its digits that
+    /// stand alone (docs/reading-numbers.md#checking-digits-that-stand-alone).
+    #[arg(long, env = "MNIST_CHECK_MODEL")]
+    pub check_model: Option<String>,
+
     /// Execution provider: auto tries CUDA (Linux, Windows) or CoreML (macOS) and falls back to the CPU;
     /// naming one that cannot be used is an error.
     #[arg(long, env = "MNIST_DEVICE", value_enum, default_value_t = Device::Auto)]

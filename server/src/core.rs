@@ -35,7 +35,7 @@ use crate::{
     batcher::{ModelImage, Prediction, expired},
     error::ServerError,
     metrics,
-    models::{Model, Models},
+    models::{Model, Models, Readers},
 };
 
 /// What one call, and all calls together, may hold.
@@ -299,16 +299,18 @@ impl Core {
     }
 
     /// Reads the handwritten number in one admitted photo with each of
-    /// `readers` (at least one) and keeps the reading it is surest of (the
-    /// first reader's on a tie): the photo is decoded once and segmented
-    /// for each on a blocking thread, the candidate digits of all take
-    /// places beside the photo's (`more`: waiting for them or not), and
+    /// `readers.models` (at least one) and keeps the reading it is surest
+    /// of (the first reader's on a tie): the photo is decoded once and
+    /// segmented for each on a blocking thread, the candidate digits of all
+    /// take places beside the photo's (`more`: waiting for them or not), and
     /// each reader's candidates go through its batcher together, the
     /// readers at once. Two readers that read differently go wrong on
     /// different photos, and each is less sure of itself when it does.
+    /// Then `readers.checker`, if any, classifies the reading's digits that
+    /// stand alone, in one batch (`mnist::read::check`).
     pub async fn read(
         &self,
-        readers: &[&Arc<Model>],
+        readers: &Readers<'_>,
         page: PageInput,
         expected_digits: Option<usize>,
         deadline: Option<Instant>,
@@ -321,7 +323,7 @@ impl Core {
         let started = Instant::now();
         let limits = self.limits.decode;
         // The served file decides which images of the line it is shown.
-        let methods: Vec<Method> = readers.iter().map(|model| model.served().reading_method()).collect();
+        let methods: Vec<Method> = readers.models.iter().map(|model| model.served().reading_method()).collect();
         let segmented_methods = methods.clone();
         let segmentations = self
             .decoding(move || {
@@ -341,14 +343,38 @@ impl Core {
             MorePlaces::Wait => self.admit_rest(admission, places).await?,
             MorePlaces::Refuse => self.try_admit_rest(admission, places)?,
         }
-        let readings = futures_util::future::try_join_all(readers.iter().zip(segmentations).zip(methods).map(
+        let readings = futures_util::future::try_join_all(readers.models.iter().zip(segmentations).zip(methods).map(
             |((model, segmentation), method)| self.read_with(model, segmentation, method, expected_digits, deadline),
         ))
         .await?;
-        readings
+        let mut surest = readings
             .into_iter()
             .reduce(|surest, other| if other.reading.is_surer_than(&surest.reading) { other } else { surest })
-            .ok_or_else(|| ServerError::Inference("no model to read with".into()))
+            .ok_or_else(|| ServerError::Inference("no model to read with".into()))?;
+        if let Some(checker) = readers.checker {
+            self.check(checker, &mut surest.reading, deadline).await?;
+        }
+        Ok(surest)
+    }
+
+    /// Checks the digits of `reading` that stand alone with the
+    /// single-digit model `checker`, in one batch. They need no places of
+    /// their own: each was read in one of the windows whose places the
+    /// reading still holds, and those windows are answered.
+    async fn check(
+        &self,
+        checker: &Model,
+        reading: &mut Reading,
+        deadline: Option<Instant>,
+    ) -> Result<(), ServerError> {
+        let alone: Vec<ModelImage> =
+            reading.digits_to_check().into_iter().map(|(_, pixels)| ModelImage::Pixels(pixels.to_vec())).collect();
+        if alone.is_empty() {
+            return Ok(());
+        }
+        let predictions = self.infer(checker, alone, deadline).await?;
+        let logits: Vec<Vec<f32>> = predictions.iter().map(|p| p.logits.to_vec()).collect();
+        reading.check_digits(&logits).map_err(|e| ServerError::Inference(e.to_string()))
     }
 
     /// One reader's reading of a segmented photo: its candidates through

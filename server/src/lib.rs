@@ -57,7 +57,7 @@ use crate::{
     core::Core,
     error::ServerError,
     message_limit::MessageLimit,
-    models::{Model, Models},
+    models::{Model, Models, ReadingModels},
     threads::ModelLoader,
     timing::CallTiming,
 };
@@ -237,7 +237,14 @@ async fn serve(
         ..DecodeLimits::default()
     };
     let core = Arc::new(Core::new(
-        Models::new(entries, config.read_model.as_deref(), config.second_read_model.as_deref())?,
+        Models::new(
+            entries,
+            ReadingModels {
+                read: config.read_model.as_deref(),
+                second: config.second_read_model.as_deref(),
+                check: config.check_model.as_deref(),
+            },
+        )?,
         core::Limits {
             decode: limits,
             max_in_flight_per_stream: config.max_in_flight_per_stream as usize,

@@ -201,6 +201,33 @@ pub const READING_MODEL: &str = "mnist-reader";
 /// the two go wrong on different photos.
 pub const SECOND_READING_MODEL: &str = "mnist-reader-cuts";
 
+/// The shipped single-digit model that checks the digits a window model
+/// reads standing alone (`--check-model`), when it is served: the strongest
+/// single-digit classifier shipped (`mnist::read::check`).
+pub const CHECK_MODEL: &str = "mnist-three-block";
+
+/// The served models' names for the roles reading numbers gives them, as
+/// the server was started (`--read-model`, `--second-read-model`,
+/// `--check-model`); `None` for the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadingModels<'a> {
+    /// The model that reads numbers for requests naming none.
+    pub read: Option<&'a str>,
+    /// The model that reads them too.
+    pub second: Option<&'a str>,
+    /// The single-digit model that checks the digits standing alone.
+    pub check: Option<&'a str>,
+}
+
+/// The models that read one photo: each reads it, the surest reading is
+/// kept, and `checker`, if any, checks its digits that stand alone.
+pub struct Readers<'a> {
+    /// At least one.
+    pub models: Vec<&'a Arc<Model>>,
+    /// The single-digit model that checks the reading.
+    pub checker: Option<&'a Arc<Model>>,
+}
+
 /// Every served model, the default one first.
 pub struct Models {
     entries: Vec<Arc<Model>>,
@@ -208,20 +235,21 @@ pub struct Models {
     reader: usize,
     /// Index of the model that reads each such photo too, if any.
     second_reader: Option<usize>,
+    /// Index of the single-digit model that checks such readings, if any.
+    checker: Option<usize>,
 }
 
 impl Models {
-    /// The models, the default one first; at least one. `read_model` names
-    /// the one that reads numbers for requests naming none (default:
+    /// The models, the default one first; at least one. `reading.read`
+    /// names the one that reads numbers for requests naming none (default:
     /// [`READING_MODEL`] when served, else the default model);
-    /// `second_read_model` the one that reads them too (default and
-    /// `none`: none; with the shipped models a second reading costs a
-    /// second segmentation and batch for few if any more numbers read right).
-    pub fn new(
-        entries: Vec<Arc<Model>>,
-        read_model: Option<&str>,
-        second_read_model: Option<&str>,
-    ) -> Result<Self, ServerError> {
+    /// `reading.second` the one that reads them too (default and `none`:
+    /// none; with the shipped models a second reading costs a second
+    /// segmentation and batch for few if any more numbers read right);
+    /// `reading.check` the single-digit model that checks their digits
+    /// standing alone (default: [`CHECK_MODEL`] when served; `none`: none).
+    pub fn new(entries: Vec<Arc<Model>>, reading: ReadingModels<'_>) -> Result<Self, ServerError> {
+        let ReadingModels { read: read_model, second: second_read_model, check: check_model } = reading;
         if entries.is_empty() {
             return Err(ServerError::Config("no model to serve".into()));
         }
@@ -240,7 +268,12 @@ impl Models {
         };
         // A model reading twice would only double the work.
         let second_reader = second_reader.filter(|&second| second != reader);
-        Ok(Self { entries, reader, second_reader })
+        let checker = match check_model {
+            None => position(CHECK_MODEL),
+            Some("none") => None,
+            Some(name) => Some(served("check-model", name)?),
+        };
+        Ok(Self { entries, reader, second_reader, checker })
     }
 
     /// The model `Read` uses for requests that name none.
@@ -253,14 +286,22 @@ impl Models {
         self.second_reader.map(|index| &self.entries[index])
     }
 
+    /// The single-digit model that checks the digits standing alone of
+    /// readings for requests that name no model.
+    pub fn check_model(&self) -> Option<&Arc<Model>> {
+        self.checker.map(|index| &self.entries[index])
+    }
+
     /// The models that read a photo for a request naming `name`, surest
     /// reading kept: the reading model and the second one for an empty
-    /// name, else the model called `name` alone.
-    pub fn readers(&self, name: &str) -> Result<Vec<&Arc<Model>>, ServerError> {
+    /// name, checked by the check model; else the model called `name`
+    /// alone, unchecked (a caller naming a model gets that model's reading).
+    pub fn readers(&self, name: &str) -> Result<Readers<'_>, ServerError> {
         if name.is_empty() {
-            Ok(std::iter::once(self.reading_model()).chain(self.second_reading_model()).collect())
+            let models = std::iter::once(self.reading_model()).chain(self.second_reading_model()).collect();
+            Ok(Readers { models, checker: self.check_model() })
         } else {
-            Ok(vec![self.get(name)?])
+            Ok(Readers { models: vec![self.get(name)?], checker: None })
         }
     }
 

@@ -19,8 +19,15 @@ use mnist::{
 use tonic::{Code, transport::Channel};
 
 async fn repository_server() -> TestServer {
+    repository_server_with(&[]).await
+}
+
+/// A server of every shipped model, as scripts/serve.sh starts it, with `flags` added.
+async fn repository_server_with(flags: &[&str]) -> TestServer {
     let models = models_dir();
-    TestServer::start(&["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"]).await
+    let mut args = vec!["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"];
+    args.extend_from_slice(flags);
+    TestServer::start(&args).await
 }
 
 fn encoded(image: &GrayImage) -> Vec<u8> {
@@ -83,20 +90,12 @@ async fn numbers_are_read_with_boxes_by_the_reading_model() {
 /// model's reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_readers_read_each_photo_and_the_surer_reading_is_the_answer() {
-    let models = models_dir();
-    let server = TestServer::start(&[
-        "--model-repository",
-        models.to_str().unwrap(),
-        "--default-model",
-        "mnist",
-        "--second-read-model",
-        "mnist-reader-cuts",
-    ])
-    .await;
+    // Unchecked, so that a reading naming no model is one of the two named ones.
+    let server = repository_server_with(&["--second-read-model", "mnist-reader-cuts", "--check-model", "none"]).await;
     let mut client = server.client().await;
     let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.second_read_model, "mnist-reader-cuts");
-    let one_reader = repository_server().await;
+    let one_reader = repository_server_with(&["--check-model", "none"]).await;
     let mut alone = one_reader.client().await;
 
     let data = test_set();
@@ -128,6 +127,81 @@ async fn two_readers_read_each_photo_and_the_surer_reading_is_the_answer() {
     // On these photos each reader is the surer one at least once.
     assert_eq!(chosen.len(), 2, "{chosen:?}");
 }
+
+/// The digits of a reading that stand alone are checked by the
+/// single-digit model the server lists (`mnist-three-block` by default,
+/// `mnist::read::check`): on numbers of MNIST test digits spaced apart, no
+/// fewer are read right than by the window model alone (a request naming
+/// it), where the digits are but not which they are may change, and two
+/// photos it misreads are read right; a server told `--check-model none`
+/// answers as the window model alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
+    let server = repository_server().await;
+    let mut client = server.client().await;
+    let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.check_model, "mnist-three-block", "the strongest shipped single-digit model checks");
+    let unchecked_server = repository_server_with(&["--check-model", "none"]).await;
+    let mut unchecked = unchecked_server.client().await;
+    let listed = unchecked.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.check_model, "");
+
+    let data = test_set();
+    let mut generator = PhotoGenerator::new(17, 640);
+    let (mut right_checked, mut right_alone, mut touched) = (0, 0, 0);
+    for n in 0..CHECKED_PHOTOS {
+        let indices = generator.pick_number(data.len());
+        let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
+        let truth: String = indices.iter().map(|&i| char::from(b'0' + data.labels[i])).collect();
+        let spacing = [Spacing::Wide, Spacing::Normal, Spacing::Close][n % 3];
+        let condition = Condition::NUMBERS[n % Condition::NUMBERS.len()];
+        let (photo, _) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
+        let read_with = |model: &str| ReadRequest {
+            input: Some(Input::Image(photo.clone())),
+            model: model.into(),
+            top_k: 10,
+            ..Default::default()
+        };
+        let checked = client.read_one(read_with("")).await.unwrap().into_inner();
+        let alone = client.read_one(read_with("mnist-reader")).await.unwrap().into_inner();
+        let none = unchecked.read_one(read_with("")).await.unwrap().into_inner();
+        assert_eq!((&none.text, none.confidence), (&alone.text, alone.confidence), "photo {n}");
+        // The check changes which digit, never where the digits are.
+        assert_eq!(checked.digits.len(), alone.digits.len(), "photo {n}");
+        for (c, a) in checked.digits.iter().zip(&alone.digits) {
+            assert_eq!(c.r#box, a.r#box, "photo {n}");
+            let total: f32 = c.top_k.iter().map(|s| s.probability).sum();
+            assert!((total - 1.0).abs() < 1e-3, "photo {n}: combined probabilities sum to {total}");
+        }
+        assert!(checked.confidence > 0.0 && checked.confidence <= 1.0, "photo {n}: {}", checked.confidence);
+        touched += usize::from(checked.confidence != alone.confidence);
+        right_checked += usize::from(checked.text == truth);
+        right_alone += usize::from(alone.text == truth);
+    }
+    eprintln!("{CHECKED_PHOTOS} photos: {right_checked} read right checked, {right_alone} by the window model alone");
+    assert!(right_checked >= right_alone, "checked {right_checked}, window model alone {right_alone}");
+    assert!(touched >= CHECKED_PHOTOS / 2, "the check moved the confidence of only {touched} readings");
+
+    // Two photos the window model alone misreads (a 4 read as a 1, a 6 as
+    // a 0) and the check reads right, written by `read_accuracy --split
+    // test --per-cell 50 --seed 5 --write DIR` (its `checked-*` photos).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (file, truth, unchecked) in
+        [("number-4289856.jpg", "4289856", "1289856"), ("number-4186391.jpg", "4186391", "4180391")]
+    {
+        let photo = std::fs::read(fixtures.join(file)).unwrap();
+        let read_with = |model: &str| ReadRequest {
+            input: Some(Input::Image(photo.clone())),
+            model: model.into(),
+            ..Default::default()
+        };
+        assert_eq!(client.read_one(read_with("")).await.unwrap().into_inner().text, truth, "{file}");
+        assert_eq!(client.read_one(read_with("mnist-reader")).await.unwrap().into_inner().text, unchecked, "{file}");
+    }
+}
+
+/// Photos of [`digits_standing_alone_are_checked_by_a_single_digit_model`].
+const CHECKED_PHOTOS: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_errors_predict_gives() {

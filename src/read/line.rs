@@ -241,6 +241,22 @@ impl LineStrip {
         to_original((x0, y0, x1, y1), scale, width, height)
     }
 
+    /// The line's ink between strip columns `left..right`, at the page's
+    /// resolution (finer than the strip's), fitted and centred as a single
+    /// digit is.
+    fn digit_pixels(&self, left: f32, right: f32) -> Vec<u8> {
+        let (x0, x1) = (self.work_column(left), self.work_column(right) + 1);
+        let page = &*self.page;
+        let (y0, y1) = page.rows;
+        crate::preprocess::digit_pixels_of(&page.ink, page.page_width, page.level, (x0, y0, x1, y1), |_, _| true)
+    }
+
+    /// The ink of the strip's column under `x` (0: blank paper).
+    fn column_ink(&self, x: f32) -> u32 {
+        let x = (x.max(0.0) as usize).min(self.width.saturating_sub(1));
+        self.pixels.iter().skip(x).step_by(self.width).map(|&v| u32::from(v)).sum()
+    }
+
     /// The strip column at the centre of frame `k`'s window.
     fn frame_centre(k: usize) -> usize {
         k * FRAME_STRIDE + IMAGE_SIDE / 2
@@ -284,6 +300,8 @@ impl LineStrip {
                     probabilities: p[..BLANK].iter().map(|v| v / digit_mass.max(f32::MIN_POSITIVE)).collect(),
                     bounds: self.ink_box(left, right),
                     candidate: first_candidate + span.peak,
+                    alone: (self.column_ink(left) == 0 && self.column_ink(right) == 0)
+                        .then(|| self.digit_pixels(left, right)),
                 }
             })
             .collect()

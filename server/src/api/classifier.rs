@@ -173,6 +173,7 @@ impl Classifier for ClassifierService {
         let read_model = self.core.models().reading_model().name().to_string();
         let second_read_model =
             self.core.models().second_reading_model().map(|model| model.name().to_string()).unwrap_or_default();
-        Ok(Response::new(ListModelsResponse { models, read_model, second_read_model }))
+        let check_model = self.core.models().check_model().map(|model| model.name().to_string()).unwrap_or_default();
+        Ok(Response::new(ListModelsResponse { models, read_model, second_read_model, check_model }))
     }
 }

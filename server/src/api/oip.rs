@@ -579,7 +579,8 @@ pub fn model_config(target: Target<'_>, core: &Core) -> ModelConfig {
     let max_images_per_request = core.limits().max_images_per_request;
     if target.task == Task::Read {
         let second = core.models().second_reading_model().map(|m| m.as_ref());
-        return reading::config(model, second, max_images_per_request);
+        let check = core.models().check_model().map(|m| m.as_ref());
+        return reading::config(model, second, check, max_images_per_request);
     }
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let input = |name: &str, data_type: DataType, format: model_input::Format, dims: &[i64], reshape| ModelInput {

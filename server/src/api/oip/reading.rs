@@ -128,9 +128,14 @@ pub(super) fn metadata(model: &Model) -> ModelMetadataResponse {
 }
 
 /// `ModelConfig` of [`READ_MODEL`], in Triton's terms (see
-/// [`super::model_config`]); the parameters name the reading model and the
-/// second one (empty when there is none).
-pub(super) fn config(model: &Model, second: Option<&Model>, max_images_per_request: usize) -> ModelConfig {
+/// [`super::model_config`]); the parameters name the reading model, the
+/// second one and the check model (empty when there is none).
+pub(super) fn config(
+    model: &Model,
+    second: Option<&Model>,
+    check: Option<&Model>,
+    max_images_per_request: usize,
+) -> ModelConfig {
     let scalar = || Some(ModelTensorReshape { shape: vec![] });
     let output = |name: &str, data_type: DataType| ModelOutput {
         name: name.to_string(),
@@ -167,6 +172,10 @@ pub(super) fn config(model: &Model, second: Option<&Model>, max_images_per_reque
             (
                 "second_reading_model".to_string(),
                 ModelParameter { string_value: second.map(|m| m.name().to_string()).unwrap_or_default() },
+            ),
+            (
+                "check_model".to_string(),
+                ModelParameter { string_value: check.map(|m| m.name().to_string()).unwrap_or_default() },
             ),
         ]
         .into(),
