@@ -2,14 +2,13 @@
 # Numbers per second through the server under load (docs/benchmarks.md,
 # "Reading numbers"): ghz calls ReadOne with a photo of a 6-digit number
 # (examples/requests/read.json, 640x184 JPEG) as a request naming no model
-# is read by a server told of a second reader (--second-read-model
-# mnist-reader-cuts: both readers, the surer reading kept), then naming
-# mnist-reader (one reader, as the server reads by default), and, as the
-# baseline in the same run, PredictOne with one digit's PNG
-# (examples/requests/png.json): a number is a decode, a segmentation per
-# reader and a batch of candidates each; a digit is a decode and one image.
-# Every shipped model is served, as scripts/serve.sh does; Predict uses
-# mnist (the window model's network).
+# is read by default (mnist-reader, its digits standing alone checked by
+# mnist-three-block), then naming mnist-reader (the window model alone,
+# unchecked), and, as the baseline in the same run, PredictOne with one
+# digit's PNG (examples/requests/png.json): a number is a decode, a
+# segmentation, a batch of windows and a batch of the digits standing
+# alone; a digit is a decode and one image. Every shipped model is served,
+# as scripts/serve.sh does; Predict uses mnist (the default model).
 #
 #   scripts/bench-read.sh [SECONDS] [CONCURRENCY...]     default 10 s at 1, 8 and 32 callers
 #   GHZ=/path/to/ghz scripts/bench-read.sh               default ../shared/tools/ghz
@@ -23,7 +22,7 @@ require_ghz bench-read
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
-start_server "$OUT" --model-repository models --default-model mnist --second-read-model mnist-reader-cuts
+start_server "$OUT" --model-repository models --default-model mnist
 trap stop_server EXIT
 GHZ_BASE=("$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto)
 DIGITS=$(python3 -c "import json; print(len(json.load(open('examples/requests/read.json'))['id'].rsplit('-', 1)[1]))")
@@ -53,8 +52,8 @@ def figures(name):
     codes = report.get("statusCodeDistribution") or {}
     return report["rps"], latency.get(50, float("nan")), latency.get(99, float("nan")), sum(v for k, v in codes.items() if k != "OK")
 names = {
-    "ReadOne": f"ReadOne, both readers ({digits} digits)",
-    "ReadOneAlone": f"ReadOne, mnist-reader alone ({digits} digits)",
+    "ReadOne": f"ReadOne, default: mnist-reader, checked ({digits} digits)",
+    "ReadOneAlone": f"ReadOne, mnist-reader alone, unchecked ({digits} digits)",
     "PredictOne": "PredictOne (one PNG digit)",
 }
 print("| callers | call | calls/s | digits/s | p50 ms | p99 ms | errors | calls/s per PredictOne/s |")

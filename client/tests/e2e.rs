@@ -516,8 +516,9 @@ const NUMBERS_PER_CELL: usize = 15;
 /// The share of numbers read exactly that each spacing must reach there:
 /// what these seeded photos measured with the shipped reader, the
 /// three-block window model trained for 8 epochs and fine-tuned for 3 on
-/// twice the strips, read through two views (wide 70/75, normal 72/75,
-/// close 72/75, touching 67/75; before the fine-tuning: 72, 73, 72 and 66;
+/// twice the strips, read through two views, its digits standing alone
+/// checked by `mnist-three-block` (wide 72/75, normal 73/75, close 72/75,
+/// touching 67/75; unchecked: 70, 72, 72 and 67; before the fine-tuning: 72, 73, 72 and 66;
 /// the 4-epoch one through two views: 71, 73, 70 and 65, through one: 70, 72, 71 and
 /// 62; the reference-network window model before it: 66, 70, 71 and 58;
 /// the model that read cuts: 70, 72, 69 and 44), less a margin for other
