@@ -36,6 +36,12 @@ fn encoded(image: &GrayImage) -> Vec<u8> {
     bytes
 }
 
+/// A `ReadOne` request for an encoded `photo`, read by `model` (empty: the
+/// server's readers), with each digit's `top_k` likeliest classes.
+fn read_request(photo: &[u8], model: &str, top_k: u32) -> ReadRequest {
+    ReadRequest { input: Some(Input::Image(photo.to_vec())), model: model.into(), top_k, ..Default::default() }
+}
+
 async fn read_one(
     client: &mut ClassifierClient<Channel>,
     input: Input,
@@ -106,12 +112,7 @@ async fn two_readers_read_each_photo_and_the_surer_reading_is_the_answer() {
         let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
         let spacing = [Spacing::Touching, Spacing::Close, Spacing::Normal][n % 3];
         let (photo, _) = generator.number_jpeg_with_boxes(&digits, spacing, Condition::UnevenLight);
-        let read_with = |model: &str| ReadRequest {
-            input: Some(Input::Image(photo.clone())),
-            model: model.into(),
-            top_k: 3,
-            ..Default::default()
-        };
+        let read_with = |model: &str| read_request(&photo, model, 3);
         let both = client.read_one(read_with("")).await.unwrap().into_inner();
         let windows = client.read_one(read_with("mnist-reader")).await.unwrap().into_inner();
         let cuts = client.read_one(read_with("mnist-reader-cuts")).await.unwrap().into_inner();
@@ -156,12 +157,7 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
         let spacing = [Spacing::Wide, Spacing::Normal, Spacing::Close][n % 3];
         let condition = Condition::NUMBERS[n % Condition::NUMBERS.len()];
         let (photo, _) = generator.number_jpeg_with_boxes(&digits, spacing, condition);
-        let read_with = |model: &str| ReadRequest {
-            input: Some(Input::Image(photo.clone())),
-            model: model.into(),
-            top_k: 10,
-            ..Default::default()
-        };
+        let read_with = |model: &str| read_request(&photo, model, 10);
         let checked = client.read_one(read_with("")).await.unwrap().into_inner();
         let alone = client.read_one(read_with("mnist-reader")).await.unwrap().into_inner();
         let none = unchecked.read_one(read_with("")).await.unwrap().into_inner();
@@ -190,11 +186,7 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
         [("number-4289856.jpg", "4289856", "1289856"), ("number-4186391.jpg", "4186391", "4180391")]
     {
         let photo = std::fs::read(fixtures.join(file)).unwrap();
-        let read_with = |model: &str| ReadRequest {
-            input: Some(Input::Image(photo.clone())),
-            model: model.into(),
-            ..Default::default()
-        };
+        let read_with = |model: &str| read_request(&photo, model, 0);
         assert_eq!(client.read_one(read_with("")).await.unwrap().into_inner().text, truth, "{file}");
         assert_eq!(client.read_one(read_with("mnist-reader")).await.unwrap().into_inner().text, unchecked, "{file}");
     }

@@ -148,6 +148,10 @@ pub struct TrainArgs {
     /// (marker strokes are 2-3 times MNIST's pen strokes).
     #[arg(long, value_name = "N", default_value_t = Recipe::default().thicken_pixels)]
     pub thicken_pixels: u32,
+    /// With --augment: cut one side off the digits of this share of training images (by up
+    /// to 15 % of their ink) and fit what is left again: digits photographed against the frame.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub cut: f64,
     /// Seed of all randomness; CPU runs with the same seed and threads are identical.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -210,6 +214,7 @@ impl TrainArgs {
             rotation: self.rotation,
             thicken: self.thicken,
             thicken_pixels: self.thicken_pixels,
+            cut: self.cut,
             seed: self.seed,
             train_images: self.train_images,
             validation_images: self.validation_images,

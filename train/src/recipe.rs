@@ -67,6 +67,10 @@ pub struct Recipe {
     /// drawn per image ([`crate::augment::Augment::thicken_pixels`]).
     #[serde(default = "default_thicken_pixels")]
     pub thicken_pixels: u32,
+    /// Share of augmented images cut at one side and fitted again (with
+    /// `augment`; see [`crate::augment::Augment::cut`]).
+    #[serde(default)]
+    pub cut: f64,
     /// Seed of every random draw: initialisation, shuffling, dropout, augmentation.
     pub seed: u64,
     /// Train on only the first N training images (quick experiments, tests).
@@ -131,6 +135,7 @@ impl Default for Recipe {
             rotation: default_rotation(),
             thicken: 0.0,
             thicken_pixels: default_thicken_pixels(),
+            cut: 0.0,
             seed: 0,
             train_images: None,
             validation_images: mnist::dataset::VALIDATION_IMAGES,
@@ -169,8 +174,11 @@ impl Recipe {
         if !(1..=MAX_THICKEN_PIXELS).contains(&self.thicken_pixels) {
             return bad(&format!("--thicken-pixels must be between 1 and {MAX_THICKEN_PIXELS}"));
         }
-        if !self.augment && (self.rotation != default_rotation() || self.thicken > 0.0) {
-            return bad("--rotation and --thicken shape the augmentation: add --augment");
+        if !(0.0..=1.0).contains(&self.cut) {
+            return bad("--cut must be a share between 0 and 1");
+        }
+        if !self.augment && (self.rotation != default_rotation() || self.thicken > 0.0 || self.cut > 0.0) {
+            return bad("--rotation, --thicken and --cut shape the augmentation: add --augment");
         }
         if self.train_images == Some(0) {
             return bad("--train-images must be at least 1");
@@ -210,7 +218,7 @@ impl Recipe {
                     self.rotation, self.thicken, self.thicken_pixels
                 ),
                 (true, _, _) => format!(" +augment (rotation {}, thicken {})", self.rotation, self.thicken),
-            },
+            } + &if self.augment && self.cut > 0.0 { format!(" +cut {}", self.cut) } else { String::new() },
             if self.label_smoothing > 0.0 { format!(" +smoothing {}", self.label_smoothing) } else { String::new() },
             if self.validation_images > 0 {
                 format!(" (validation {})", self.validation_images)
@@ -227,5 +235,29 @@ impl Recipe {
             if self.init.is_some() { " +init" } else { "" },
         )
         .to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn augmentation_shares_need_augment_and_a_share() {
+        let augmented = Recipe { augment: true, thicken: 0.4, thicken_pixels: 2, cut: 0.3, ..Recipe::default() };
+        assert!(augmented.validate().is_ok());
+        for bad in [
+            Recipe { augment: false, ..augmented.clone() },
+            Recipe { cut: 1.5, ..augmented.clone() },
+            Recipe { cut: -0.1, ..augmented.clone() },
+            Recipe { thicken_pixels: MAX_THICKEN_PIXELS + 1, ..augmented.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        // A recipe written before --cut existed reads as no cut.
+        let mut old = serde_json::to_value(&augmented).expect("a recipe serializes");
+        old.as_object_mut().expect("an object").remove("cut");
+        let read: Recipe = serde_json::from_value(old).expect("an older recipe reads");
+        assert_eq!(read.cut, 0.0);
     }
 }

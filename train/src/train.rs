@@ -180,6 +180,7 @@ fn train_on(config: &TrainConfig, examples: &Examples<'_>, stop: &AtomicBool) ->
         max_rotation_degrees: recipe.rotation,
         thicken: recipe.thicken,
         thicken_pixels: recipe.thicken_pixels,
+        cut: recipe.cut,
         ..Augment::default()
     });
     let steps_per_epoch = examples.len().div_ceil(recipe.batch_size);
