@@ -3,7 +3,8 @@
 //! 512x128 with arbitrary contents. Segmentation must not panic, must give
 //! a bounded number of candidates, and the reading chosen from any
 //! classifier output must be consistent (as many characters as digits,
-//! boxes inside the image, one candidate per digit).
+//! boxes inside the image, one candidate per digit), before and after its
+//! digits standing alone are checked with any other output.
 
 #![no_main]
 
@@ -80,9 +81,25 @@ fuzz_target!(|case: Case| {
                     .collect()
             })
             .collect();
-        let reading = segmentation
+        let mut reading = segmentation
             .read(&logits, case.expected_digits.map(usize::from))
             .expect("logits of the right shape are read");
+        // The check of the digits standing alone, with other arbitrary logits:
+        // which digit may change, never how many nor where.
+        let alone = reading.digits_to_check();
+        assert!(alone.iter().all(|(_, pixels)| pixels.len() == IMAGE_PIXELS));
+        let check: Vec<Vec<f32>> = (0..alone.len())
+            .map(|i| {
+                (0..NUM_CLASSES)
+                    .map(|d| f32::from(case.scores.get(i * NUM_CLASSES + d).copied().unwrap_or(128)) / 16.0 - 8.0)
+                    .rev()
+                    .collect()
+            })
+            .collect();
+        let before: Vec<_> = reading.digits.iter().map(|d| d.bounds).collect();
+        reading.check_digits(&check).expect("one logit vector per digit alone is accepted");
+        assert_eq!(reading.digits.iter().map(|d| d.bounds).collect::<Vec<_>>(), before);
+        assert!((0.0..=1.0).contains(&reading.confidence), "{}", reading.confidence);
         assert_eq!(reading.text.len(), reading.digits.len());
         assert!(reading.digits.len() <= most_digits);
         for digit in &reading.digits {

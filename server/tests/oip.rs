@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use common::{ServerProcess, TestServer, shipped_model, test_set};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use common::{ServerProcess, TestServer, http, shipped_model, test_set};
 use mnist::proto::{
     inference::{
         InferTensorContents, ModelInferRequest, ModelInferResponse, ModelReadyRequest,
@@ -47,27 +45,6 @@ fn digits(response: &ModelInferResponse) -> Vec<i64> {
 
 async fn client(server: &TestServer) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::new(server.channel().await)
-}
-
-/// One HTTP/1.1 request; returns the status, the headers and the body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> (u16, hyper::HeaderMap, Vec<u8>) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let mut request = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender.send_request(request.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
 }
 
 #[tokio::test]

@@ -192,6 +192,41 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
     }
 }
 
+/// The web page's `/api/read` (the HTTP front) reads as `ReadOne` does and
+/// says which digits the check model read too, and which model that is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_says_which_digits_were_checked() {
+    let models = models_dir();
+    let server =
+        TestServer::start_with_http(&["--model-repository", models.to_str().unwrap(), "--default-model", "mnist"])
+            .await;
+    let addr = server.http_addr.unwrap();
+    let photo = std::fs::read(models.join("../examples/numbers/amount-313.jpg")).unwrap();
+    let read = |path: &'static str| common::http(addr, "POST", path, &[("content-type", "image/jpeg")], photo.clone());
+
+    let (status, _, body) = read("/api/read").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["text"], "313");
+    assert_eq!(answer["model_name"], "mnist-reader");
+    assert_eq!(answer["check_model"], "mnist-three-block");
+    let digits = answer["digits"].as_array().unwrap();
+    assert_eq!(digits.len(), 3);
+    // Widely spaced: every digit stands alone, so every one was checked.
+    assert!(digits.iter().all(|d| d["checked"] == true), "{answer}");
+    let mut client = server.client().await;
+    let grpc = client.read_one(read_request(&photo, "", 0)).await.unwrap().into_inner();
+    let confidence = answer["confidence"].as_f64().unwrap();
+    assert!((confidence - f64::from(grpc.confidence)).abs() < 1e-6, "{confidence} vs {}", grpc.confidence);
+
+    // A model named reads alone: nothing is checked.
+    let (_, _, body) = read("/api/read?model=mnist-reader").await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["text"], "313");
+    assert!(answer["check_model"].is_null(), "{answer}");
+    assert!(answer["digits"].as_array().unwrap().iter().all(|d| d["checked"] == false), "{answer}");
+}
+
 /// Photos of [`digits_standing_alone_are_checked_by_a_single_digit_model`].
 const CHECKED_PHOTOS: usize = 60;
 

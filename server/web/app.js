@@ -186,8 +186,10 @@ function renderReading(container, answer, elapsedMs) {
     return li;
   }));
   const length = answer.best_length !== answer.digits.length ? ` (best as ${answer.best_length} digits)` : "";
+  const checked = answer.digits.filter((digit) => digit.checked).length;
+  const check = checked > 0 ? `, ${checked} standing alone checked by ${answer.check_model}` : "";
   node.querySelector(".meta").textContent =
-    `${answer.model_name} (${answer.model}) read ${answer.digits.length} digits${length} in ${Math.round(elapsedMs)} ms`;
+    `${answer.model_name} (${answer.model}) read ${answer.digits.length} digits${length}${check} in ${Math.round(elapsedMs)} ms`;
   node.dataset.text = answer.text;
   container.replaceChildren(node);
   container.classList.remove("empty");

@@ -191,6 +191,7 @@ async fn image_bytes(core: &Core, body: Body) -> Result<Vec<u8>, ServerError> {
 
 async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
     let readers = core.models().readers(&query.model)?;
+    let check_model = readers.checker.map(|model| model.name().to_string());
     let image = image_bytes(core, body).await?;
     let mut admission = core.try_admit(1)?;
     let expected = query.digits.filter(|&n| n > 0);
@@ -208,6 +209,8 @@ async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value
                 "probabilities": digit.probabilities,
                 "box": digit.bounds,
                 "seen": seen,
+                // Whether the check model read it too (it stands alone).
+                "checked": check_model.is_some() && digit.alone.is_some(),
             })
         })
         .collect();
@@ -217,6 +220,7 @@ async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value
         "text": read.reading.text,
         "confidence": read.reading.confidence,
         "best_length": read.reading.best_length,
+        "check_model": check_model,
         "digits": digits,
     }))
 }
