@@ -257,7 +257,6 @@ pub struct ReadDigit {
     /// Index of its candidate in [`Segmentation::candidates`].
     #[serde(skip)]
     pub candidate: usize,
-    /// The digit alone as a single-digit model sees it (784 MNIST-style pixels).
     /// The digit alone, 784 MNIST-style pixels fitted and centred as a
     /// single digit is, when blank columns part it from its neighbours:
     /// what a single-digit model checks ([`check`]). `None` for a digit

@@ -251,9 +251,10 @@ impl LineStrip {
         crate::preprocess::digit_pixels_of(&page.ink, page.page_width, page.level, (x0, y0, x1, y1), |_, _| true)
     }
 
-    /// The ink of the strip's column under `x` (0: blank paper).
-    fn column_ink(&self, x: f32) -> u32 {
-        let x = (x.max(0.0) as usize).min(self.width.saturating_sub(1));
+    /// The ink of the strip's column `x` (0: blank paper; the last column
+    /// for any `x` past it).
+    fn column_ink(&self, x: usize) -> u32 {
+        let x = x.min(self.width.saturating_sub(1));
         self.pixels.iter().skip(x).step_by(self.width).map(|&v| u32::from(v)).sum()
     }
 
@@ -267,10 +268,9 @@ impl LineStrip {
     /// two digits, or where two touching digits meet.
     fn emptiest_column(&self, from: usize, to: usize) -> f32 {
         let (a, b) = (Self::frame_centre(from), Self::frame_centre(to).min(self.width));
-        let ink = |x: usize| self.pixels.iter().skip(x).step_by(self.width).map(|&v| u32::from(v)).sum::<u32>();
         // Twice the distance to the middle, in whole columns.
         let off_middle = |x: usize| (2 * x).abs_diff(a + b);
-        (a..b).min_by_key(|&x| (ink(x), off_middle(x))).map_or((a + b) as f32 / 2.0, |x| x as f32 + 0.5)
+        (a..b).min_by_key(|&x| (self.column_ink(x), off_middle(x))).map_or((a + b) as f32 / 2.0, |x| x as f32 + 0.5)
     }
 
     /// The digits `spans` emit, with their boxes in the photo;
@@ -300,7 +300,8 @@ impl LineStrip {
                     probabilities: p[..BLANK].iter().map(|v| v / digit_mass.max(f32::MIN_POSITIVE)).collect(),
                     bounds: self.ink_box(left, right),
                     candidate: first_candidate + span.peak,
-                    alone: (self.column_ink(left) == 0 && self.column_ink(right) == 0)
+                    // Cut columns are whole columns plus a half, or the line's ends.
+                    alone: (self.column_ink(left as usize) == 0 && self.column_ink(right as usize) == 0)
                         .then(|| self.digit_pixels(left, right)),
                 }
             })
