@@ -264,6 +264,8 @@ pub struct ReadDigit {
     /// candidates already are single digits).
     #[serde(skip)]
     pub alone: Option<Vec<u8>>,
+    /// Whether a single-digit model checked it ([`Reading::check_digits`]).
+    pub checked: bool,
 }
 
 /// A connected component of the ink mask, or the part of one between two cuts.
@@ -792,6 +794,7 @@ impl Segmentation {
                     bounds: self.candidates[index].bounds,
                     candidate: index,
                     alone: None,
+                    checked: false,
                 }
             })
             .collect();

@@ -122,6 +122,9 @@ pub struct NumberDigit {
     /// Where it is in the file's image.
     #[serde(rename = "box")]
     pub bounds: PixelBox,
+    /// Whether the check model read it too (it stands apart from its
+    /// neighbours): its confidence combines both models'.
+    pub checked: bool,
 }
 
 impl From<Reading> for ReadNumber {
@@ -138,6 +141,7 @@ impl From<Reading> for ReadNumber {
                     confidence: d.confidence,
                     probabilities: d.probabilities,
                     bounds: d.bounds,
+                    checked: d.checked,
                 })
                 .collect(),
         }
@@ -507,6 +511,7 @@ async fn read_remotely(
                                     confidence: d.confidence,
                                     probabilities,
                                     bounds: PixelBox { x: b.x, y: b.y, width: b.width, height: b.height },
+                                    checked: d.checked,
                                 }
                             })
                             .collect(),

@@ -492,16 +492,24 @@ async fn numbers_are_read_alike_by_client_and_server_and_well() {
     assert_eq!(local.len(), 4 * 5 * NUMBERS_PER_CELL);
 
     let mut right: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    let mut checked_digits = 0;
     for (mine, theirs) in local.iter().zip(remote) {
         let path = mine["path"].as_str().unwrap();
         assert_eq!(mine["text"], theirs["text"], "{path}: the client's reading and the server's differ");
         let (a, b) = (mine["confidence"].as_f64().unwrap(), theirs["confidence"].as_f64().unwrap());
         assert!((a - b).abs() < 1e-4, "{path}: confidence {a} here, {b} from the server");
+        let checked = |reading: &serde_json::Value| -> Vec<bool> {
+            reading["digits"].as_array().unwrap().iter().map(|d| d["checked"].as_bool().unwrap()).collect()
+        };
+        assert_eq!(checked(mine), checked(theirs), "{path}: the digits checked here and by the server differ");
+        checked_digits += checked(mine).iter().filter(|&&c| c).count();
         let (expected, spacing) = truth(path);
         let cell = right.entry(spacing).or_default();
         cell.0 += usize::from(mine["text"].as_str() == Some(expected));
         cell.1 += 1;
     }
+    // The wide, normal and close numbers have digits standing alone, checked on both sides.
+    assert!(checked_digits >= local.len(), "{checked_digits} digits checked in {} numbers", local.len());
     let report: Vec<String> = right.iter().map(|(s, (r, t))| format!("{s} {r}/{t}")).collect();
     eprintln!("exact numbers per spacing: {}", report.join(", "));
     for (spacing, (r, t)) in &right {

@@ -149,7 +149,7 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
 
     let data = test_set();
     let mut generator = PhotoGenerator::new(17, 640);
-    let (mut right_checked, mut right_alone, mut touched) = (0, 0, 0);
+    let (mut right_checked, mut right_alone, mut touched, mut checked_digits) = (0, 0, 0, 0);
     for n in 0..CHECKED_PHOTOS {
         let indices = generator.pick_number(data.len());
         let digits: Vec<&[u8]> = indices.iter().map(|&i| data.image(i)).collect();
@@ -164,6 +164,8 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
         assert_eq!((&none.text, none.confidence), (&alone.text, alone.confidence), "photo {n}");
         // The check changes which digit, never where the digits are.
         assert_eq!(checked.digits.len(), alone.digits.len(), "photo {n}");
+        assert!(alone.digits.iter().chain(&none.digits).all(|d| !d.checked), "photo {n}: unchecked readings");
+        checked_digits += checked.digits.iter().filter(|d| d.checked).count();
         for (c, a) in checked.digits.iter().zip(&alone.digits) {
             assert_eq!(c.r#box, a.r#box, "photo {n}");
             let total: f32 = c.top_k.iter().map(|s| s.probability).sum();
@@ -177,6 +179,8 @@ async fn digits_standing_alone_are_checked_by_a_single_digit_model() {
     eprintln!("{CHECKED_PHOTOS} photos: {right_checked} read right checked, {right_alone} by the window model alone");
     assert!(right_checked >= right_alone, "checked {right_checked}, window model alone {right_alone}");
     assert!(touched >= CHECKED_PHOTOS / 2, "the check moved the confidence of only {touched} readings");
+    // Spaced apart, most digits stand alone and say they were checked.
+    assert!(checked_digits >= 2 * CHECKED_PHOTOS, "{checked_digits} digits checked in {CHECKED_PHOTOS} photos");
 
     // Two photos the window model alone misreads (a 4 read as a 1, a 6 as
     // a 0) and the check reads right, written by `read_accuracy --split
@@ -403,6 +407,8 @@ async fn numbers_are_read_over_the_open_inference_protocol_as_read_one_reads_the
         let details: serde_json::Value = serde_json::from_str(&digits[n]).unwrap();
         assert_eq!(details.as_array().unwrap().len(), one.digits.len());
         assert_eq!(details[0]["box"]["x"], one.digits[0].r#box.unwrap().x);
+        let checked: Vec<bool> = details.as_array().unwrap().iter().map(|d| d["checked"] == true).collect();
+        assert_eq!(checked, one.digits.iter().map(|d| d.checked).collect::<Vec<_>>());
     }
 
     // A required length, as ReadOne's expected_digits.

@@ -71,6 +71,7 @@ impl Reading {
             digit.digit = best as u8;
             digit.confidence = probability;
             digit.probabilities = combined;
+            digit.checked = true;
         }
         self.text = self.digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
         Ok(())
@@ -93,6 +94,7 @@ mod tests {
             bounds: PixelBox::default(),
             candidate: 0,
             alone: alone.then(|| vec![0; crate::IMAGE_PIXELS]),
+            checked: false,
         }
     }
 
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!(to_check.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]);
         read.check_digits(&[logits_for(4, 0.99)]).expect("one digit alone, one logit vector");
         assert_eq!(read.text, "34", "the touching digit keeps the reader's reading");
+        assert_eq!(read.digits.iter().map(|d| d.checked).collect::<Vec<_>>(), [false, true]);
     }
 
     #[test]

@@ -303,6 +303,7 @@ impl LineStrip {
                     // Cut columns are whole columns plus a half, or the line's ends.
                     alone: (self.column_ink(left as usize) == 0 && self.column_ink(right as usize) == 0)
                         .then(|| self.digit_pixels(left, right)),
+                    checked: false,
                 }
             })
             .collect()

@@ -92,6 +92,7 @@ fn digits(reading: &Reading, top_k: usize) -> Vec<ReadDigit> {
                     width: digit.bounds.width,
                     height: digit.bounds.height,
                 }),
+                checked: digit.checked,
             }
         })
         .collect()

@@ -209,8 +209,7 @@ async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value
                 "probabilities": digit.probabilities,
                 "box": digit.bounds,
                 "seen": seen,
-                // Whether the check model read it too (it stands alone).
-                "checked": check_model.is_some() && digit.alone.is_some(),
+                "checked": digit.checked,
             })
         })
         .collect();

@@ -10,7 +10,8 @@
 //! - `confidence`, FP32 `[N]`: how sure the reading is as a whole (as
 //!   `ReadResponse.confidence`: the model's probability of the whole text);
 //! - `digits`, BYTES `[N]`: each digit as JSON, `[{"digit", "confidence",
-//!   "box": {"x", "y", "width", "height"}}]`, boxes in the photo's pixels.
+//!   "box": {"x", "y", "width", "height"}, "checked"}]`, boxes in the
+//!   photo's pixels, `checked` when the check model read the digit too.
 //!
 //! (all three unless the request names some). Each photo is segmented and
 //! all its candidate digits go through the reading model's batcher
@@ -92,7 +93,14 @@ pub(super) async fn infer(
                                 .reading
                                 .digits
                                 .iter()
-                                .map(|d| json!({ "digit": d.digit, "confidence": d.confidence, "box": d.bounds }))
+                                .map(|d| {
+                                    json!({
+                                        "digit": d.digit,
+                                        "confidence": d.confidence,
+                                        "box": d.bounds,
+                                        "checked": d.checked,
+                                    })
+                                })
                                 .collect();
                             serde_json::Value::Array(digits).to_string().into_bytes()
                         })
