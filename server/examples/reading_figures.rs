@@ -4,7 +4,10 @@
 //! reads cuts) on top, and the digits read, with the 28x28 each was read
 //! from, beneath. The photos are
 //! seeded `mnist::synth` numbers of MNIST test digits; the classifier is
-//! the shipped reading model, in-process.
+//! the shipped reading model, in-process. And the check of digits standing
+//! alone (`reading-checked.png`): a photo the window model misreads
+//! (server/tests/fixtures/number-4289856.jpg), its reading before the
+//! check and after it, and the digits alone with both readings.
 //!
 //! Run: `cargo run --release -p mnist-server --example reading_figures -- [OUT_DIR]` (default docs/img)
 
@@ -43,12 +46,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let photo = generator.number_jpeg(&digits, spacing, condition);
         let image = decode(&photo, &DecodeLimits::default())?;
         let segmentation = segment(&image, method);
-        let pixels: Vec<u8> = segmentation.candidates.iter().flat_map(|c| c.pixels.iter().copied()).collect();
-        let mut input = Vec::new();
-        mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
-        let logits = backend.infer(&input, segmentation.candidates.len())?;
-        let logits: Vec<Vec<f32>> = logits.chunks(10).map(<[f32]>::to_vec).collect();
-        let reading = segmentation.read(&logits, None)?;
+        let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
+        let reading = segmentation.read(&classify(&mut backend, &pixels)?, None)?;
         // A window model reads the line's strip: show it and the windows
         // each digit was read in; cuts show the pieces.
         let top = draw::windows(&segmentation, &reading).unwrap_or_else(|| draw::pieces(&image, &segmentation));
@@ -68,5 +67,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             segmentation.candidates.len()
         );
     }
+    checked_figure(&root, &out, &mut backend, method, &options)
+}
+
+/// `reading-checked.png`: the fixture photo read by the window model alone
+/// (top), its digits standing alone with the digit read before and after
+/// the check by `mnist-three-block`, and the checked reading (bottom).
+fn checked_figure(
+    root: &std::path::Path,
+    out: &std::path::Path,
+    reader: &mut OnnxBackend,
+    method: Method,
+    options: &RuntimeOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (mut checker, _) = OnnxBackend::load(&root.join("models/mnist-three-block.onnx"), options)?;
+    let photo = std::fs::read(root.join("server/tests/fixtures/number-4289856.jpg"))?;
+    let image = decode(&photo, &DecodeLimits::default())?;
+    let segmentation = segment(&image, method);
+    let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
+    let unchecked = segmentation.read(&classify(reader, &pixels)?, None)?;
+    let mut checked = unchecked.clone();
+    let alone: Vec<&[u8]> = checked.digits_to_check().into_iter().map(|(_, pixels)| pixels).collect();
+    let logits = classify(&mut checker, &alone)?;
+    checked.check_digits(&logits)?;
+    let parts = [
+        draw::annotated(&image, &segmentation, &unchecked),
+        draw::checked(&unchecked, &checked).ok_or("no digit stands alone")?,
+        draw::annotated(&image, &segmentation, &checked),
+    ];
+    let width = parts.iter().map(RgbImage::width).max().unwrap_or(0);
+    let height = parts.iter().map(|p| p.height() + 12).sum();
+    let mut figure = RgbImage::from_pixel(width, height, Rgb([255; 3]));
+    let mut top = 0;
+    for part in &parts {
+        imageops::overlay(&mut figure, part, 0, top);
+        top += i64::from(part.height() + 12);
+    }
+    figure.save(out.join("reading-checked.png"))?;
+    println!(
+        "reading-checked.png: 4289856 read as {} by the window model alone ({:.3}), {} checked ({:.3})",
+        unchecked.text, unchecked.confidence, checked.text, checked.confidence
+    );
     Ok(())
+}
+
+/// The ten logits of each 28x28 image, in one batch.
+fn classify(backend: &mut OnnxBackend, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut input = Vec::new();
+    mnist::normalize_into(&images.concat(), PIXEL_MEAN, PIXEL_STD, &mut input);
+    Ok(backend.infer(&input, images.len())?.chunks(10).map(<[f32]>::to_vec).collect())
 }

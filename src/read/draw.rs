@@ -116,6 +116,39 @@ pub fn windows(segmentation: &Segmentation, reading: &Reading) -> Option<RgbImag
     Some(picture)
 }
 
+/// The digits of a reading that stand alone, as the check model saw them
+/// (shown 4x, ink on paper), each with the digit the window model read
+/// (`unchecked`, the same reading before [`Reading::check_digits`]) and,
+/// under it, the digit read once checked: black where they agree, red where
+/// the check changed it. `None` when no digit stands alone.
+pub fn checked(unchecked: &Reading, checked: &Reading) -> Option<RgbImage> {
+    let alone = checked.digits_to_check();
+    if alone.is_empty() {
+        return None;
+    }
+    let zoom = 4u32;
+    let side = IMAGE_SIDE as u32 * zoom;
+    let (gap, label) = (12u32, 2 * (9 * 3 + 8));
+    let width = alone.len() as u32 * (side + gap) - gap;
+    let mut picture = RgbImage::from_pixel(width, side + label, Rgb([255, 255, 255]));
+    for (n, (index, pixels)) in alone.into_iter().enumerate() {
+        let left = n as u32 * (side + gap);
+        let Some(gray) = image::GrayImage::from_raw(IMAGE_SIDE as u32, IMAGE_SIDE as u32, pixels.to_vec()) else {
+            continue;
+        };
+        let mut gray = imageops::resize(&gray, side, side, imageops::FilterType::Nearest);
+        imageops::invert(&mut gray);
+        imageops::overlay(&mut picture, &DynamicImage::ImageLuma8(gray).to_rgb8(), i64::from(left), 0);
+        let before = unchecked.digits.get(index).map_or(checked.digits[index].digit, |d| d.digit);
+        let after = checked.digits[index].digit;
+        let x = (left + side / 2) as i32 - 7;
+        draw_digit(&mut picture, before, x, side as i32 + 6, 3, Rgb([90, 90, 90]));
+        let colour = if before == after { Rgb([0, 0, 0]) } else { Rgb([220, 40, 40]) };
+        draw_digit(&mut picture, after, x, side as i32 + 6 + 35, 3, colour);
+    }
+    Some(picture)
+}
+
 /// The photo as the pictures show it, at most [`PICTURE_SIDE`] a side, and
 /// its scale against the original.
 fn picture_of(image: &DynamicImage) -> (RgbImage, f32) {
@@ -154,6 +187,33 @@ fn draw_digit(picture: &mut RgbImage, digit: u8, x: i32, y: i32, scale: u32, col
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_digits_are_drawn_with_both_readings() {
+        let digit = |d: u8, alone: bool| super::super::ReadDigit {
+            digit: d,
+            confidence: 0.9,
+            probabilities: vec![0.1; 10],
+            bounds: PixelBox::default(),
+            candidate: 0,
+            alone: alone.then(|| vec![255; IMAGE_SIDE * IMAGE_SIDE]),
+            checked: alone,
+        };
+        let reading = |digits: Vec<super::super::ReadDigit>| Reading {
+            text: digits.iter().map(|d| char::from(b'0' + d.digit)).collect(),
+            confidence: 0.9,
+            digits,
+            best_length: 2,
+        };
+        let before = reading(vec![digit(1, true), digit(7, false)]);
+        let after = reading(vec![digit(4, true), digit(7, false)]);
+        let picture = checked(&before, &after).expect("one digit stands alone");
+        // One 28x28 shown 4x, and two labels under it; the changed one in red.
+        assert_eq!(picture.width(), 112);
+        assert!(picture.pixels().any(|p| p.0 == [220, 40, 40]));
+        let none = reading(vec![digit(7, false)]);
+        assert!(checked(&none, &none).is_none());
+    }
 
     #[test]
     fn glyphs_are_five_pixels_wide() {
