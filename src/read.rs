@@ -243,6 +243,11 @@ impl Reading {
     }
 }
 
+/// The text `digits` spell, left to right.
+pub(crate) fn text_of(digits: &[ReadDigit]) -> String {
+    digits.iter().map(|d| char::from(b'0' + d.digit)).collect()
+}
+
 /// One digit of a [`Reading`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReadDigit {
@@ -798,7 +803,7 @@ impl Segmentation {
                 }
             })
             .collect();
-        let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+        let text = text_of(&digits);
         let confidence = if digits.is_empty() { 0.0 } else { digits.iter().map(|d| d.confidence).product() };
         Ok(Reading { text, confidence, digits, best_length })
     }

@@ -73,7 +73,7 @@ impl Reading {
             digit.probabilities = combined;
             digit.checked = true;
         }
-        self.text = self.digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+        self.text = super::text_of(&self.digits);
         Ok(())
     }
 }
@@ -118,7 +118,7 @@ mod tests {
     }
 
     fn reading(digits: Vec<ReadDigit>, confidence: f32) -> Reading {
-        let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+        let text = crate::read::text_of(&digits);
         Reading { text, confidence, digits, best_length: 2 }
     }
 

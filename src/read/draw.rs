@@ -200,7 +200,7 @@ mod tests {
             checked: alone,
         };
         let reading = |digits: Vec<super::super::ReadDigit>| Reading {
-            text: digits.iter().map(|d| char::from(b'0' + d.digit)).collect(),
+            text: super::super::text_of(&digits),
             confidence: 0.9,
             digits,
             best_length: 2,

@@ -345,7 +345,7 @@ pub(super) fn read_views(strips: &[LineStrip], logits: &[Vec<f32>], expected_dig
     let view = &views[chosen];
     let digits = strips[chosen].digits(&view.probabilities, &view.spans, view.first_candidate);
     let best_length = view.best_length;
-    let text = digits.iter().map(|d| char::from(b'0' + d.digit)).collect();
+    let text = super::text_of(&digits);
     let confidence = if digits.is_empty() { 0.0 } else { confidence };
     Ok(Reading { text, confidence, digits, best_length })
 }
