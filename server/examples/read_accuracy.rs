@@ -19,20 +19,22 @@
 //! digit models nor the line sets' training strips contain: models trained
 //! on more training strips are compared there without the test digits.
 
+#[path = "support/logits.rs"]
+mod support;
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use mnist::{
-    PIXEL_MEAN, PIXEL_STD,
     dataset::{Mnist, Split, VALIDATION_IMAGES, default_dir},
     preprocess::{DecodeLimits, decode},
     read::{Method, Reading, Segmentation, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 use mnist_server::{
-    backend::{Backend, OnnxBackend, RuntimeOptions},
+    backend::{OnnxBackend, RuntimeOptions},
     config::Device,
 };
 
@@ -337,7 +339,7 @@ fn read_surest(
         let segmentation = segment(image, *method);
         let segmented = Instant::now();
         let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
-        let logits = classify(backend, &pixels)?;
+        let logits = support::logits(backend, &pixels)?;
         let reading = segmentation.read(&logits, None)?;
         segmenting += segmented - started;
         classifying += segmented.elapsed();
@@ -350,22 +352,8 @@ fn read_surest(
     let unchecked = reading.text.clone();
     if let Some(checker) = checker {
         let started = Instant::now();
-        let alone: Vec<&[u8]> = reading.digits_to_check().into_iter().map(|(_, pixels)| pixels).collect();
-        let logits = classify(checker, &alone)?;
-        reading.check_digits(&logits)?;
+        support::check(checker, &mut reading)?;
         classifying += started.elapsed();
     }
     Ok(Read { segmentation, reading, unchecked, candidates, segmenting, classifying })
-}
-
-/// The ten logits of every image (784 pixels each), in one batch.
-fn classify(backend: &mut OnnxBackend, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, AnyError> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    let pixels = images.concat();
-    let mut input = Vec::with_capacity(pixels.len());
-    mnist::normalize_into(&pixels, PIXEL_MEAN, PIXEL_STD, &mut input);
-    let logits = backend.infer(&input, images.len())?;
-    Ok(logits.chunks(10).map(<[f32]>::to_vec).collect())
 }

@@ -11,18 +11,20 @@
 //!
 //! Run: `cargo run --release -p mnist-server --example reading_figures -- [OUT_DIR]` (default docs/img)
 
+#[path = "support/logits.rs"]
+mod support;
+
 use std::path::PathBuf;
 
 use image::{Rgb, RgbImage, imageops};
 use mnist::{
-    PIXEL_MEAN, PIXEL_STD,
     dataset::{Mnist, Split, default_dir},
     preprocess::{DecodeLimits, decode},
     read::{Method, draw, segment},
     synth::{Condition, PhotoGenerator, Spacing},
 };
 use mnist_server::{
-    backend::{Backend, OnnxBackend, RuntimeOptions},
+    backend::{OnnxBackend, RuntimeOptions},
     config::Device,
 };
 
@@ -47,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let image = decode(&photo, &DecodeLimits::default())?;
         let segmentation = segment(&image, method);
         let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
-        let reading = segmentation.read(&classify(&mut backend, &pixels)?, None)?;
+        let reading = segmentation.read(&support::logits(&mut backend, &pixels)?, None)?;
         // A window model reads the line's strip: show it and the windows
         // each digit was read in; cuts show the pieces.
         let top = draw::windows(&segmentation, &reading).unwrap_or_else(|| draw::pieces(&image, &segmentation));
@@ -85,11 +87,9 @@ fn checked_figure(
     let image = decode(&photo, &DecodeLimits::default())?;
     let segmentation = segment(&image, method);
     let pixels: Vec<&[u8]> = segmentation.candidates.iter().map(|c| c.pixels.as_slice()).collect();
-    let unchecked = segmentation.read(&classify(reader, &pixels)?, None)?;
+    let unchecked = segmentation.read(&support::logits(reader, &pixels)?, None)?;
     let mut checked = unchecked.clone();
-    let alone: Vec<&[u8]> = checked.digits_to_check().into_iter().map(|(_, pixels)| pixels).collect();
-    let logits = classify(&mut checker, &alone)?;
-    checked.check_digits(&logits)?;
+    support::check(&mut checker, &mut checked)?;
     let parts = [
         draw::annotated(&image, &segmentation, &unchecked),
         draw::checked(&unchecked, &checked).ok_or("no digit stands alone")?,
@@ -109,14 +109,4 @@ fn checked_figure(
         unchecked.text, unchecked.confidence, checked.text, checked.confidence
     );
     Ok(())
-}
-
-/// The ten logits of each 28x28 image, in one batch.
-fn classify(backend: &mut OnnxBackend, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error>> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut input = Vec::new();
-    mnist::normalize_into(&images.concat(), PIXEL_MEAN, PIXEL_STD, &mut input);
-    Ok(backend.infer(&input, images.len())?.chunks(10).map(<[f32]>::to_vec).collect())
 }
