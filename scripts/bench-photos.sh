@@ -37,7 +37,7 @@ out, base_rev = pathlib.Path(sys.argv[1]), sys.argv[2]
 def rows(name):
     text = (out / f"{name}.md").read_text()
     accuracy = {m.group(1): (m.group(2), m.group(3), m.group(4)) for m in
-                re.finditer(r"^\| (\S+) \| (\d+/\d+) \| ([\d.]+) \| ([\d.]+) \|$", text, re.M)}
+                re.finditer(r"^\| (\S+) \| (\d+/\d+) \| ([\d.]+) \| ([\d.]+) \|(?: [\d.]+ \|)?$", text, re.M)}
     overall = re.search(r"^\| \*\*all\*\* \| (\d+/\d+) \| \*\*([\d.]+)\*\* \|", text, re.M).groups()
     timing = dict(re.findall(r"^\| ([^|]+?) \| ([\d.]+) \|$", text, re.M))
     return accuracy, overall, timing, text.splitlines()[0]

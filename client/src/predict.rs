@@ -31,7 +31,11 @@ pub struct PredictOptions {
     /// same preprocessing the server runs on encoded files), to see why a
     /// digit was misread.
     pub debug_dir: Option<PathBuf>,
-    /// The served model to ask (empty: the server's default model).
+    /// The served model to ask (empty: the server's default model for
+    /// pixels, its photo model for files sent encoded). `mnist-client
+    /// predict` names the photo model (`ListModelsResponse.photo_model`)
+    /// when it preprocesses files itself, to be answered as the server
+    /// would answer the files.
     pub model: String,
 }
 

@@ -204,6 +204,49 @@ fn no_server_gives_one_clear_line_and_exit_code_2() {
 /// `mnist-server --model models/mnist-int8.onnx` works unchanged, says
 /// which model it serves, and scores through gRPC what its card says: within
 /// a tenth of a point of the float model's card.
+/// Files naming no model are classified by the server's photo model,
+/// whether the client preprocesses them (it names the model ListModels
+/// gives) or the server does (`--send-encoded`): the same probabilities as
+/// naming `mnist-photo`, not the default model's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_classified_by_the_photo_model_here_and_on_the_server() {
+    let server = start_repository_server().await;
+    let digits = repo().join("examples/digits");
+    let digits = digits.to_str().unwrap();
+    // `--model NAME` goes before `predict`, `--send-encoded` after it.
+    let probabilities = |extra: &[&str]| -> Vec<Vec<f64>> {
+        let (global, own) = extra.split_at(if extra.first() == Some(&"--model") { 2 } else { 0 });
+        let mut args = global.to_vec();
+        args.extend(["predict", digits, "--format", "json", "--quiet", "--top-k", "10"]);
+        args.extend(own);
+        let out = client(&server.url, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let rows = rows.as_array().unwrap().iter();
+        // All ten digits, likeliest first: by digit, to compare.
+        rows.map(|row| {
+            let mut top: Vec<(u64, f64)> = row["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["digit"].as_u64().unwrap(), c["probability"].as_f64().unwrap()))
+                .collect();
+            top.sort_by_key(|&(digit, _)| digit);
+            top.into_iter().map(|(_, probability)| probability).collect()
+        })
+        .collect()
+    };
+    let close = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.len() == b.len() && a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-5)
+    };
+    let (local, remote) = (probabilities(&[]), probabilities(&["--send-encoded"]));
+    let photo = probabilities(&["--model", "mnist-photo"]);
+    assert!(!local.is_empty());
+    assert!(close(&local, &photo), "preprocessed here: {local:?}\nmnist-photo: {photo:?}");
+    assert!(close(&remote, &photo), "sent encoded: {remote:?}\nmnist-photo: {photo:?}");
+    assert!(!close(&local, &probabilities(&["--model", "mnist"])), "the default model answers otherwise");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_int8_model_serves_unchanged_and_scores_its_card() {
     let model = repo().join("models/mnist-int8.onnx");

@@ -58,6 +58,13 @@ pub struct Config {
     #[arg(long, env = "MNIST_DEFAULT_MODEL")]
     pub default_model: Option<String>,
 
+    /// The model that classifies image files (photos, scans) for requests that name none
+    /// (default: `mnist-photo` when it is served, trained on rotated and marker-thick digits;
+    /// `none`: the default model). Pixels naming no model stay with the default model
+    /// (docs/preprocessing.md#which-model-reads-a-photo).
+    #[arg(long, env = "MNIST_PHOTO_MODEL")]
+    pub photo_model: Option<String>,
+
     /// The model Read uses for requests that name none (default: `mnist-reader` when it is
     /// served, a model trained to read numbers; else the default model).
     #[arg(long, env = "MNIST_READ_MODEL")]

@@ -57,7 +57,7 @@ use crate::{
     core::Core,
     error::ServerError,
     message_limit::MessageLimit,
-    models::{Model, Models, ReadingModels},
+    models::{Model, Models, Roles},
     threads::ModelLoader,
     timing::CallTiming,
 };
@@ -239,7 +239,8 @@ async fn serve(
     let core = Arc::new(Core::new(
         Models::new(
             entries,
-            ReadingModels {
+            Roles {
+                photo: config.photo_model.as_deref(),
                 read: config.read_model.as_deref(),
                 second: config.second_read_model.as_deref(),
                 check: config.check_model.as_deref(),

@@ -309,8 +309,8 @@ fn startup_failures_are_clear_and_exit_non_zero() {
     assert!(!ok);
     assert!(stderr.contains("expected float32 [N, 1, 28, 28]"), "{stderr}");
 
-    // A reader that is not served is named, for either reader.
-    for flag in ["--read-model", "--second-read-model"] {
+    // A role given to a model that is not served is named, for each role.
+    for flag in ["--read-model", "--second-read-model", "--check-model", "--photo-model"] {
         let (ok, stderr) = run_to_exit(&["--model", shipped_model().to_str().unwrap(), flag, "nope"]);
         assert!(!ok);
         assert!(stderr.contains(&format!("{flag} 'nope' is not one of the served models")), "{stderr}");

@@ -178,11 +178,48 @@ async fn each_request_is_answered_by_the_model_it_names() {
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert!(status.message().contains("'mnist'"), "{status:?}");
 
-    // No name: the default model.
+    // No name: the default model for pixels, the photo model for a file.
     let request =
         PredictRequest { id: "d".into(), input: Some(Input::Pixels(images[0].to_vec())), ..Default::default() };
     assert_eq!(client.predict_one(request).await.unwrap().into_inner().model_name, "mnist");
+    assert_eq!(unnamed_file_answered_by(&mut client, images[0]).await, "mnist-photo");
+    let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.photo_model, "mnist-photo");
     server.stop().await.unwrap();
+}
+
+/// `--photo-model` gives image files naming no model to another served
+/// model, or (`none`) to the default one, and ListModels says which; so
+/// does the web page's API, whose drawings and photos are image files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_photo_model_is_chosen_at_start() {
+    let repository = models_dir();
+    let image = test_set().image(0).to_vec();
+    for (flag, expected) in [("none", "mnist"), ("mnist-three-block", "mnist-three-block")] {
+        let args =
+            ["--model-repository", repository.to_str().unwrap(), "--default-model", "mnist", "--photo-model", flag];
+        let server = TestServer::start_with_http(&args).await;
+        let mut client = server.client().await;
+        let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+        assert_eq!(listed.photo_model, expected, "--photo-model {flag}");
+        assert_eq!(unnamed_file_answered_by(&mut client, &image).await, expected, "--photo-model {flag}");
+
+        let addr = server.http_addr.unwrap();
+        let (_, _, body) = common::http(addr, "GET", "/api/models", &[], Vec::new()).await;
+        let models: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(models["photo_model"], expected, "{models}");
+        assert_eq!(models["read_model"], "mnist-reader", "{models}");
+        let (status, _, body) = common::http(addr, "POST", "/api/classify", &[], png(&image)).await;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, &answer["model_name"]), (200, &serde_json::json!(expected)), "{answer}");
+        server.stop().await.unwrap();
+    }
+}
+
+/// The model that answers a PNG of `pixels` sent naming none.
+async fn unnamed_file_answered_by(client: &mut ClassifierClient<Channel>, pixels: &[u8]) -> String {
+    let request = PredictRequest { id: "f".into(), input: Some(Input::Image(png(pixels))), ..Default::default() };
+    client.predict_one(request).await.unwrap().into_inner().model_name
 }
 
 /// A reload of one model (SIGHUP with its file replaced, and a broken file

@@ -8,8 +8,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   token: null,         // the bearer token, when the server asked for one; kept in memory only
   models: [],
-  model: "",           // the selected model's name; "" until the list is known
-  modelChosen: false,  // whether the person picked it (else numbers are read by the server's reading model)
+  roles: { photo: "", read: "" }, // the models the server answers with when the page names none
+  model: "",           // the model the person picked; "": the server chooses (photo model, reading model)
+  modelChosen: false,  // whether the person picked one
   strokes: [],         // each stroke: [[x, y], ...] in pad pixels
   drawing: null,
   sequence: 0,         // drawing requests sent; a late answer to an older one is dropped
@@ -82,25 +83,36 @@ function askForToken() {
 async function loadModels() {
   const answer = await api("/api/models");
   state.models = answer.models;
+  state.roles = { photo: answer.photo_model || "", read: answer.read_model || "" };
   const select = $("model");
-  select.replaceChildren(...state.models.map((m) => {
+  const automatic = document.createElement("option");
+  automatic.value = "";
+  automatic.textContent = "chosen by the server";
+  select.replaceChildren(automatic, ...state.models.map((m) => {
     const option = document.createElement("option");
     option.value = m.name;
     option.textContent = m.default ? `${m.name} (default)` : m.name;
     return option;
   }));
-  if (!state.models.some((m) => m.name === state.model)) state.model = state.models[0] ? state.models[0].name : "";
+  if (!state.models.some((m) => m.name === state.model)) { state.model = ""; state.modelChosen = false; }
   select.value = state.model;
   showModel();
 }
 
+/** The model that answers the pad and the photos now: the one picked, else the server's for the mode. */
+function answeringModel() {
+  if (state.modelChosen) return state.model;
+  return state.mode === "number" ? state.roles.read : state.roles.photo;
+}
+
 function showModel() {
-  const model = state.models.find((m) => m.name === state.model);
+  const model = state.models.find((m) => m.name === answeringModel());
   const list = $("model-info");
   if (!model) { list.replaceChildren(); return; }
   const accuracy = model.test_accuracy == null ? "unknown (no model card)" : `${(model.test_accuracy * 100).toFixed(2)} % on the MNIST test set`;
   const rows = [
     ["name", model.name + (model.default ? " (default)" : "")],
+    ["answers", state.modelChosen ? "as picked" : (state.mode === "number" ? "numbers (the server's reading model)" : "drawings and photos (the server's photo model)")],
     ["file", model.file],
     ["SHA-256", model.sha256.slice(0, 12) + "…"],
     ["accuracy", accuracy],
@@ -222,7 +234,7 @@ async function readNumber(blob) {
 
 async function classify(blob) {
   const started = performance.now();
-  const query = state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+  const query = state.modelChosen && state.model ? `?model=${encodeURIComponent(state.model)}` : "";
   const answer = await api(`/api/classify${query}`, {
     method: "POST",
     headers: { "Content-Type": blob.type || "application/octet-stream" },
@@ -452,6 +464,7 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
     pad.width = PAD_WIDTH[state.mode];
     pad.classList.toggle("wide", state.mode === "number");
     pad.setAttribute("aria-label", state.mode === "number" ? "drawing pad: write a number" : "drawing pad: draw one digit");
+    showModel();
     repaint();
     predictDrawing();
   });
@@ -461,7 +474,7 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
 
 $("model").addEventListener("change", (event) => {
   state.model = event.target.value;
-  state.modelChosen = true;
+  state.modelChosen = state.model !== "";
   showModel();
   if (state.strokes.length) predictDrawing();
 });

@@ -209,6 +209,7 @@ class WebPageTest(unittest.TestCase):
         driver = self.driver
         info = driver.find_element(By.ID, "model-info").text
         self.assertIn("mnist (default)", info)
+        self.assertIn("drawings and photos (the server's photo model)", info)
         self.assertIn("99.47 %", info)
         self.assertIn("cpu", info)
         driver.find_element(By.ID, "clear").click()
@@ -219,6 +220,7 @@ class WebPageTest(unittest.TestCase):
         wait_for(driver, lambda d: "mnist-int8 (" in d.execute_script(
             "const m = document.querySelector('#drawing-result .meta'); return m ? m.textContent : '';"))
         self.assertIn("int8", driver.find_element(By.ID, "model-info").text)
+        self.assertIn("as picked", driver.find_element(By.ID, "model-info").text)
 
     def test_5_write_a_number_and_read_a_photo_of_one(self):
         driver = self.driver

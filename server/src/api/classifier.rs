@@ -87,8 +87,8 @@ async fn classify(
     deadline: Option<Instant>,
     admission: Admission,
 ) -> Result<PredictResponse, ServerError> {
-    let model = core.model(&request.model)?;
     let image = image_input(request.input)?;
+    let model = core.models().classifier(&request.model, matches!(image, ImageInput::Encoded(_)))?;
     let prediction = core.classify(model, image, deadline, admission).await?;
     Ok(response(request.id, model.name(), prediction, request.return_logits))
 }
@@ -174,6 +174,7 @@ impl Classifier for ClassifierService {
         let second_read_model =
             self.core.models().second_reading_model().map(|model| model.name().to_string()).unwrap_or_default();
         let check_model = self.core.models().check_model().map(|model| model.name().to_string()).unwrap_or_default();
-        Ok(Response::new(ListModelsResponse { models, read_model, second_read_model, check_model }))
+        let photo_model = self.core.models().photo_model().name().to_string();
+        Ok(Response::new(ListModelsResponse { models, read_model, second_read_model, check_model, photo_model }))
     }
 }

@@ -12,10 +12,14 @@
 //!   served with a strict Content-Security-Policy: scripts and styles only
 //!   from the server itself, no inline script, no request elsewhere.
 //! - `GET /api/models`: the served models (name, digest, accuracy from the
-//!   card, execution provider, batching), the default first.
+//!   card, execution provider, batching), the default first, and the
+//!   models that answer requests naming none: `photo_model` (image files)
+//!   and `read_model` (numbers).
 //! - `POST /api/classify?model=NAME`: the body is an image file (any format
-//!   the `image` crate reads); the answer is the digit, the ten
-//!   probabilities, the model that answered and the 784 pixels it saw.
+//!   the `image` crate reads), classified by the model named, else by the
+//!   photo model as image files are on every front; the answer is the
+//!   digit, the ten probabilities, the model that answered and the 784
+//!   pixels it saw.
 //! - `POST /api/read?model=NAME&digits=N`: the body is a photo of a
 //!   handwritten number; the answer is its text and confidence and, per
 //!   digit, its box in the photo, its probabilities and the 784 pixels the
@@ -117,10 +121,15 @@ fn describe(model: &Model) -> Value {
 }
 
 async fn models(State(core): State<Arc<Core>>) -> axum::Json<Value> {
-    axum::Json(json!({ "models": core.models().iter().map(|model| describe(model)).collect::<Vec<_>>() }))
+    let models = core.models();
+    axum::Json(json!({
+        "models": models.iter().map(|model| describe(model)).collect::<Vec<_>>(),
+        "photo_model": models.photo_model().name(),
+        "read_model": models.reading_model().name(),
+    }))
 }
 
-/// `?model=NAME`; absent or empty: the default model.
+/// `?model=NAME`; absent or empty: the photo model.
 #[derive(Deserialize)]
 struct ClassifyQuery {
     #[serde(default)]
@@ -136,7 +145,7 @@ async fn classify(
 }
 
 async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
-    let model = core.model(model)?;
+    let model = core.models().classifier(model, true)?;
     let image = image_bytes(core, body).await?;
     let admission = core.try_admit(1)?;
     let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(image), None, admission).await?;
