@@ -143,7 +143,8 @@ class WebPageTest(unittest.TestCase):
         cls.addClassCleanup(close_browser, cls.driver)
         cls.page = Page(cls.driver, cls.origin)
         cls.driver.get(cls.origin + "/")
-        wait_for(cls.driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+        # "chosen by the server" (the photo and reading models), then the two served models.
+        wait_for(cls.driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 3)
 
     def tearDown(self):
         self.page.collect()
@@ -208,6 +209,8 @@ class WebPageTest(unittest.TestCase):
     def test_4_the_model_panel_and_choosing_a_model(self):
         driver = self.driver
         info = driver.find_element(By.ID, "model-info").text
+        options = [o.text for o in driver.find_elements(By.CSS_SELECTOR, "#model option")]
+        self.assertEqual(options, ["chosen by the server", "mnist (default)", "mnist-int8"])
         self.assertIn("mnist (default)", info)
         self.assertIn("drawings and photos (the server's photo model)", info)
         self.assertIn("99.47 %", info)
