@@ -4,9 +4,10 @@
 # digit (examples/digits/photo-label-4.jpg, 280x280 JPEG) naming no model,
 # which a server serving every shipped model gives to mnist-photo (the
 # three-block network), and the same photo naming mnist (the reference
-# network), and, beside them in the same run, MNIST pixels naming no model
-# (examples/requests/pixels.json, which stay with the default mnist). The
-# three alternate at each level of callers, on one server.
+# network), and, beside them in the same run, MNIST's own form naming no
+# model, which stays with the default mnist: pixels
+# (examples/requests/pixels.json) and a 28x28 PNG (examples/requests/png.json).
+# The four alternate at each level of callers, on one server.
 #
 #   scripts/bench-photo-model.sh [SECONDS] [CONCURRENCY...]     default 10 s at 1, 8 and 32 callers
 #   GHZ=/path/to/ghz scripts/bench-photo-model.sh               default ../shared/tools/ghz
@@ -31,13 +32,13 @@ start_server "$OUT" --model-repository models --default-model mnist
 trap stop_server EXIT
 GHZ_BASE=("$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto --call mnist.v1.Classifier.PredictOne)
 # Warm-up: both models' first batches, the decoder, the allocator.
-for data in "$OUT/photo.json" "$OUT/photo-mnist.json" examples/requests/pixels.json; do
+for data in "$OUT/photo.json" "$OUT/photo-mnist.json" examples/requests/pixels.json examples/requests/png.json; do
   "${GHZ_BASE[@]}" -D "$data" -c 4 -n 300 "$ADDR" >/dev/null
 done
 for c in "${LEVELS[@]}"; do
-  for variant in photo photo-mnist pixels; do
+  for variant in photo photo-mnist pixels png; do
     data="$OUT/$variant.json"
-    [[ $variant == pixels ]] && data=examples/requests/pixels.json
+    [[ $variant == pixels || $variant == png ]] && data="examples/requests/$variant.json"
     echo "== $variant, $c callers, ${SECONDS_PER_POINT} s" >&2
     "${GHZ_BASE[@]}" -D "$data" -c "$c" --connections "$(( c < 4 ? c : 4 ))" \
       -z "${SECONDS_PER_POINT}s" --duration-stop wait -O json -o "$OUT/$variant-$c.json" "$ADDR"
@@ -57,6 +58,7 @@ names = {
     "photo": "photo, no model named: mnist-photo",
     "photo-mnist": "photo, naming mnist",
     "pixels": "MNIST pixels, no model named: mnist",
+    "png": "28x28 PNG, no model named: mnist",
 }
 print("| callers | PredictOne | calls/s | p50 ms | p99 ms | errors | calls/s per the photo naming mnist |")
 print("|---:|---|---:|---:|---:|---:|---:|")

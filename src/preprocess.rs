@@ -132,6 +132,17 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
     reader.decode().map_err(|e| Error::Decode(e.to_string()))
 }
 
+/// Whether an image file is a photo or scan that preprocessing fits to
+/// MNIST's 28x28 (any size but 28x28), rather than an image already in
+/// MNIST's form, used unchanged: read from its header only. A file whose
+/// header cannot be read counts as one (decoding it reports why).
+pub fn needs_fitting(bytes: &[u8]) -> bool {
+    let side = IMAGE_SIDE as u32;
+    let dimensions =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
+    dimensions != Some((side, side))
+}
+
 /// Decodes an image file and converts it to 784 MNIST-style pixels.
 pub fn preprocess(bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>> {
     Ok(to_mnist(&decode(bytes, limits)?))
@@ -1080,6 +1091,18 @@ mod tests {
         let mut png = Vec::new();
         gray(&px, 28).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         assert_eq!(preprocess(&png, &DecodeLimits::default()).unwrap(), px);
+    }
+
+    #[test]
+    fn only_images_of_another_size_than_28x28_need_fitting() {
+        let png = |side: u32| {
+            let mut bytes = Vec::new();
+            GrayImage::new(side, side).write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+            bytes
+        };
+        assert!(!needs_fitting(&png(28)));
+        assert!(needs_fitting(&png(56)));
+        assert!(needs_fitting(b"not an image"), "decoding reports what is wrong with it");
     }
 
     #[test]

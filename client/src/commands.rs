@@ -99,12 +99,13 @@ fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
 
 async fn predict_command(server: &ServerAddress, model: &str, args: &PredictArgs) -> Result<ExitCode> {
     let (found, bar) = start_on_files(&args.files, args.concurrency, args.debug_preprocess.as_deref(), args.quiet)?;
-    let model = if model.is_empty() && !args.send_encoded { photo_model(server).await? } else { model.to_string() };
+    let photo_model = if model.is_empty() && !args.send_encoded { photo_model(server).await? } else { None };
     let options = PredictOptions {
         window: args.concurrency,
         send_encoded: args.send_encoded,
         debug_dir: args.debug_preprocess.clone(),
-        model,
+        model: model.to_string(),
+        photo_model,
     };
     let mut results = predict::predict_files(server, found.images, &options, bar.clone()).await?;
     bar.finish_and_clear();
@@ -190,15 +191,16 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// The model the server classifies image files with for requests naming
-/// none (`ListModelsResponse.photo_model`): files preprocessed here are
-/// sent as pixels, which the server would give its default model, so they
-/// name it to be answered as the server answers the files themselves.
-/// Empty (the default model) from a server that does not say.
-async fn photo_model(server: &ServerAddress) -> Result<String> {
+/// The model the server classifies photos and scans with for requests
+/// naming none (`ListModelsResponse.photo_model`): files preprocessed here
+/// are sent as pixels, which the server would give its default model, so
+/// those that needed fitting name it, to be answered as the server answers
+/// the files themselves. None from a server that does not say.
+async fn photo_model(server: &ServerAddress) -> Result<Option<String>> {
     let mut client = server.first_replica().await?.classifier().await?;
     let listed = client.list_models(ListModelsRequest {}).await;
-    Ok(listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().photo_model)
+    let photo_model = listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().photo_model;
+    Ok(Some(photo_model).filter(|name| !name.is_empty()))
 }
 
 /// The models that read numbers here: `model`, or when it is empty those

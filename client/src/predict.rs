@@ -31,12 +31,26 @@ pub struct PredictOptions {
     /// same preprocessing the server runs on encoded files), to see why a
     /// digit was misread.
     pub debug_dir: Option<PathBuf>,
-    /// The served model to ask (empty: the server's default model for
-    /// pixels, its photo model for files sent encoded). `mnist-client
-    /// predict` names the photo model (`ListModelsResponse.photo_model`)
-    /// when it preprocesses files itself, to be answered as the server
-    /// would answer the files.
+    /// The served model to ask; empty: the server's choice (its default
+    /// model for MNIST's own 28x28 form, its photo model for photos and
+    /// scans sent encoded).
     pub model: String,
+    /// The server's photo model (`ListModelsResponse.photo_model`), named
+    /// for files preprocessed here that needed fitting to 28x28 when
+    /// `model` is empty: sent as pixels, they would otherwise go to the
+    /// default model, not where the server sends the files themselves.
+    pub photo_model: Option<String>,
+}
+
+impl PredictOptions {
+    /// The model a request names for a file whose preprocessing `fitted`
+    /// it to 28x28 (a photo or scan) or used it as it was.
+    fn model_for(&self, fitted: bool) -> String {
+        match &self.photo_model {
+            Some(photo) if self.model.is_empty() && fitted => photo.clone(),
+            _ => self.model.clone(),
+        }
+    }
 }
 
 /// The name of the 28x28 image written for the `index`th file (in output
@@ -95,7 +109,7 @@ pub async fn predict_files(
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let send_encoded = options.send_encoded;
     let debug_dir = options.debug_dir.clone();
-    let model = options.model.clone();
+    let request_options = options.clone();
     let local_results = Arc::clone(&results);
     let local_progress = progress.clone();
     let requests = stream::iter(paths.clone().into_iter().enumerate())
@@ -112,18 +126,18 @@ pub async fn predict_files(
         .filter_map(move |(index, input)| {
             let results = Arc::clone(&local_results);
             let progress = local_progress.clone();
-            let model = model.clone();
+            let options = request_options.clone();
             let marks = Arc::clone(&marks_in);
             async move {
                 match input {
-                    Ok((input, digits)) => {
+                    Ok(Loaded { input, digits, fitted }) => {
                         if let Ok(mut m) = marks.lock() {
                             m[index] = digits;
                         }
                         Some(PredictRequest {
                             id: index.to_string(),
                             input: Some(input),
-                            model: model.clone(),
+                            model: options.model_for(fitted),
                             return_logits: false,
                         })
                     }
@@ -181,14 +195,24 @@ pub async fn predict_files(
         .collect())
 }
 
-/// Reads a file into the request input: preprocessed pixels, or its bytes;
-/// and how many digit-like marks it holds side by side (1 when the server
-/// decodes it). With `debug`, also writes the 28x28 image the model will
-/// see there.
-fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<(Input, usize), String> {
+/// A file made ready to send.
+struct Loaded {
+    /// Preprocessed pixels, or the file's bytes.
+    input: Input,
+    /// How many digit-like marks it holds side by side (1 when the server
+    /// decodes it).
+    digits: usize,
+    /// Whether preprocessing here fitted it to 28x28 (a photo or scan),
+    /// rather than using it as it was (or the server decodes it).
+    fitted: bool,
+}
+
+/// Reads a file into the request input. With `debug`, also writes the
+/// 28x28 image the model will see there.
+fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Loaded, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if send_encoded && debug.is_none() {
-        return Ok((Input::Image(bytes), 1));
+        return Ok(Loaded { input: Input::Image(bytes), digits: 1, fitted: false });
     }
     // Local files may be large photos: allow more than the server does.
     let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
@@ -199,5 +223,7 @@ fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<(Input,
         image::save_buffer(debug, &pixels, side, side, image::ExtendedColorType::L8)
             .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
     }
-    Ok((if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) }, digits))
+    let side = mnist::IMAGE_SIDE as u32;
+    let fitted = !send_encoded && (image.width(), image.height()) != (side, side);
+    Ok(Loaded { input: if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) }, digits, fitted })
 }

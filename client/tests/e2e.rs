@@ -204,12 +204,13 @@ fn no_server_gives_one_clear_line_and_exit_code_2() {
 /// `mnist-server --model models/mnist-int8.onnx` works unchanged, says
 /// which model it serves, and scores through gRPC what its card says: within
 /// a tenth of a point of the float model's card.
-/// Files naming no model are classified by the server's photo model,
-/// whether the client preprocesses them (it names the model ListModels
-/// gives) or the server does (`--send-encoded`): the same probabilities as
-/// naming `mnist-photo`, not the default model's.
+/// Photos and scans naming no model are classified by the server's photo
+/// model, whether the client preprocesses them (it names the model
+/// ListModels gives) or the server does (`--send-encoded`): the same
+/// probabilities as naming `mnist-photo`, not the default model's; 28x28
+/// images, MNIST's own form, by the default model either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_are_classified_by_the_photo_model_here_and_on_the_server() {
+async fn photos_go_to_the_photo_model_and_28x28_images_to_the_default_here_and_on_the_server() {
     let server = start_repository_server().await;
     let digits = repo().join("examples/digits");
     let digits = digits.to_str().unwrap();
@@ -236,15 +237,24 @@ async fn files_are_classified_by_the_photo_model_here_and_on_the_server() {
         })
         .collect()
     };
-    let close = |a: &[Vec<f64>], b: &[Vec<f64>]| {
-        a.len() == b.len() && a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-5)
-    };
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
     let (local, remote) = (probabilities(&[]), probabilities(&["--send-encoded"]));
-    let photo = probabilities(&["--model", "mnist-photo"]);
-    assert!(!local.is_empty());
-    assert!(close(&local, &photo), "preprocessed here: {local:?}\nmnist-photo: {photo:?}");
-    assert!(close(&remote, &photo), "sent encoded: {remote:?}\nmnist-photo: {photo:?}");
-    assert!(!close(&local, &probabilities(&["--model", "mnist"])), "the default model answers otherwise");
+    let (photo, default) = (probabilities(&["--model", "mnist-photo"]), probabilities(&["--model", "mnist"]));
+    // Files in path order: four 28x28 MNIST images, then four photos and scans.
+    let files: Vec<String> = std::fs::read_dir(digits)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".txt"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(local.len(), files.len());
+    for (index, file) in files.iter().enumerate() {
+        let expected = if file.starts_with("mnist-") { &default[index] } else { &photo[index] };
+        assert!(close(&local[index], expected), "{file} preprocessed here: {:?} {expected:?}", local[index]);
+        assert!(close(&remote[index], expected), "{file} sent encoded: {:?} {expected:?}", remote[index]);
+    }
+    assert!(photo.iter().zip(&default).any(|(a, b)| !close(a, b)), "the two models answer differently");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

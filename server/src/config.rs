@@ -58,10 +58,10 @@ pub struct Config {
     #[arg(long, env = "MNIST_DEFAULT_MODEL")]
     pub default_model: Option<String>,
 
-    /// The model that classifies image files (photos, scans) for requests that name none
-    /// (default: `mnist-photo` when it is served, trained on rotated and marker-thick digits;
-    /// `none`: the default model). Pixels naming no model stay with the default model
-    /// (docs/preprocessing.md#which-model-reads-a-photo).
+    /// The model that classifies photos and scans (image files of any size but 28x28) for
+    /// requests that name none (default: `mnist-photo` when it is served, trained on rotated and
+    /// marker-thick digits; `none`: the default model). MNIST's own form (pixels, a 28x28 image)
+    /// naming no model stays with the default model (docs/preprocessing.md#which-model-reads-a-photo).
     #[arg(long, env = "MNIST_PHOTO_MODEL")]
     pub photo_model: Option<String>,
 

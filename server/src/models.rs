@@ -206,12 +206,13 @@ pub const SECOND_READING_MODEL: &str = "mnist-reader-cuts";
 /// single-digit classifier shipped (`mnist::read::check`).
 pub const CHECK_MODEL: &str = "mnist-three-block";
 
-/// The shipped model that classifies image files for requests naming no
-/// model (`--photo-model`), when it is served: the three-block network
+/// The shipped model that classifies photos and scans (image files that
+/// preprocessing fits to 28x28) for requests naming no model
+/// (`--photo-model`), when it is served: the three-block network
 /// fine-tuned on rotated and thickened digits, which reads photos (marker
-/// strokes, rotation) better than the reference and costs nothing a photo
-/// would notice (decoding and preprocessing one takes about 30 times its
-/// inference).
+/// strokes, rotation) better than the reference and costs little there
+/// (decoding and preprocessing one takes 15-20 times its inference: about
+/// 2 % fewer photos a second, docs/benchmarks.md).
 pub const PHOTO_MODEL: &str = "mnist-photo";
 
 /// The served models' names for the roles they play for requests that name
@@ -219,7 +220,7 @@ pub const PHOTO_MODEL: &str = "mnist-photo";
 /// `--second-read-model`, `--check-model`); `None` for the defaults.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Roles<'a> {
-    /// The model that classifies image files (photos, scans).
+    /// The model that classifies photos and scans.
     pub photo: Option<&'a str>,
     /// The model that reads numbers.
     pub read: Option<&'a str>,
@@ -303,12 +304,12 @@ impl Models {
     }
 
     /// The model that classifies an image for a request naming `name`: the
-    /// one named; for an empty name, the photo model for an image file
-    /// (`encoded`), the default model for pixels. Pixels are MNIST's own
-    /// form, whose answers stay the reference's; files are photos and
-    /// scans, which the photo model reads better.
-    pub fn classifier(&self, name: &str, encoded: bool) -> Result<&Arc<Model>, ServerError> {
-        if name.is_empty() && encoded {
+    /// one named; for an empty name, the photo model for a `photo` (an
+    /// image file preprocessing fits to 28x28), the default model for
+    /// MNIST's own form (pixels, a 28x28 image), whose answers stay the
+    /// reference's. Photos and scans the photo model reads better.
+    pub fn classifier(&self, name: &str, photo: bool) -> Result<&Arc<Model>, ServerError> {
+        if name.is_empty() && photo {
             return Ok(self.photo_model());
         }
         self.get(name)

@@ -178,11 +178,13 @@ async fn each_request_is_answered_by_the_model_it_names() {
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert!(status.message().contains("'mnist'"), "{status:?}");
 
-    // No name: the default model for pixels, the photo model for a file.
+    // No name: the default model for MNIST's own form (pixels, a 28x28
+    // image), the photo model for a photo (any other size).
     let request =
         PredictRequest { id: "d".into(), input: Some(Input::Pixels(images[0].to_vec())), ..Default::default() };
     assert_eq!(client.predict_one(request).await.unwrap().into_inner().model_name, "mnist");
-    assert_eq!(unnamed_file_answered_by(&mut client, images[0]).await, "mnist-photo");
+    assert_eq!(unnamed_file_answered_by(&mut client, png(images[0])).await, "mnist");
+    assert_eq!(unnamed_file_answered_by(&mut client, photo(images[0])).await, "mnist-photo");
     let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.photo_model, "mnist-photo");
     server.stop().await.unwrap();
@@ -202,24 +204,31 @@ async fn the_photo_model_is_chosen_at_start() {
         let mut client = server.client().await;
         let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
         assert_eq!(listed.photo_model, expected, "--photo-model {flag}");
-        assert_eq!(unnamed_file_answered_by(&mut client, &image).await, expected, "--photo-model {flag}");
+        assert_eq!(unnamed_file_answered_by(&mut client, photo(&image)).await, expected, "--photo-model {flag}");
 
         let addr = server.http_addr.unwrap();
         let (_, _, body) = common::http(addr, "GET", "/api/models", &[], Vec::new()).await;
         let models: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(models["photo_model"], expected, "{models}");
         assert_eq!(models["read_model"], "mnist-reader", "{models}");
-        let (status, _, body) = common::http(addr, "POST", "/api/classify", &[], png(&image)).await;
+        let (status, _, body) = common::http(addr, "POST", "/api/classify", &[], photo(&image)).await;
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((status, &answer["model_name"]), (200, &serde_json::json!(expected)), "{answer}");
         server.stop().await.unwrap();
     }
 }
 
-/// The model that answers a PNG of `pixels` sent naming none.
-async fn unnamed_file_answered_by(client: &mut ClassifierClient<Channel>, pixels: &[u8]) -> String {
-    let request = PredictRequest { id: "f".into(), input: Some(Input::Image(png(pixels))), ..Default::default() };
+/// The model that answers the image file `file` sent naming none.
+async fn unnamed_file_answered_by(client: &mut ClassifierClient<Channel>, file: Vec<u8>) -> String {
+    let request = PredictRequest { id: "f".into(), input: Some(Input::Image(file)), ..Default::default() };
     client.predict_one(request).await.unwrap().into_inner().model_name
+}
+
+/// A 56x56 PNG of a 28x28 digit: an image preprocessing fits, as it does a photo.
+fn photo(pixels: &[u8]) -> Vec<u8> {
+    let digit = image::GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+    let enlarged = image::imageops::resize(&digit, 56, 56, image::imageops::FilterType::Nearest);
+    common::png_sized(enlarged.as_raw(), 56)
 }
 
 /// A reload of one model (SIGHUP with its file replaced, and a broken file

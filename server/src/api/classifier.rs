@@ -13,7 +13,7 @@
 use std::{sync::Arc, time::Instant};
 
 use mnist::{
-    preprocess::DecodeLimits,
+    preprocess::{DecodeLimits, needs_fitting},
     proto::v1::{
         GetModelInfoRequest, ListModelsRequest, ListModelsResponse, ModelInfo, PredictRequest, PredictResponse,
         ReadRequest, ReadResponse, classifier_server::Classifier, predict_request::Input,
@@ -88,7 +88,8 @@ async fn classify(
     admission: Admission,
 ) -> Result<PredictResponse, ServerError> {
     let image = image_input(request.input)?;
-    let model = core.models().classifier(&request.model, matches!(image, ImageInput::Encoded(_)))?;
+    let photo = matches!(&image, ImageInput::Encoded(bytes) if needs_fitting(bytes));
+    let model = core.models().classifier(&request.model, photo)?;
     let prediction = core.classify(model, image, deadline, admission).await?;
     Ok(response(request.id, model.name(), prediction, request.return_logits))
 }

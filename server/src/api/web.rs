@@ -145,8 +145,8 @@ async fn classify(
 }
 
 async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
-    let model = core.models().classifier(model, true)?;
     let image = image_bytes(core, body).await?;
+    let model = core.models().classifier(model, mnist::preprocess::needs_fitting(&image))?;
     let admission = core.try_admit(1)?;
     let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(image), None, admission).await?;
     Ok(json!({
