@@ -72,16 +72,13 @@ stop_server
 trap - EXIT
 
 python3 - "$OUT" "$ROUNDS" <<'PY'
-import json, statistics, sys, pathlib
+import statistics, sys, pathlib
+sys.path.insert(0, "scripts")
+import ghz_report
 out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 
 def figures(name):
-    report = json.load(open(out / f"{name}.json"))
-    latency = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
-    errors = sum(report.get("statusCodeDistribution", {}).get(code, 0) for code in report.get("statusCodeDistribution", {})
-                 if code != "OK")
-    return {"p50": latency.get(50, float("nan")), "p99": latency.get(99, float("nan")), "rps": report["rps"],
-            "errors": errors}
+    return ghz_report.figures(out / f"{name}.json")
 
 def median(point, key):
     return statistics.median(figures(f"{point}-{r}")[key] for r in range(1, rounds + 1))

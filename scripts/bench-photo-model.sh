@@ -47,13 +47,13 @@ done
 stop_server
 trap - EXIT
 python3 - "$OUT" "${LEVELS[@]}" <<'PY'
-import json, sys, pathlib
+import sys, pathlib
+sys.path.insert(0, "scripts")
+from ghz_report import figures as report_figures
 out, levels = pathlib.Path(sys.argv[1]), sys.argv[2:]
 def figures(name):
-    report = json.load(open(out / f"{name}.json"))
-    latency = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
-    codes = report.get("statusCodeDistribution") or {}
-    return report["rps"], latency.get(50, float("nan")), latency.get(99, float("nan")), sum(v for k, v in codes.items() if k != "OK")
+    f = report_figures(out / f"{name}.json")
+    return f["rps"], f["p50"], f["p99"], f["errors"]
 names = {
     "photo": "photo, no model named: mnist-photo",
     "photo-mnist": "photo, naming mnist",
