@@ -132,15 +132,21 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
     reader.decode().map_err(|e| Error::Decode(e.to_string()))
 }
 
-/// Whether an image file is a photo or scan that preprocessing fits to
-/// MNIST's 28x28 (any size but 28x28), rather than an image already in
-/// MNIST's form, used unchanged: read from its header only. A file whose
-/// header cannot be read counts as one (decoding it reports why).
-pub fn needs_fitting(bytes: &[u8]) -> bool {
+/// Whether an image of `width` x `height` is in MNIST's own form, 28x28,
+/// which preprocessing uses unchanged (only its polarity is checked);
+/// every other size is a photo or scan, fitted to 28x28.
+pub fn is_mnist_size(width: u32, height: u32) -> bool {
     let side = IMAGE_SIDE as u32;
+    (width, height) == (side, side)
+}
+
+/// Whether an image file is a photo or scan that preprocessing fits to
+/// MNIST's 28x28 (not [`is_mnist_size`]): read from its header only. A
+/// file whose header cannot be read counts as one (decoding it reports why).
+pub fn needs_fitting(bytes: &[u8]) -> bool {
     let dimensions =
         ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
-    dimensions != Some((side, side))
+    !dimensions.is_some_and(|(width, height)| is_mnist_size(width, height))
 }
 
 /// Decodes an image file and converts it to 784 MNIST-style pixels.
@@ -163,8 +169,7 @@ pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
 /// image: more than one means it holds a number (read it with
 /// [`crate::read`]), and the 784 pixels are only its largest digit.
 pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
-    let side = IMAGE_SIDE as u32;
-    if image.width() == side && image.height() == side {
+    if is_mnist_size(image.width(), image.height()) {
         return (to_mnist(image), 1);
     }
     match page_ink(image, WORK_SIDE, &mut |_, _| {}) {
@@ -196,8 +201,7 @@ pub fn to_mnist_steps(image: &DynamicImage) -> Vec<(&'static str, GrayImage)> {
 pub(crate) type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
 
 fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
-    let side = IMAGE_SIDE as u32;
-    if image.width() == side && image.height() == side {
+    if is_mnist_size(image.width(), image.height()) {
         let mut plane = GrayPlane::from_image(image);
         plane.make_ink_bright();
         return plane.to_bytes();

@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mnist::{
     dataset::{Mnist, Split},
-    proto::v1::{GetModelInfoRequest, ListModelsRequest, ModelInfo},
+    proto::v1::{GetModelInfoRequest, ListModelsRequest, ListModelsResponse, ModelInfo},
     read::Method,
 };
 use mnist_client::{
@@ -84,6 +84,13 @@ async fn model_info(server: &ServerAddress, model: &str) -> Result<ModelInfo> {
         .await
         .map_err(|s| mnist_client::ClientError::call("GetModelInfo", s))?
         .into_inner())
+}
+
+/// The served models and their roles (ListModels).
+async fn list_models(server: &ServerAddress) -> Result<ListModelsResponse> {
+    let mut client = server.first_replica().await?.classifier().await?;
+    let listed = client.list_models(ListModelsRequest {}).await;
+    Ok(listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner())
 }
 
 fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
@@ -197,10 +204,7 @@ async fn read_command(server: &ServerAddress, model: &str, args: &ReadArgs) -> R
 /// those that needed fitting name it, to be answered as the server answers
 /// the files themselves. None from a server that does not say.
 async fn photo_model(server: &ServerAddress) -> Result<Option<String>> {
-    let mut client = server.first_replica().await?.classifier().await?;
-    let listed = client.list_models(ListModelsRequest {}).await;
-    let photo_model = listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().photo_model;
-    Ok(Some(photo_model).filter(|name| !name.is_empty()))
+    Ok(Some(list_models(server).await?.photo_model).filter(|name| !name.is_empty()))
 }
 
 /// The models that read numbers here: `model`, or when it is empty those
@@ -210,9 +214,7 @@ async fn photo_model(server: &ServerAddress) -> Result<Option<String>> {
 /// checked (none for a named model, which reads alone).
 async fn readers(server: &ServerAddress, model: &str) -> Result<(Vec<Reader>, Option<String>)> {
     let (names, check_model): (Vec<String>, _) = if model.is_empty() {
-        let mut client = server.first_replica().await?.classifier().await?;
-        let listed = client.list_models(ListModelsRequest {}).await;
-        let listed = listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner();
+        let listed = list_models(server).await?;
         let check_model = Some(listed.check_model).filter(|n| !n.is_empty());
         let names = std::iter::once(listed.read_model)
             .chain(Some(listed.second_read_model).filter(|n| !n.is_empty()))
@@ -314,13 +316,8 @@ async fn bench_command(server: &ServerAddress, model: &str, args: &BenchArgs) ->
 
 /// Every served model (ListModels), or the one `--model` names (GetModelInfo).
 async fn info_command(server: &ServerAddress, model: &str, args: &InfoArgs) -> Result<ExitCode> {
-    let models = if model.is_empty() {
-        let mut client = server.first_replica().await?.classifier().await?;
-        let listed = client.list_models(ListModelsRequest {}).await;
-        listed.map_err(|s| mnist_client::ClientError::call("ListModels", s))?.into_inner().models
-    } else {
-        vec![model_info(server, model).await?]
-    };
+    let models =
+        if model.is_empty() { list_models(server).await?.models } else { vec![model_info(server, model).await?] };
     match args.format {
         ReportFormat::Json => {
             let json: Vec<_> = models.iter().map(info_json).collect();

@@ -126,20 +126,15 @@ pub async fn predict_files(
         .filter_map(move |(index, input)| {
             let results = Arc::clone(&local_results);
             let progress = local_progress.clone();
-            let options = request_options.clone();
+            let model = input.as_ref().map(|loaded| request_options.model_for(loaded.fitted)).unwrap_or_default();
             let marks = Arc::clone(&marks_in);
             async move {
                 match input {
-                    Ok(Loaded { input, digits, fitted }) => {
+                    Ok(Loaded { input, digits, .. }) => {
                         if let Ok(mut m) = marks.lock() {
                             m[index] = digits;
                         }
-                        Some(PredictRequest {
-                            id: index.to_string(),
-                            input: Some(input),
-                            model: options.model_for(fitted),
-                            return_logits: false,
-                        })
+                        Some(PredictRequest { id: index.to_string(), input: Some(input), model, return_logits: false })
                     }
                     Err(error) => {
                         if let Ok(mut r) = results.lock() {
@@ -223,7 +218,6 @@ fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Loaded,
         image::save_buffer(debug, &pixels, side, side, image::ExtendedColorType::L8)
             .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
     }
-    let side = mnist::IMAGE_SIDE as u32;
-    let fitted = !send_encoded && (image.width(), image.height()) != (side, side);
+    let fitted = !send_encoded && !mnist::preprocess::is_mnist_size(image.width(), image.height());
     Ok(Loaded { input: if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) }, digits, fitted })
 }

@@ -242,8 +242,8 @@ pub struct Readers<'a> {
 /// Every served model, the default one first.
 pub struct Models {
     entries: Vec<Arc<Model>>,
-    /// Index of the model that classifies image files for requests naming
-    /// none, if not the default one.
+    /// Index of the model that classifies photos and scans for requests
+    /// naming none; `None`: the default model does.
     photo: Option<usize>,
     /// Index of the model `Read` uses when a request names none.
     reader: usize,

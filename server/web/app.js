@@ -10,7 +10,6 @@ const state = {
   models: [],
   roles: { photo: "", read: "" }, // the models the server answers with when the page names none
   model: "",           // the model the person picked; "": the server chooses (photo model, reading model)
-  modelChosen: false,  // whether the person picked one
   strokes: [],         // each stroke: [[x, y], ...] in pad pixels
   drawing: null,
   sequence: 0,         // drawing requests sent; a late answer to an older one is dropped
@@ -94,14 +93,19 @@ async function loadModels() {
     option.textContent = m.default ? `${m.name} (default)` : m.name;
     return option;
   }));
-  if (!state.models.some((m) => m.name === state.model)) { state.model = ""; state.modelChosen = false; }
+  if (!state.models.some((m) => m.name === state.model)) state.model = "";
   select.value = state.model;
   showModel();
 }
 
+/** `?model=NAME` for the model the person picked; nothing when the server chooses. */
+function modelQuery() {
+  return state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+}
+
 /** The model that answers the pad and the photos now: the one picked, else the server's for the mode. */
 function answeringModel() {
-  if (state.modelChosen) return state.model;
+  if (state.model) return state.model;
   return state.mode === "number" ? state.roles.read : state.roles.photo;
 }
 
@@ -112,7 +116,7 @@ function showModel() {
   const accuracy = model.test_accuracy == null ? "unknown (no model card)" : `${(model.test_accuracy * 100).toFixed(2)} % on the MNIST test set`;
   const rows = [
     ["name", model.name + (model.default ? " (default)" : "")],
-    ["answers", state.modelChosen ? "as picked" : (state.mode === "number" ? "numbers (the server's reading model)" : "drawings and photos (the server's photo model)")],
+    ["answers", state.model ? "as picked" : (state.mode === "number" ? "numbers (the server's reading model)" : "drawings and photos (the server's photo model)")],
     ["file", model.file],
     ["SHA-256", model.sha256.slice(0, 12) + "…"],
     ["accuracy", accuracy],
@@ -223,7 +227,7 @@ function drawBoxes(context, digits, scale) {
 
 async function readNumber(blob) {
   const started = performance.now();
-  const query = state.modelChosen && state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+  const query = modelQuery();
   const answer = await api(`/api/read${query}`, {
     method: "POST",
     headers: { "Content-Type": blob.type || "application/octet-stream" },
@@ -234,7 +238,7 @@ async function readNumber(blob) {
 
 async function classify(blob) {
   const started = performance.now();
-  const query = state.modelChosen && state.model ? `?model=${encodeURIComponent(state.model)}` : "";
+  const query = modelQuery();
   const answer = await api(`/api/classify${query}`, {
     method: "POST",
     headers: { "Content-Type": blob.type || "application/octet-stream" },
@@ -474,7 +478,6 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
 
 $("model").addEventListener("change", (event) => {
   state.model = event.target.value;
-  state.modelChosen = state.model !== "";
   showModel();
   if (state.strokes.length) predictDrawing();
 });
