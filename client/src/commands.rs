@@ -314,13 +314,14 @@ async fn bench_command(server: &ServerAddress, model: &str, args: &BenchArgs) ->
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every served model (ListModels), or the one `--model` names (GetModelInfo).
+/// Every served model (ListModels), or the one `--model` names (GetModelInfo),
+/// each with the requests that name no model it answers (its roles).
 async fn info_command(server: &ServerAddress, model: &str, args: &InfoArgs) -> Result<ExitCode> {
-    let models =
-        if model.is_empty() { list_models(server).await?.models } else { vec![model_info(server, model).await?] };
+    let listed = list_models(server).await?;
+    let models = if model.is_empty() { listed.models.clone() } else { vec![model_info(server, model).await?] };
     match args.format {
         ReportFormat::Json => {
-            let json: Vec<_> = models.iter().map(info_json).collect();
+            let json: Vec<_> = models.iter().map(|info| info_json(info, &roles(&listed, &info.name))).collect();
             // One model asked for: its object; all of them: a list.
             let json = if model.is_empty() {
                 serde_json::Value::Array(json)
@@ -334,18 +335,38 @@ async fn info_command(server: &ServerAddress, model: &str, args: &InfoArgs) -> R
                 if i > 0 {
                     println!();
                 }
-                print!("{}", info_text(info));
+                print!("{}", info_text(info, &roles(&listed, &info.name)));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn info_json(info: &ModelInfo) -> serde_json::Value {
+/// What the model `name` answers when a request names no model, from the
+/// roles ListModels reports: MNIST's own form (the default model), photos
+/// and scans, numbers (read), the second reading of a number, the check of
+/// a digit that stands alone. Empty for a model that answers only the
+/// requests naming it.
+fn roles(listed: &ListModelsResponse, name: &str) -> Vec<&'static str> {
+    let default = listed.models.iter().any(|m| m.is_default && m.name == name);
+    [
+        (default, "pixels and 28x28 images"),
+        (listed.photo_model == name, "photos"),
+        (listed.read_model == name, "numbers"),
+        (listed.second_read_model == name, "numbers, second reading"),
+        (listed.check_model == name, "numbers, digits standing alone checked"),
+    ]
+    .into_iter()
+    .filter_map(|(plays, role)| plays.then_some(role))
+    .collect()
+}
+
+fn info_json(info: &ModelInfo, roles: &[&str]) -> serde_json::Value {
     let batching = info.batching.unwrap_or_default();
     serde_json::json!({
         "name": info.name,
         "default": info.is_default,
+        "answers_unnamed": roles,
         "input_shape": info.input_shape,
         "classes": info.classes,
         "model_file": info.model_file,
@@ -363,15 +384,17 @@ fn info_json(info: &ModelInfo) -> serde_json::Value {
     })
 }
 
-fn info_text(info: &ModelInfo) -> String {
+fn info_text(info: &ModelInfo, roles: &[&str]) -> String {
     let batching = info.batching.unwrap_or_default();
     let accuracy = match info.test_accuracy {
         Some(a) => format!("{:.2}%", a * 100.0),
         None => "unknown (no model card)".to_string(),
     };
     let default = if info.is_default { " (default)" } else { "" };
+    let roles = if roles.is_empty() { "none (answers requests that name it)".to_string() } else { roles.join("; ") };
     format!(
         "name:               {}{default}\n\
+         answers unnamed:    {roles}\n\
          model:              {} (sha256 {})\n\
          test accuracy:      {accuracy}\n\
          input shape:        {:?}\n\

@@ -255,6 +255,23 @@ async fn photos_go_to_the_photo_model_and_28x28_images_to_the_default_here_and_o
         assert!(close(&remote[index], expected), "{file} sent encoded: {:?} {expected:?}", remote[index]);
     }
     assert!(photo.iter().zip(&default).any(|(a, b)| !close(a, b)), "the two models answer differently");
+
+    // `info` says which model answers which requests naming none.
+    let out = client(&server.url, &["info", "--format", "json"]);
+    let models: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let roles: std::collections::BTreeMap<String, serde_json::Value> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_string(), m["answers_unnamed"].clone()))
+        .collect();
+    assert_eq!(roles["mnist"], serde_json::json!(["pixels and 28x28 images"]), "{roles:?}");
+    assert_eq!(roles["mnist-photo"], serde_json::json!(["photos"]), "{roles:?}");
+    assert_eq!(roles["mnist-reader"], serde_json::json!(["numbers"]), "{roles:?}");
+    assert_eq!(roles["mnist-three-block"], serde_json::json!(["numbers, digits standing alone checked"]), "{roles:?}");
+    assert_eq!(roles["mnist-int8"], serde_json::json!([]), "{roles:?}");
+    let text = stdout(&client(&server.url, &["--model", "mnist-photo", "info"]));
+    assert!(text.contains("answers unnamed:    photos\n"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +312,10 @@ async fn model_picks_one_of_several_served_models() {
     let out = client(&server.url, &["info"]);
     let text = stdout(&out);
     assert!(
-        text.contains("name:               mnist (default)") && text.contains("name:               mnist-int8\n"),
+        text.contains(
+            "name:               mnist (default)\nanswers unnamed:    pixels and 28x28 images; photos; numbers\n"
+        ) && text
+            .contains("name:               mnist-int8\nanswers unnamed:    none (answers requests that name it)\n"),
         "{text}"
     );
     let out = client(&server.url, &["--model", "mnist-int8", "info", "--format", "json"]);
