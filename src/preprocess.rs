@@ -15,9 +15,10 @@
 //!    how much darker than its paper each pixel is, the ink;
 //! 3. threshold the ink (Otsu) into a mask, remove ruled and grid lines
 //!    from it (restoring the strokes that cross them), and keep the
-//!    connected component with the most ink and the pieces near it, so
-//!    specks and marks elsewhere do not count; the mask selects pixels, the
-//!    ink keeps its gray levels, stretched to full range;
+//!    connected components that group into the most ink, pieces near
+//!    pieces (a broken stroke, the bar of a 5), so specks and marks
+//!    elsewhere do not count; the mask selects pixels, the ink keeps its
+//!    gray levels, stretched to full range;
 //! 4. crop to the digit, scale it to fit 20x20 keeping its aspect ratio,
 //!    and center it by its center of mass.
 //!
@@ -86,9 +87,13 @@ const RULE_THIN_SHARE: f32 = 0.6;
 /// Components with less ink than this share of the digit's are specks.
 const MIN_PART_MASS: f32 = 0.04;
 
-/// How far (as a share of the digit's larger side) a piece may lie from the
-/// digit and still be part of it: the detached bar of a 5, a broken 4.
+/// How far (as a share of the larger side of either) two pieces may lie
+/// apart and still be parts of one digit: the detached bar of a 5, a broken 4.
 const MAX_PART_GAP: f32 = 0.3;
+
+/// Most components grouped into the digit (the heaviest ones): the grouping
+/// compares every pair, so this bounds its work on a page of noise.
+const MAX_PARTS: usize = 64;
 
 /// Bounds on what [`decode`] accepts, checked before pixels are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,14 +326,14 @@ impl InkPage {
     }
 
     /// The one digit of a page whose mask is labelled `labels`: the
-    /// component with the most ink and the pieces near it, stretched (step
-    /// 3's end).
+    /// components grouping into the most ink (see `digit_components`),
+    /// stretched (step 3's end).
     fn isolate_digit(self, labels: &[u32], components: &[Component], steps: &mut Steps<'_>) -> GrayPlane {
         let blank =
             GrayPlane { width: self.width as u32, height: self.height as u32, values: vec![0.0; self.ink.len()] };
         let Some(keep) = digit_components(labels, components) else { return blank };
         let digit = self.keep_only(&keep).unwrap_or(blank);
-        steps("the digit: largest component and its pieces, gray levels kept, stretched", &digit);
+        steps("the digit: the pieces grouping into the most ink, gray levels kept, stretched", &digit);
         digit
     }
 
@@ -765,14 +770,19 @@ fn remove_short_rules(mask: &mut [bool], ink: &mut [f32], w: usize, h: usize) {
 }
 
 /// The pixels of the digit: of the `components` of the mask labelled
-/// `labels` (see [`InkPage::components`]), the one with the most ink, and
-/// those near it with a real share of ink (the pieces of a broken stroke);
-/// specks and marks elsewhere are left out.
+/// `labels` (see [`InkPage::components`]), those with a real share of ink
+/// (specks are left out) are grouped, two groups joining when the gap
+/// between them is at most [`MAX_PART_GAP`] of the larger one's size and
+/// they are not two digits of a number (tall marks side by side), and the
+/// group with the most ink is the digit. Grouping pieces with pieces,
+/// not only with the heaviest one, keeps a stroke broken in several pieces
+/// whole even when its heaviest piece is a blot apart from them (a digit
+/// written in faint or skipping ink, or cut by the frame); marks elsewhere
+/// are left out.
 fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool>> {
-    let main = components.iter().copied().max_by(|a, b| a.mass.total_cmp(&b.mass))?;
+    let heaviest = components.iter().map(|c| c.mass).fold(0.0f32, f32::max);
     // Gaps and sizes between first and last inked pixels, as the constants
     // were chosen with.
-    let reach = MAX_PART_GAP * (main.width().max(main.height()) - 1) as f32;
     let gap = |a0: usize, a1: usize, b0: usize, b1: usize| {
         let (a1, b1) = (a1 - 1, b1 - 1);
         if a1 < b0 {
@@ -783,11 +793,41 @@ fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool
             0.0
         }
     };
+    let mut groups: Vec<(Component, Vec<u32>)> =
+        components.iter().filter(|c| c.mass >= MIN_PART_MASS * heaviest).map(|c| (*c, vec![c.label])).collect();
+    groups.sort_by(|a, b| b.0.mass.total_cmp(&a.0.mass));
+    groups.truncate(MAX_PARTS);
+    loop {
+        let mut pair = None;
+        'search: for i in 0..groups.len() {
+            for j in i + 1..groups.len() {
+                let (a, b) = (&groups[i].0, &groups[j].0);
+                let side = (a.width().max(a.height()).max(b.width()).max(b.height()) - 1) as f32;
+                // Two digits of a number are never parts of one digit.
+                let height = (a.y1.max(b.y1) - a.y0.min(b.y0)) as f32;
+                let tall = |c: &Component| c.height() as f32 >= crate::read::TALL_PIECE * height;
+                let side_by_side = (a.x1 <= b.x0 || b.x1 <= a.x0) && tall(a) && tall(b);
+                if !side_by_side && gap(a.x0, a.x1, b.x0, b.x1).max(gap(a.y0, a.y1, b.y0, b.y1)) <= MAX_PART_GAP * side
+                {
+                    pair = Some((i, j));
+                    break 'search;
+                }
+            }
+        }
+        let Some((i, j)) = pair else { break };
+        let (b, labels_b) = groups.swap_remove(j);
+        let a = &mut groups[i];
+        a.0.x0 = a.0.x0.min(b.x0);
+        a.0.x1 = a.0.x1.max(b.x1);
+        a.0.y0 = a.0.y0.min(b.y0);
+        a.0.y1 = a.0.y1.max(b.y1);
+        a.0.mass += b.mass;
+        a.1.extend(labels_b);
+    }
+    let (_, members) = groups.into_iter().max_by(|a, b| a.0.mass.total_cmp(&b.0.mass))?;
     let mut kept = vec![false; components.iter().map(|c| c.label as usize + 1).max().unwrap_or(0)];
-    for c in components {
-        kept[c.label as usize] = c.label == main.label
-            || (c.mass >= MIN_PART_MASS * main.mass
-                && gap(c.x0, c.x1, main.x0, main.x1).max(gap(c.y0, c.y1, main.y0, main.y1)) <= reach);
+    for label in members {
+        kept[label as usize] = true;
     }
     Some(labels.iter().map(|&label| kept.get(label as usize).copied().unwrap_or(false)).collect())
 }
@@ -879,6 +919,55 @@ mod tests {
         let keep = digit_components(&labels, &components).unwrap();
         assert_eq!(keep.iter().filter(|&&k| k).count(), 6);
         assert!(!keep[4 * w + 8]);
+    }
+
+    #[test]
+    fn a_broken_stroke_is_kept_whole_though_its_heaviest_piece_is_a_blob_apart() {
+        // A "1" written with a blot at its top and its stroke broken in
+        // three: the blot is the heaviest piece, and the stroke's pieces lie
+        // further from it than a third of its size, but near each other;
+        // together they are a digit, and the blot belongs to it. A speck of
+        // the blot's size far away does not.
+        let (w, h) = (100usize, 90usize);
+        let mut ink = vec![0.0f32; w * h];
+        let mut fill = |x0: usize, x1: usize, y0: usize, y1: usize| {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    ink[y * w + x] = 1.0;
+                }
+            }
+        };
+        fill(20, 32, 2, 14); // the blot, 144
+        fill(24, 28, 20, 40); // the stroke: 80, 6 rows below the blot
+        fill(24, 28, 43, 63); // 80
+        fill(24, 28, 66, 80); // 56
+        fill(80, 88, 10, 18); // a mark far away, 64
+        let mask = ink.iter().map(|&v| v > 0.0).collect();
+        let page = InkPage { width: w, height: h, ink, mask, level: 0.5 };
+        let labels = page.labels();
+        let keep = digit_components(&labels, &page.components(&labels)).unwrap();
+        let kept = |x: usize, y: usize| keep[y * w + x];
+        assert!(kept(25, 5) && kept(25, 30) && kept(25, 50) && kept(25, 70), "the blot and every piece of the stroke");
+        assert!(!kept(84, 14), "the far mark");
+    }
+
+    #[test]
+    fn two_digits_side_by_side_are_not_grouped_into_one() {
+        // "11" written close: two tall strokes a few pixels apart. They are
+        // two digits of a number, and the single digit is the heavier one
+        // (predict warns that the image holds a number).
+        let (w, h) = (60usize, 60usize);
+        let mut ink = vec![0.0f32; w * h];
+        for y in 10..50 {
+            for x in (20..25).chain(30..34) {
+                ink[y * w + x] = 1.0;
+            }
+        }
+        let mask = ink.iter().map(|&v| v > 0.0).collect();
+        let page = InkPage { width: w, height: h, ink, mask, level: 0.5 };
+        let labels = page.labels();
+        let keep = digit_components(&labels, &page.components(&labels)).unwrap();
+        assert!(keep[30 * w + 22] && !keep[30 * w + 31]);
     }
 
     #[test]

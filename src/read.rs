@@ -90,8 +90,9 @@ const PATH_DRIFT_COST: f32 = 0.02;
 const PATH_STEP_COST: f32 = 0.05;
 
 /// A piece at least this share of the line's height tall is a digit or most
-/// of one (see [`holds_two_digits`]).
-const TALL_PIECE: f32 = 0.6;
+/// of one (see [`holds_two_digits`]); two such side by side are two digits,
+/// never pieces of one (`preprocess::digit_components`).
+pub(crate) const TALL_PIECE: f32 = 0.6;
 
 /// A candidate wider than this many line heights is not one digit.
 const MAX_DIGIT_ASPECT: f32 = 1.5;
