@@ -60,6 +60,13 @@ const PAPER_SIDE: u32 = 64;
 /// (see `GrayPlane::paper_radius_for_strokes`), on its low-resolution copy.
 const MAX_PAPER_RADIUS: u32 = 16;
 
+/// A border whose brightness varies less than this (between its 10th and
+/// 90th percentiles) is an even ground: a dark one is a blackboard or a
+/// digital drawing, and is inverted. Chalkboard photos (`mnist::synth`)
+/// vary up to 0.17; paper in shadow with a bright band of light across it
+/// varies 0.24 and more, and is not inverted.
+const EVEN_GROUND_SPREAD: f32 = 0.2;
+
 /// Fewer ink pixels than this say nothing about the strokes' width.
 const MIN_STROKE_PIXELS: usize = 64;
 
@@ -478,7 +485,7 @@ impl GrayPlane {
         let mut border = self.border();
         let median = median(&mut border);
         let spread = percentile(&mut border, 0.9) - percentile(&mut border, 0.1);
-        if median < 0.5 && (median < 0.25 || spread < 0.3) && !self.has_dark_ink() {
+        if median < 0.5 && (median < 0.25 || spread < EVEN_GROUND_SPREAD) && !self.has_dark_ink() {
             self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
         }
     }
@@ -1136,6 +1143,23 @@ mod tests {
         let ink_cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 64)).count();
         assert!((1..=6).contains(&ink_cols), "the bar, and only the bar, is ink: {ink_cols} columns");
         assert_eq!(out[0], 0, "the background must be dark");
+    }
+
+    #[test]
+    fn paper_in_shadow_with_a_band_of_light_is_not_taken_for_a_dark_background() {
+        // Paper in shadow (100) with a band of light across it (170), and a
+        // dark bar: the border is below mid-gray and its brightness varies
+        // by a quarter, the page's darkest pixels lie no further below its
+        // median than the band lies above; but it is paper, and stays light.
+        let img = GrayImage::from_fn(300, 300, |x, y| {
+            let paper = if (200..290).contains(&x) { 170.0 } else { 100.0 };
+            let bar = (100..120).contains(&x) && (60..240).contains(&y);
+            image::Luma([if bar { (paper * 0.2) as u8 } else { paper as u8 }])
+        });
+        let mut plane = GrayPlane::from_image(&DynamicImage::ImageLuma8(img));
+        plane.make_paper_light();
+        assert!(plane.values[150 * 300 + 50] < 0.5, "the paper was inverted: {}", plane.values[150 * 300 + 50]);
+        assert!(plane.values[150 * 300 + 110] < 0.1, "the ink was inverted: {}", plane.values[150 * 300 + 110]);
     }
 
     #[test]
