@@ -292,6 +292,16 @@ impl Component {
     pub(crate) fn height(&self) -> usize {
         self.y1 - self.y0
     }
+
+    /// Takes `other` in: the box holding both, the ink of both (its label
+    /// stays this one's).
+    fn absorb(&mut self, other: &Component) {
+        self.x0 = self.x0.min(other.x0);
+        self.x1 = self.x1.max(other.x1);
+        self.y0 = self.y0.min(other.y0);
+        self.y1 = self.y1.max(other.y1);
+        self.mass += other.mass;
+    }
 }
 
 impl InkPage {
@@ -812,10 +822,9 @@ fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool
                 let side = (a.width().max(a.height()).max(b.width()).max(b.height()) - 1) as f32;
                 // Two digits of a number are never parts of one digit.
                 let height = (a.y1.max(b.y1) - a.y0.min(b.y0)) as f32;
-                let tall = |c: &Component| c.height() as f32 >= crate::read::TALL_PIECE * height;
-                let side_by_side = (a.x1 <= b.x0 || b.x1 <= a.x0) && tall(a) && tall(b);
-                if !side_by_side && gap(a.x0, a.x1, b.x0, b.x1).max(gap(a.y0, a.y1, b.y0, b.y1)) <= MAX_PART_GAP * side
-                {
+                let apart =
+                    crate::read::two_digits_side_by_side((a.x0, a.x1, a.height()), (b.x0, b.x1, b.height()), height);
+                if !apart && gap(a.x0, a.x1, b.x0, b.x1).max(gap(a.y0, a.y1, b.y0, b.y1)) <= MAX_PART_GAP * side {
                     pair = Some((i, j));
                     break 'search;
                 }
@@ -823,13 +832,8 @@ fn digit_components(labels: &[u32], components: &[Component]) -> Option<Vec<bool
         }
         let Some((i, j)) = pair else { break };
         let (b, labels_b) = groups.swap_remove(j);
-        let a = &mut groups[i];
-        a.0.x0 = a.0.x0.min(b.x0);
-        a.0.x1 = a.0.x1.max(b.x1);
-        a.0.y0 = a.0.y0.min(b.y0);
-        a.0.y1 = a.0.y1.max(b.y1);
-        a.0.mass += b.mass;
-        a.1.extend(labels_b);
+        groups[i].0.absorb(&b);
+        groups[i].1.extend(labels_b);
     }
     let (_, members) = groups.into_iter().max_by(|a, b| a.0.mass.total_cmp(&b.0.mass))?;
     let mut kept = vec![false; components.iter().map(|c| c.label as usize + 1).max().unwrap_or(0)];

@@ -90,9 +90,8 @@ const PATH_DRIFT_COST: f32 = 0.02;
 const PATH_STEP_COST: f32 = 0.05;
 
 /// A piece at least this share of the line's height tall is a digit or most
-/// of one (see [`holds_two_digits`]); two such side by side are two digits,
-/// never pieces of one (`preprocess::digit_components`).
-pub(crate) const TALL_PIECE: f32 = 0.6;
+/// of one (see [`two_digits_side_by_side`]).
+const TALL_PIECE: f32 = 0.6;
 
 /// A candidate wider than this many line heights is not one digit.
 const MAX_DIGIT_ASPECT: f32 = 1.5;
@@ -447,10 +446,22 @@ fn segment_into_cuts(image: &DynamicImage) -> Segmentation {
 /// not overlap in columns. Pieces of one digit overlap (the bar over a 5's
 /// body) or are short (a 7's crossbar); two written digits stand apart.
 fn holds_two_digits(run: &[Piece], line_height: f32) -> bool {
-    let tall = |p: &Piece| (p.y1 - p.y0) as f32 >= TALL_PIECE * line_height;
+    let mark = |p: &Piece| (p.x0, p.x1, p.y1 - p.y0);
     run.iter().enumerate().any(|(i, a)| {
-        run[i + 1..].iter().any(|b| a.label != b.label && tall(a) && tall(b) && (a.x1 <= b.x0 || b.x1 <= a.x0))
+        run[i + 1..].iter().any(|b| a.label != b.label && two_digits_side_by_side(mark(a), mark(b), line_height))
     })
+}
+
+/// Whether two marks, each its columns `x0..x1` and its height, are two
+/// digits side by side rather than pieces of one: both at least
+/// [`TALL_PIECE`] of `height` tall, and apart in columns. Used for the
+/// line's runs here and for the single digit's pieces
+/// (`preprocess::digit_components`).
+pub(crate) fn two_digits_side_by_side(a: (usize, usize, usize), b: (usize, usize, usize), height: f32) -> bool {
+    let tall = |(_, _, h): (usize, usize, usize)| h as f32 >= TALL_PIECE * height;
+    let (a0, a1, _) = a;
+    let (b0, b1, _) = b;
+    tall(a) && tall(b) && (a1 <= b0 || b1 <= a0)
 }
 
 /// How many digit-like marks stand side by side on a page's line of ink:

@@ -129,7 +129,8 @@ async fn models(State(core): State<Arc<Core>>) -> axum::Json<Value> {
     }))
 }
 
-/// `?model=NAME`; absent or empty: the photo model.
+/// `?model=NAME`; absent or empty: the server's choice (the photo model
+/// for a photo or scan, the default model for a 28x28 image).
 #[derive(Deserialize)]
 struct ClassifyQuery {
     #[serde(default)]
