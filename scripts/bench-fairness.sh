@@ -53,7 +53,7 @@ flood() {
   sleep 1  # let the flood reach its steady state first
 }
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== cores: $CORES; A=$A B=$B; server flags: ${SERVER_FLAGS:-none}; $ROUNDS rounds of ${SECONDS_PER_POINT} s" >&2
 start_server "$OUT" --model "a=$A" --model "b=$B" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"} \
   ${EXTRA_SERVER_FLAGS[@]+"${EXTRA_SERVER_FLAGS[@]}"}
@@ -78,7 +78,7 @@ import ghz_report
 out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 
 def figures(name):
-    return ghz_report.figures(out / f"{name}.json")
+    return ghz_report.point(out, name)
 
 def median(point, key):
     return statistics.median(figures(f"{point}-{r}")[key] for r in range(1, rounds + 1))

@@ -81,7 +81,7 @@ client_bench() {  # name, then mnist-client bench flags
 
 scrape() { curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$OUT/$1.prom"; }
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== cores: $CORES; model: $MODEL; server flags: ${SERVER_FLAGS:-none}" >&2
 echo "== ceiling" >&2
 ${SERVER_LAUNCHER[@]+"${SERVER_LAUNCHER[@]}"} target/release/examples/ceiling --model "$MODEL" ${ONNX_THREADS[@]+"${ONNX_THREADS[@]}"} --seconds 3 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2

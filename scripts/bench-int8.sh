@@ -23,7 +23,7 @@ OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling
 
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E -x 'avx2|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_tile|amx_int8' | xargs)
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== CPU features for int8 kernels: ${flags:-none of avx2/avx512/vnni}" | tee "$OUT/features.txt" >&2
 echo "== ceiling: $FLOAT and $INT8, batch by batch" >&2
 target/release/examples/ceiling --seconds 3 --model "$FLOAT" --model "$INT8" 1 8 32 64 128 256 | tee "$OUT/ceiling.md" >&2

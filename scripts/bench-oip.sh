@@ -60,7 +60,7 @@ for v in "${VARIANTS[@]}"; do  # warm-up: connections, ONNX Runtime's shapes
   "$GHZ" --insecure --proto "$(proto_of "$v")" --import-paths proto --call "$(call_of "$v")" -D "$(data_of "$v")" \
     -c 8 -n 1000 "$ADDR" >/dev/null
 done
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 for round in $(seq "$ROUNDS"); do
   for c in "${CALLERS[@]}"; do
     for v in "${VARIANTS[@]}"; do

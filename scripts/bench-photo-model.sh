@@ -20,7 +20,7 @@ LEVELS=("$@")
 require_ghz bench-photo-model
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 python3 - "$OUT" <<'PY'
 import base64, json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
@@ -49,11 +49,8 @@ trap - EXIT
 python3 - "$OUT" "${LEVELS[@]}" <<'PY'
 import sys, pathlib
 sys.path.insert(0, "scripts")
-from ghz_report import figures as report_figures
+from ghz_report import point
 out, levels = pathlib.Path(sys.argv[1]), sys.argv[2:]
-def figures(name):
-    f = report_figures(out / f"{name}.json")
-    return f["rps"], f["p50"], f["p99"], f["errors"]
 names = {
     "photo": "photo, no model named: mnist-photo",
     "photo-mnist": "photo, naming mnist",
@@ -63,8 +60,8 @@ names = {
 print("| callers | PredictOne | calls/s | p50 ms | p99 ms | errors | calls/s per the photo naming mnist |")
 print("|---:|---|---:|---:|---:|---:|---:|")
 for c in levels:
-    base = figures(f"photo-mnist-{c}")[0]
+    base = point(out, f"photo-mnist-{c}")["rps"]
     for variant, name in names.items():
-        rps, p50, p99, errors = figures(f"{variant}-{c}")
-        print(f"| {c} | {name} | **{rps:,.0f}** | {p50:.2f} | {p99:.2f} | {errors} | {rps / base:.3f} |")
+        f = point(out, f"{variant}-{c}")
+        print(f"| {c} | {name} | **{f['rps']:,.0f}** | {f['p50']:.2f} | {f['p99']:.2f} | {f['errors']} | {f['rps'] / base:.3f} |")
 PY

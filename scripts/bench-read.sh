@@ -21,7 +21,7 @@ LEVELS=("$@")
 require_ghz bench-read
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 start_server "$OUT" --model-repository models --default-model mnist
 trap stop_server EXIT
 GHZ_BASE=("$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto)
@@ -46,11 +46,8 @@ trap - EXIT
 python3 - "$OUT" "$DIGITS" "${LEVELS[@]}" <<'PY'
 import sys, pathlib
 sys.path.insert(0, "scripts")
-from ghz_report import figures as report_figures
+from ghz_report import point
 out, digits, levels = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-def figures(name):
-    f = report_figures(out / f"{name}.json")
-    return f["rps"], f["p50"], f["p99"], f["errors"]
 names = {
     "ReadOne": f"ReadOne, default: mnist-reader, checked ({digits} digits)",
     "ReadOneAlone": f"ReadOne, mnist-reader alone, unchecked ({digits} digits)",
@@ -59,9 +56,9 @@ names = {
 print("| callers | call | calls/s | digits/s | p50 ms | p99 ms | errors | calls/s per PredictOne/s |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for c in levels:
-    p_rps = figures(f"PredictOne-{c}")[0]
+    p_rps = point(out, f"PredictOne-{c}")["rps"]
     for variant, name in names.items():
-        rps, p50, p99, errors = figures(f"{variant}-{c}")
+        f = point(out, f"{variant}-{c}")
         per = 1 if variant == "PredictOne" else digits
-        print(f"| {c} | {name} | **{rps:,.0f}** | {rps * per:,.0f} | {p50:.2f} | {p99:.2f} | {errors} | {rps / p_rps:.3f} |")
+        print(f"| {c} | {name} | **{f['rps']:,.0f}** | {f['rps'] * per:,.0f} | {f['p50']:.2f} | {f['p99']:.2f} | {f['errors']} | {f['rps'] / p_rps:.3f} |")
 PY

@@ -16,7 +16,7 @@ SPIN_FLAG=(); [[ "${SPIN:-0}" == 1 ]] && SPIN_FLAG=(--intra-op-spinning)
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client --example ceiling
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== ceiling (ONNX Runtime in-process, intra-threads $THREADS, spinning ${SPIN:-0})" >&2
 target/release/examples/ceiling --intra-threads "$THREADS" "${SPIN_FLAG[@]}" --seconds 3 1 8 16 32 64 128 256 | tee "$OUT/ceiling.md"
 

@@ -16,3 +16,9 @@ def figures(path):
         "p99": latency.get(99, math.nan),
         "errors": sum(count for code, count in codes.items() if code != "OK"),
     }
+
+
+def point(out, name):
+    """`figures` of the report a load script wrote as `out/NAME.json`
+    (`ghz -O json -o`), one per measured point."""
+    return figures(out / f"{name}.json")

@@ -28,7 +28,7 @@ cargo build --release -q -p mnist-server -p mnist-client
 # 2,000 streams on 8 connections plus the server's side of them.
 ulimit -n 65536 2>/dev/null || true
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== server: default limits (--max-streams 1024, --max-queue-size 4096, --max-in-flight-per-stream 256) ${SERVER_FLAGS:-}" >&2
 # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
 start_server "$OUT" ${SERVER_FLAGS:-}

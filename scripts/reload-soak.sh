@@ -40,7 +40,7 @@ bench() {
   target/release/mnist-client --server "http://$ADDR" bench --mode unary --concurrency 8 --connections 4 \
     --duration "$DURATION" --warmup 500 --format json >"$OUT/$1.json"
 }
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 echo "== baseline: $DURATION s without reloads" >&2
 bench baseline
 rss_before=$(rss)

@@ -25,6 +25,12 @@ for l in open('$dir/server.log'):
     if f.get('message')=='listening': print(f['addr'])")
 }
 
+# describe_machine: the "== machine:" line (cores, CPU, date) every load
+# script prints to stderr, so that its figures say where they were measured.
+describe_machine() {
+  echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+}
+
 # stop_server: SIGTERM, then wait for the drain.
 stop_server() {
   if [[ -n "${SERVER_PID:-}" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -14,7 +14,7 @@ FRACTION="${2:-0.8}"
 OUT="$(mktemp -d)"
 cargo build --release -q -p mnist-server -p mnist-client
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
+describe_machine
 start_server "$OUT"
 rss_sampler "$SERVER_PID" "$OUT/rss.tsv" &
 trap 'stop_server' EXIT
