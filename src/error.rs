@@ -130,6 +130,15 @@ pub enum Error {
         max_pixels: u64,
     },
 
+    /// An image with no pixels: a width or height of 0.
+    #[error("image is {width}x{height}: it has no pixels")]
+    EmptyImage {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+
     /// The bytes are not an image in a supported format, or are corrupt.
     #[error("cannot decode image: {0}")]
     Decode(String),

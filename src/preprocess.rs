@@ -131,6 +131,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
     let reader =
         || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Decode(e.to_string()));
     let (width, height) = reader()?.into_dimensions().map_err(|e| Error::Decode(e.to_string()))?;
+    if width == 0 || height == 0 {
+        return Err(Error::EmptyImage { width, height });
+    }
     if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(Error::ImageDimensions { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels });
     }

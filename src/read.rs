@@ -175,7 +175,20 @@ pub struct Segmentation {
     /// The line read whole ([`Method::Windows`]), one strip per view: the
     /// candidates are their windows, view after view, and no pieces are cut.
     lines: Vec<line::LineStrip>,
+    /// Why the segmentation left part of the line out, if it did.
+    pub cut_short: Option<String>,
 }
+
+/// The most candidates [`segment`] gives for one photo, whatever the
+/// method: cuts give at most [`MAX_PIECES_PER_DIGIT`] runs from each of
+/// [`MAX_PIECES`] pieces, windows at most [`line::MAX_FRAMES`] per view.
+/// It bounds the work one reading can take, known before the photo is
+/// decoded: a server admits a reading for this many images.
+pub const MAX_CANDIDATES: usize = {
+    let cuts = MAX_PIECES * MAX_PIECES_PER_DIGIT;
+    let windows = line::MAX_FRAMES * line::READING_VIEWS.len();
+    if cuts > windows { cuts } else { windows }
+};
 
 /// How a model reads a number: which images of the line it is shown, and
 /// how its answers become digits. A model file says which in its ONNX
@@ -230,6 +243,11 @@ pub struct Reading {
     /// How many digits the best reading of any length has: the number of
     /// digits unless a length was required that the marks do not favour.
     pub best_length: usize,
+    /// Why the reading may have left part of the line out, when it hit one
+    /// of the bounds that keep a reading's work small: more marks than
+    /// [`MAX_PIECES`], a line longer than [`line::MAX_DIGITS`] digits at
+    /// their size, or a reading of that many digits.
+    pub cut_short: Option<String>,
 }
 
 impl Reading {
@@ -334,8 +352,10 @@ impl CutPath {
 /// checked against the same limits as encoded files.
 pub fn gray_image(width: u32, height: u32, pixels: Vec<u8>, limits: &DecodeLimits) -> Result<DynamicImage> {
     let expected = u64::from(width) * u64::from(height);
-    if width == 0 || height == 0 || width > limits.max_side || height > limits.max_side || expected > limits.max_pixels
-    {
+    if width == 0 || height == 0 {
+        return Err(Error::EmptyImage { width, height });
+    }
+    if width > limits.max_side || height > limits.max_side || expected > limits.max_pixels {
         return Err(Error::ImageDimensions { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels });
     }
     let found = pixels.len();
@@ -377,6 +397,13 @@ fn segment_into_windows(image: &DynamicImage) -> Segmentation {
             }
         }));
     }
+    if strips.first().is_some_and(line::LineStrip::is_squeezed) {
+        segmentation.cut_short = Some(format!(
+            "the line is longer than {} digits at their size: it was squeezed to fit, and may be misread; \
+             photograph fewer digits at a time",
+            line::MAX_DIGITS
+        ));
+    }
     segmentation.lines = strips;
     segmentation
 }
@@ -393,9 +420,14 @@ fn segment_into_cuts(image: &DynamicImage) -> Segmentation {
     for component in components.iter().filter(|c| line.holds(c)) {
         pieces.extend(cut_where_digits_touch(component, &page, &labels, line.height, &mut paths));
     }
+    let mut cut_short = None;
     if pieces.len() > MAX_PIECES {
         // Noise that passed for marks (a grainy, faint photo): the heaviest
         // pieces are the writing.
+        cut_short = Some(format!(
+            "the line has {} marks; only the {MAX_PIECES} heaviest were read: photograph fewer digits at a time",
+            pieces.len()
+        ));
         pieces.sort_by(|a, b| b.mass.total_cmp(&a.mass));
         pieces.truncate(MAX_PIECES);
     }
@@ -438,7 +470,7 @@ fn segment_into_cuts(image: &DynamicImage) -> Segmentation {
     }
     let piece_bounds =
         pieces.iter().map(|p| to_original((p.x0, p.y0, p.x1, p.y1), scale, image.width(), image.height())).collect();
-    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional, lines: Vec::new() }
+    Segmentation { candidates, pieces: pieces.len(), piece_bounds, optional, lines: Vec::new(), cut_short }
 }
 
 /// Whether a run of pieces holds two separate digits side by side: two
@@ -692,6 +724,7 @@ impl Segmentation {
             piece_bounds: Vec::new(),
             optional: Vec::new(),
             lines: Vec::new(),
+            cut_short: None,
         }
     }
 
@@ -778,12 +811,22 @@ impl Segmentation {
     /// `expected_digits`, the best reading with exactly that many digits, if
     /// the marks allow one; otherwise the best reading of any length.
     pub fn read(&self, logits: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
-        if self.lines.is_empty() {
+        let mut reading = if self.lines.is_empty() {
             let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| crate::softmax(l)).collect();
-            self.choose_cuts(&probabilities, expected_digits)
+            self.choose_cuts(&probabilities, expected_digits)?
         } else {
-            line::read_views(&self.lines, logits, expected_digits)
-        }
+            line::read_views(&self.lines, logits, expected_digits)?
+        };
+        reading.cut_short = self.cut_short.clone().or_else(|| {
+            (reading.digits.len() >= line::MAX_DIGITS).then(|| {
+                format!(
+                    "read as {} digits, the most one reading gives: the line may hold more; photograph fewer digits \
+                     at a time",
+                    line::MAX_DIGITS
+                )
+            })
+        });
+        Ok(reading)
     }
 
     fn choose_cuts(&self, probabilities: &[Vec<f32>], expected_digits: Option<usize>) -> Result<Reading> {
@@ -817,7 +860,7 @@ impl Segmentation {
             .collect();
         let text = text_of(&digits);
         let confidence = if digits.is_empty() { 0.0 } else { digits.iter().map(|d| d.confidence).product() };
-        Ok(Reading { text, confidence, digits, best_length })
+        Ok(Reading { text, confidence, digits, best_length, cut_short: None })
     }
 }
 
@@ -1008,6 +1051,7 @@ mod tests {
     #[test]
     fn hostile_pages_give_a_bounded_number_of_candidates() {
         let most = MAX_PIECES * MAX_PIECES_PER_DIGIT;
+        assert!(most <= MAX_CANDIDATES);
         // A 20000x200 strip of strokes, 500 specks, all ink.
         let lefts: Vec<i32> = (0..400).map(|i| 20 + i * 50).collect();
         let strip = strokes(20_000, 200, 120, &lefts);
@@ -1083,6 +1127,7 @@ mod tests {
         for page in [strokes(20_000, 200, 120, &lefts), GrayImage::from_pixel(640, 480, Luma([5])), empty] {
             let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
             let most = line::MAX_FRAMES * line::READING_VIEWS.len();
+            assert!(most <= MAX_CANDIDATES);
             assert!(segmentation.candidates.len() <= most, "{} windows", segmentation.candidates.len());
             let uniform = vec![vec![0.0; NUM_CLASSES]; segmentation.candidates.len()];
             let reading = segmentation.read(&uniform, None).unwrap();
@@ -1103,7 +1148,7 @@ mod tests {
         let limits = DecodeLimits::default();
         assert!(gray_image(4, 2, vec![0; 8], &limits).is_ok());
         assert!(matches!(gray_image(4, 2, vec![0; 7], &limits), Err(Error::PixelDimensions { found: 7, .. })));
-        assert!(matches!(gray_image(0, 2, Vec::new(), &limits), Err(Error::ImageDimensions { .. })));
+        assert!(matches!(gray_image(0, 2, Vec::new(), &limits), Err(Error::EmptyImage { width: 0, height: 2 })));
         assert!(matches!(gray_image(9000, 1, vec![0; 9000], &limits), Err(Error::ImageDimensions { .. })));
     }
 }

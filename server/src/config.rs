@@ -127,17 +127,27 @@ pub struct Config {
     pub max_in_flight_per_stream: u32,
 
     /// Most images in one Open Inference Protocol request (the N of its input tensor); a larger
-    /// request is refused with INVALID_ARGUMENT (HTTP 400). At most --max-queue-size minus
-    /// --max-streams.
+    /// request is refused with INVALID_ARGUMENT (HTTP 400). At most --max-queue-size.
     #[arg(long, env = "MNIST_MAX_IMAGES_PER_REQUEST", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_images_per_request: u32,
 
-    /// Most streams (Predict and ModelStreamInfer) open at once, server-wide; a stream beyond it fails at once with
-    /// RESOURCE_EXHAUSTED. Must be below --max-queue-size (a stream may hold one place while it
-    /// waits for its next image). Each connection may carry this many plus --max-queue-size
-    /// concurrent calls (HTTP/2 streams).
+    /// Most streams (Predict, Read and ModelStreamInfer) open at once, server-wide; a stream beyond
+    /// it fails at once with RESOURCE_EXHAUSTED. Must be below --max-queue-size, so that every open
+    /// stream can have a message admitted at once.
     #[arg(long, env = "MNIST_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
+
+    /// Seconds an HTTP client has to send a request's whole body; a client trickling it is answered
+    /// 408 and its memory freed.
+    #[arg(long, env = "MNIST_HTTP_BODY_TIMEOUT", default_value_t = 20.0)]
+    pub http_body_timeout: f64,
+
+    /// Most gRPC calls (HTTP/2 streams) open at once on one connection; a client opening more
+    /// waits for one to end (HTTP/2 flow control). A unary call's message is read whole before it
+    /// can be admitted, so this times --max-message-bytes bounds what one connection makes the
+    /// server buffer.
+    #[arg(long, env = "MNIST_MAX_CALLS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_connection: u32,
 
     /// Largest gRPC message or HTTP request body accepted, in bytes (bounds encoded images too).
     #[arg(long, env = "MNIST_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
@@ -164,6 +174,11 @@ pub struct Config {
     /// (e.g. 0.0.0.0:8000), with the same TLS, token and limits as the gRPC port; off when unset.
     #[arg(long, env = "MNIST_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+
+    /// Most connections open at once on the HTTP port; further clients wait in the listen backlog
+    /// until one closes. Each may be receiving one body of up to --max-message-bytes.
+    #[arg(long, env = "MNIST_MAX_HTTP_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_http_connections: u32,
 
     /// Serve the HTTP API without the web page (by default the HTTP port also serves, at /, a
     /// page to draw or photograph digits and see the model's answer).
@@ -206,8 +221,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), crate::error::ServerError> {
         if self.max_streams >= self.max_queue_size {
             return Err(crate::error::ServerError::Config(format!(
-                "--max-streams ({}) must be smaller than --max-queue-size ({}): an open stream may hold one place \
-                 while it waits for its next image, and idle streams must not be able to hold them all",
+                "--max-streams ({}) must be smaller than --max-queue-size ({}): every open stream must be able to \
+                 have a message admitted at once, with a place left for unary calls",
                 self.max_streams, self.max_queue_size
             )));
         }
@@ -250,6 +265,11 @@ impl Config {
     /// The shutdown timeout as a duration (negative or NaN values count as 0).
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::try_from_secs_f64(self.shutdown_timeout).unwrap_or(Duration::ZERO)
+    }
+
+    /// The HTTP body deadline as a duration (at least a millisecond).
+    pub fn http_body_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.http_body_timeout).unwrap_or(Duration::ZERO).max(Duration::from_millis(1))
     }
 
     /// The batch wait as a duration.

@@ -13,8 +13,23 @@
 //! between admission and answer, server-wide. A unary call that cannot be
 //! admitted at once is refused (RESOURCE_EXHAUSTED, HTTP 429) for its
 //! client to retry with backoff; a stream instead waits for its next
-//! image's place before reading it, so HTTP/2 flow control holds the client
-//! back and streams take turns fairly (the admission queue is FIFO).
+//! message's places before working on it, so HTTP/2 flow control holds the
+//! client back and streams take turns fairly (the admission queue is FIFO).
+//!
+//! **The invariant that keeps admission from deadlocking: nothing waits for
+//! places while it holds places.** A stream's message, which waits, takes
+//! all the places it can ever need in one step before any work: one per
+//! image, and for a reading of a photo its worst case
+//! ([`Core::reading_places`]), known before the photo is decoded; after
+//! segmenting, a reading gives back what it does not need and never asks
+//! for more. A stream waits for message k+1's places only after message k
+//! holds all of its own, and those are given back by work that is always
+//! polled (`api::stream`). A unary call never waits: it takes its places
+//! at once or is refused, and a unary reading takes its candidates' places
+//! the same way once it has segmented the photo ([`ReadingPlaces`]). So
+//! every holder finishes without waiting on another, and the FIFO waiter
+//! at the head of the queue is served as they do. Every wait is bounded by
+//! the call's deadline.
 
 use std::{
     sync::{
@@ -27,13 +42,14 @@ use std::{
 use mnist::{
     IMAGE_PIXELS,
     preprocess::{DecodeLimits, check_pixels, decode, preprocess},
-    read::{Method, Reading, Segmentation, gray_image, segment},
+    read::{MAX_CANDIDATES, Method, Reading, Segmentation, gray_image, segment},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     batcher::{ModelImage, Prediction, expired},
     error::ServerError,
+    fair::{DecodeLane, FairSlots},
     metrics,
     models::{Model, Models, Readers},
 };
@@ -80,14 +96,25 @@ pub enum PageInput {
     },
 }
 
-/// Whether a call that needs more places than it holds waits for them (a
-/// stream, held back by flow control) or is refused at once (a unary call).
+/// How a reading's places are had ([`Core::read`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MorePlaces {
-    /// Wait in the admission queue.
-    Wait,
-    /// Refuse with RESOURCE_EXHAUSTED when they are not free now.
-    Refuse,
+pub enum ReadingPlaces {
+    /// It holds its worst case already ([`Core::reading_places`]), taken
+    /// before any work: a stream's message, which waited for them. It never
+    /// asks for more; with `give_back_unused`, what its candidates do not
+    /// need goes back once the photo is segmented (not for a request that
+    /// reads more photos with the same places).
+    Reserved {
+        /// Give back what the candidates do not need.
+        give_back_unused: bool,
+    },
+    /// A unary call holding what it took at once: once the photo is
+    /// segmented it takes the places its candidates need, at once, or is
+    /// refused (RESOURCE_EXHAUSTED). It never waits, so holding while it
+    /// asks blocks no one; and it asks for the candidates it has, not for
+    /// the worst case, so concurrent calls are not refused for places they
+    /// would never use.
+    TakeNow,
 }
 
 /// A number read by [`Core::read`].
@@ -114,11 +141,11 @@ pub struct Core {
     streams: Arc<Semaphore>,
     /// One permit per admitted, unanswered image.
     admitted: Arc<Semaphore>,
-    /// One permit per image being decoded: decoding can take about
+    /// One slot per image being decoded: decoding can take about
     /// `max_pixels` x 12 bytes (16-bit RGBA, then a float plane), so only as
     /// many images as there are cores are decoded at once, whatever the
-    /// number of callers.
-    decoding: Arc<Semaphore>,
+    /// number of callers; callers take turns for them (`fair`).
+    decoding: FairSlots,
 }
 
 /// An open stream's place, given back when the stream ends.
@@ -145,10 +172,8 @@ impl Core {
             max_in_flight_per_stream: limits.max_in_flight_per_stream.max(1),
             max_streams,
             max_admitted,
-            // Idle streams may each hold one place while they wait for their
-            // next message: a request larger than what they leave could wait
-            // for ever, so it is refused instead.
-            max_images_per_request: limits.max_images_per_request.clamp(1, max_admitted - max_streams),
+            // A request larger than the server could never be admitted.
+            max_images_per_request: limits.max_images_per_request.clamp(1, max_admitted),
             ..limits
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -157,7 +182,7 @@ impl Core {
             ready: AtomicBool::new(false),
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             admitted: Arc::new(Semaphore::new(limits.max_admitted)),
-            decoding: Arc::new(Semaphore::new(cores)),
+            decoding: FairSlots::new(cores),
             limits,
         }
     }
@@ -211,44 +236,47 @@ impl Core {
     /// the server already holds too many (a unary call's admission).
     pub fn try_admit(&self, images: usize) -> Result<Admission, ServerError> {
         self.check_request_size(images)?;
+        self.try_take(images)
+    }
+
+    /// Takes `places` places at once, or none (RESOURCE_EXHAUSTED).
+    pub fn try_take(&self, places: usize) -> Result<Admission, ServerError> {
         Arc::clone(&self.admitted)
-            .try_acquire_many_owned(images.max(1) as u32)
+            .try_acquire_many_owned(places_u32(places))
             .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })
     }
 
-    /// Waits for a place for one image (a stream's next message).
-    pub async fn admit_one(self: Arc<Self>) -> Result<Admission, ServerError> {
-        Arc::clone(&self.admitted).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)
+    /// Waits for places for `images` images, all taken in one step (a
+    /// stream's next message), until `deadline`. The caller must hold no
+    /// other places while it waits (the module's invariant).
+    pub async fn admit(&self, images: usize, deadline: Option<Instant>) -> Result<Admission, ServerError> {
+        self.check_request_size(images)?;
+        self.take(images, deadline).await
     }
 
-    /// Grows a stream message's admission (one place, taken before the
-    /// message was read) to the `images` it turned out to carry, waiting
-    /// for the places.
-    pub async fn admit_rest(&self, admission: &mut Admission, images: usize) -> Result<(), ServerError> {
-        self.check_request_size(images)?;
-        let more = images.saturating_sub(admission.num_permits());
-        if more > 0 {
-            let permits = Arc::clone(&self.admitted)
-                .acquire_many_owned(more as u32)
-                .await
-                .map_err(|_| ServerError::ShuttingDown)?;
-            admission.merge(permits);
+    /// Waits for `places` places, taken in one step, until `deadline`
+    /// (holding none meanwhile, as [`Core::admit`]).
+    pub async fn take(&self, places: usize, deadline: Option<Instant>) -> Result<Admission, ServerError> {
+        if places > self.limits.max_admitted {
+            return Err(ServerError::NeverFits { places, capacity: self.limits.max_admitted });
         }
-        Ok(())
+        let acquire = Arc::clone(&self.admitted).acquire_many_owned(places_u32(places));
+        let permits = match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline.into(), acquire).await.map_err(|_| ServerError::DeadlineExceeded)?
+            }
+            None => acquire.await,
+        };
+        permits.map_err(|_| ServerError::ShuttingDown)
     }
 
-    /// [`Core::admit_rest`] for a unary call: the places it lacks are taken
-    /// at once, or refused (RESOURCE_EXHAUSTED) as [`Core::try_admit`] does.
-    pub fn try_admit_rest(&self, admission: &mut Admission, images: usize) -> Result<(), ServerError> {
-        self.check_request_size(images)?;
-        let more = images.saturating_sub(admission.num_permits());
-        if more > 0 {
-            let permits = Arc::clone(&self.admitted)
-                .try_acquire_many_owned(more as u32)
-                .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })?;
-            admission.merge(permits);
-        }
-        Ok(())
+    /// The places a reading of one photo by `readers` takes: every
+    /// candidate each reader may be shown ([`MAX_CANDIDATES`]), known before
+    /// the photo is decoded. Never more than the server holds: on a server
+    /// smaller than one reading, a reading takes every place and its
+    /// candidates go through in batches of that many.
+    pub fn reading_places(&self, readers: &Readers<'_>) -> usize {
+        (readers.models.len().max(1) * MAX_CANDIDATES).min(self.limits.max_admitted)
     }
 
     /// Classifies one admitted image with `model`.
@@ -301,13 +329,16 @@ impl Core {
     /// Reads the handwritten number in one admitted photo with each of
     /// `readers.models` (at least one) and keeps the reading it is surest
     /// of (the first reader's on a tie): the photo is decoded once and
-    /// segmented for each on a blocking thread, the candidate digits of all
-    /// take places beside the photo's (`more`: waiting for them or not), and
-    /// each reader's candidates go through its batcher together, the
-    /// readers at once. Two readers that read differently go wrong on
-    /// different photos, and each is less sure of itself when it does.
-    /// Then `readers.checker`, if any, classifies the reading's digits that
-    /// stand alone, in one batch (`mnist::read::check`).
+    /// segmented for each on a blocking thread, and each reader's candidates
+    /// go through its batcher together, the readers at once. Two readers
+    /// that read differently go wrong on different photos, and each is less
+    /// sure of itself when it does. Then `readers.checker`, if any,
+    /// classifies the reading's digits that stand alone, in one batch
+    /// (`mnist::read::check`).
+    ///
+    /// How `admission` relates to the candidates is `places`' to say
+    /// ([`ReadingPlaces`]); either way, candidates beyond the places held
+    /// go through in batches of that many.
     pub async fn read(
         &self,
         readers: &Readers<'_>,
@@ -315,7 +346,7 @@ impl Core {
         expected_digits: Option<usize>,
         deadline: Option<Instant>,
         admission: &mut Admission,
-        more: MorePlaces,
+        places: ReadingPlaces,
     ) -> Result<NumberReading, ServerError> {
         if expired(deadline, Instant::now()) {
             return Err(ServerError::DeadlineExceeded);
@@ -336,23 +367,40 @@ impl Core {
             .await?;
         metrics::stage("segment", started.elapsed());
 
-        // Every candidate is an image in the server: it takes a place.
+        // Every candidate is an image in the server: it holds a place.
         let candidates: usize = segmentations.iter().map(|s| s.candidates.len()).sum();
-        let places = candidates.min(self.limits.max_images_per_request);
-        match more {
-            MorePlaces::Wait => self.admit_rest(admission, places).await?,
-            MorePlaces::Refuse => self.try_admit_rest(admission, places)?,
+        let needed = candidates.clamp(1, self.limits.max_admitted);
+        let held = admission.num_permits();
+        match places {
+            ReadingPlaces::Reserved { give_back_unused: true } if needed < held => {
+                drop(admission.split(held - needed));
+            }
+            ReadingPlaces::Reserved { .. } => {}
+            ReadingPlaces::TakeNow if needed > held => admission.merge(self.try_take(needed - held)?),
+            ReadingPlaces::TakeNow => {}
         }
-        let readings = futures_util::future::try_join_all(readers.models.iter().zip(segmentations).zip(methods).map(
-            |((model, segmentation), method)| self.read_with(model, segmentation, method, expected_digits, deadline),
-        ))
-        .await?;
+        let held = admission.num_permits().max(1);
+        let readings = if candidates <= held {
+            futures_util::future::try_join_all(readers.models.iter().zip(segmentations).zip(methods).map(
+                |((model, segmentation), method)| {
+                    self.read_with(model, segmentation, method, expected_digits, deadline, held)
+                },
+            ))
+            .await?
+        } else {
+            // A server smaller than the reading: one reader after the other.
+            let mut readings = Vec::with_capacity(readers.models.len());
+            for ((model, segmentation), method) in readers.models.iter().zip(segmentations).zip(methods) {
+                readings.push(self.read_with(model, segmentation, method, expected_digits, deadline, held).await?);
+            }
+            readings
+        };
         let mut surest = readings
             .into_iter()
             .reduce(|surest, other| if other.reading.is_surer_than(&surest.reading) { other } else { surest })
             .ok_or_else(|| ServerError::Inference("no model to read with".into()))?;
         if let Some(checker) = readers.checker {
-            self.check(checker, &mut surest.reading, deadline).await?;
+            self.check(checker, &mut surest.reading, deadline, held).await?;
         }
         Ok(surest)
     }
@@ -366,13 +414,14 @@ impl Core {
         checker: &Model,
         reading: &mut Reading,
         deadline: Option<Instant>,
+        held: usize,
     ) -> Result<(), ServerError> {
         let alone: Vec<ModelImage> =
             reading.digits_to_check().into_iter().map(|(_, pixels)| ModelImage::Pixels(pixels.to_vec())).collect();
         if alone.is_empty() {
             return Ok(());
         }
-        let predictions = self.infer(checker, alone, deadline).await?;
+        let predictions = self.infer_in_batches(checker, alone, deadline, held).await?;
         let logits: Vec<Vec<f32>> = predictions.iter().map(|p| p.logits.to_vec()).collect();
         reading.check_digits(&logits).map_err(|e| ServerError::Inference(e.to_string()))
     }
@@ -386,11 +435,15 @@ impl Core {
         method: Method,
         expected_digits: Option<usize>,
         deadline: Option<Instant>,
+        held: usize,
     ) -> Result<NumberReading, ServerError> {
         let candidates =
             segmentation.candidates.iter().map(|candidate| ModelImage::Pixels(candidate.pixels.clone())).collect();
-        let predictions =
-            if segmentation.is_empty() { Vec::new() } else { self.infer(model, candidates, deadline).await? };
+        let predictions = if segmentation.is_empty() {
+            Vec::new()
+        } else {
+            self.infer_in_batches(model, candidates, deadline, held).await?
+        };
         let served = model.served();
         let model_prefix = match predictions.first() {
             Some(prediction) => prediction.model_prefix().to_string(),
@@ -440,6 +493,27 @@ impl Core {
         Ok(predictions)
     }
 
+    /// [`Core::infer`] for more images than the caller holds places for:
+    /// at most `held` of them in the batcher at once.
+    async fn infer_in_batches(
+        &self,
+        model: &Model,
+        images: Vec<ModelImage>,
+        deadline: Option<Instant>,
+        held: usize,
+    ) -> Result<Vec<Prediction>, ServerError> {
+        if images.len() <= held {
+            return self.infer(model, images, deadline).await;
+        }
+        let mut predictions = Vec::with_capacity(images.len());
+        let mut images = images.into_iter().peekable();
+        while images.peek().is_some() {
+            let batch: Vec<ModelImage> = images.by_ref().take(held.max(1)).collect();
+            predictions.extend(self.infer(model, batch, deadline).await?);
+        }
+        Ok(predictions)
+    }
+
     /// Validates and preprocesses one image; encoded files are decoded on a
     /// blocking thread.
     async fn prepare(&self, image: ImageInput) -> Result<ModelImage, ServerError> {
@@ -454,13 +528,14 @@ impl Core {
     /// thread once one of the decoding slots is free: decoding a large photo
     /// takes milliseconds, so it stays off the async workers that serve
     /// every other call, and no more photos are decoded at once than there
-    /// are cores. The slot goes with the work, which runs to its end even
-    /// when the caller has gone.
+    /// are cores. Callers take turns for the slots (the running stream's
+    /// lane, or a lane of its own for a unary call: `fair`). The slot goes
+    /// with the work, which runs to its end even when the caller has gone.
     async fn decoding<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
     ) -> Result<T, ServerError> {
-        let slot = Arc::clone(&self.decoding).acquire_owned().await.map_err(|_| ServerError::ShuttingDown)?;
+        let slot = self.decoding.acquire(DecodeLane::current()).await;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             work()
@@ -468,6 +543,12 @@ impl Core {
         .await
         .map_err(|e| ServerError::Inference(format!("decoding task failed: {e}")))?
     }
+}
+
+/// A count of places as the semaphore takes it (at least one: a request
+/// with nothing in it still holds a place while it is answered).
+fn places_u32(places: usize) -> u32 {
+    u32::try_from(places.max(1)).unwrap_or(u32::MAX)
 }
 
 /// Validates one image and turns it into what the model takes: all that a

@@ -43,6 +43,24 @@ pub enum ServerError {
         limit: usize,
     },
 
+    /// An HTTP request body that is cut off, or whose framing is wrong.
+    #[error("{0}")]
+    BadBody(String),
+
+    /// An HTTP request body that did not arrive whole in time.
+    #[error("the request body did not arrive within {seconds} s (--http-body-timeout); send it at once")]
+    BodyDeadline {
+        /// The deadline.
+        seconds: f64,
+    },
+
+    /// The bodies being received already hold the server's budget for them.
+    #[error("server is busy receiving other request bodies ({budget} bytes at once at the most); retry with backoff")]
+    ReceivingTooMuch {
+        /// The budget, in bytes.
+        budget: usize,
+    },
+
     /// A request names a model or version this server does not serve.
     #[error("{0}")]
     ModelNotFound(String),
@@ -55,6 +73,19 @@ pub enum ServerError {
     )]
     QueueFull {
         /// The queue's capacity.
+        capacity: usize,
+    },
+
+    /// A request needs more places than the server has at all: no retry
+    /// can help, only a larger `--max-queue-size`.
+    #[error(
+        "request needs {places} places but the server has {capacity} in all (--max-queue-size); \
+         it can never be admitted: split it or raise the limit"
+    )]
+    NeverFits {
+        /// Places the request needs.
+        places: usize,
+        /// All the server has.
         capacity: usize,
     },
 
@@ -154,11 +185,15 @@ impl ServerError {
             ServerError::Input(_)
             | ServerError::EmptyInput
             | ServerError::InvalidTensor(_)
-            | ServerError::TooManyImages { .. } => Code::InvalidArgument,
+            | ServerError::TooManyImages { .. }
+            | ServerError::BadBody(_) => Code::InvalidArgument,
             ServerError::ModelNotFound(_) => Code::NotFound,
-            ServerError::QueueFull { .. } | ServerError::TooManyStreams { .. } | ServerError::BodyTooLarge { .. } => {
-                Code::ResourceExhausted
-            }
+            ServerError::NeverFits { .. } => Code::FailedPrecondition,
+            ServerError::QueueFull { .. }
+            | ServerError::TooManyStreams { .. }
+            | ServerError::BodyTooLarge { .. }
+            | ServerError::ReceivingTooMuch { .. } => Code::ResourceExhausted,
+            ServerError::BodyDeadline { .. } => Code::DeadlineExceeded,
             ServerError::Unauthenticated(_) => Code::Unauthenticated,
             ServerError::DeadlineExceeded => Code::DeadlineExceeded,
             ServerError::ShuttingDown => Code::Unavailable,
@@ -180,6 +215,7 @@ impl ServerError {
     pub fn http_status(&self) -> u16 {
         match self {
             ServerError::BodyTooLarge { .. } => 413,
+            ServerError::BodyDeadline { .. } => 408,
             other => http_status(other.code()),
         }
     }
@@ -189,6 +225,19 @@ impl ServerError {
         RpcStatus { code: self.code() as i32, message: self.to_string(), details: Vec::new() }
     }
 }
+
+/// A name a request sent, as an error message quotes it: at most
+/// [`QUOTED_NAME_CHARS`] characters. A client that sends a 10 KB model name
+/// must get NOT_FOUND, not a status too large for its transport to read.
+pub fn quoted(name: &str) -> String {
+    match name.char_indices().nth(QUOTED_NAME_CHARS) {
+        None => name.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", &name[..end], name.len()),
+    }
+}
+
+/// How much of a request's name an error message quotes.
+pub const QUOTED_NAME_CHARS: usize = 64;
 
 /// The HTTP status code of a gRPC status code, for the HTTP front: the
 /// mapping that gRPC-HTTP gateways use, so both fronts refuse alike.
@@ -235,8 +284,19 @@ mod tests {
         assert_eq!(http_status(ServerError::ShuttingDown.code()), 503);
         assert_eq!(http_status(ServerError::Unauthenticated("no token").code()), 401);
         assert_eq!(http_status(ServerError::InvalidTensor("x".into()).code()), 400);
+        assert_eq!(ServerError::NeverFits { places: 9, capacity: 8 }.code(), Code::FailedPrecondition);
         let status = ServerError::QueueFull { capacity: 7 }.to_rpc_status();
         assert_eq!(status.code, Code::ResourceExhausted as i32);
         assert!(status.message.contains('7'));
+    }
+
+    #[test]
+    fn long_names_are_quoted_cut() {
+        assert_eq!(quoted("mnist"), "mnist");
+        let long = "é".repeat(10_000);
+        let shown = quoted(&long);
+        assert!(shown.starts_with(&"é".repeat(QUOTED_NAME_CHARS)), "{shown}");
+        assert!(shown.ends_with("... (20000 bytes)"), "{shown}");
+        assert!(shown.len() < 200);
     }
 }

@@ -7,16 +7,19 @@
 //! request headers (a client trickling them would hold its connection for
 //! ever), HTTP/2 keepalive pings, a TLS handshake deadline, handshakes that
 //! do not wait for each other, and `TCP_NODELAY` on every socket (as the
-//! gRPC port: no Nagle delay on small answers).
+//! gRPC port: no Nagle delay on small answers), and a cap on the
+//! connections open at once (`--max-http-connections`: past it, clients
+//! wait in the kernel's listen backlog rather than each costing a task and
+//! buffers here).
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// A client must send its request headers within this time.
@@ -35,8 +38,10 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder
@@ -47,6 +52,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A place for the next connection before accepting it.
+        let place = tokio::select! {
+            () = &mut shutdown => break,
+            place = Arc::clone(&connections).acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+        };
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -63,6 +76,7 @@ pub async fn serve(
         let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
+            let _place = place;
             let served = match tls {
                 None => watcher.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned()).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -22,6 +22,7 @@ pub mod batcher;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod fair;
 pub mod http_server;
 pub mod message_limit;
 pub mod metrics;
@@ -259,8 +260,9 @@ async fn serve(
     set_health(&health, ServingStatus::NotServing).await;
 
     let mut builder = transport
-        // Enough for every call the server may admit; more would only be refused.
-        .max_concurrent_streams(config.max_streams.saturating_add(config.max_queue_size))
+        // Each open call may hold a message of --max-message-bytes before
+        // it can be admitted: bound what one connection makes the server hold.
+        .max_concurrent_streams(config.max_calls_per_connection)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     // Health stays open so that load balancers and orchestrators can probe
@@ -311,9 +313,14 @@ async fn serve(
         Some(listener) => {
             let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: local_addr, source })?;
             let metrics = prometheus.filter(|_| config.http_metrics);
-            let app = api::http::router(Arc::clone(&core), auth.clone(), metrics, !config.no_web_page);
+            let bodies = api::body::BodyReader::new(config.max_message_bytes, config.http_body_timeout());
+            let mut app = api::http::router(Arc::clone(&core), auth.clone(), metrics, bodies.clone());
+            if !config.no_web_page {
+                app = app.merge(api::web::router(Arc::clone(&core), auth.clone(), bodies));
+            }
             let shutdown = stopped(serving_stopped.clone());
-            let task = tokio::spawn(http_server::serve(listener, http_tls, app, shutdown));
+            let connections = config.max_http_connections as usize;
+            let task = tokio::spawn(http_server::serve(listener, http_tls, app, connections, shutdown));
             tracing::info!(
                 addr = %addr,
                 tls = tls_enabled,

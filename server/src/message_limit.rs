@@ -1,4 +1,10 @@
-//! The status of a request message over `--max-message-bytes`.
+//! The status of a request message over `--max-message-bytes`, or one
+//! that is not valid protobuf.
+//!
+//! A message that does not decode (a string field that is not UTF-8,
+//! truncated fields) is the client's error, but tonic answers it INTERNAL,
+//! which tells a client the server broke and invites a retry: it becomes
+//! INVALID_ARGUMENT with the decoder's reason.
 //!
 //! tonic refuses such a message before buffering it (good) with
 //! OUT_OF_RANGE and a message that does not name the setting. gRPC's other
@@ -33,10 +39,15 @@ pub fn too_large(found: Option<usize>, limit: usize) -> Status {
 pub fn rewrite(status: Status, limit: usize) -> Status {
     if status.code() == tonic::Code::OutOfRange && status.message().contains("message length too large") {
         too_large(found_bytes(status.message()), limit)
+    } else if status.code() == tonic::Code::Internal && status.message().starts_with(PROST_DECODE_ERROR) {
+        Status::invalid_argument(format!("request message is not valid: {}", status.message()))
     } else {
         status
     }
 }
+
+/// How prost's decode errors begin (tonic passes them on as INTERNAL).
+const PROST_DECODE_ERROR: &str = "failed to decode Protobuf message";
 
 /// The `N` in tonic's "found N bytes".
 fn found_bytes(message: &str) -> Option<usize> {
@@ -125,11 +136,12 @@ impl<B: Body + Unpin> Body for RewriteTrailers<B> {
 /// trailers; anything else is left alone.
 fn rewrite_headers(headers: &mut http::HeaderMap, limit: usize) {
     let Some(status) = Status::from_header_map(headers) else { return };
-    if status.code() != tonic::Code::OutOfRange {
+    let code = status.code();
+    if code != tonic::Code::OutOfRange && code != tonic::Code::Internal {
         return;
     }
     let rewritten = rewrite(status, limit);
-    if rewritten.code() == tonic::Code::ResourceExhausted {
+    if rewritten.code() != code {
         // Replaces grpc-status and grpc-message (percent-encoded as gRPC wants).
         let _ = rewritten.add_header(headers);
     }
@@ -159,5 +171,20 @@ mod tests {
         let status = Status::from_header_map(&headers).unwrap();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("9 bytes; the limit is 8 bytes"), "{status:?}");
+    }
+
+    #[test]
+    fn undecodable_messages_are_invalid_argument_and_other_internal_errors_stay() {
+        let tonic = Status::internal(
+            "failed to decode Protobuf message: PredictRequest.id: invalid string value: data is not UTF-8 encoded",
+        );
+        let status = rewrite(tonic, 8);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("not UTF-8"), "{status:?}");
+        let mut headers = http::HeaderMap::new();
+        Status::internal("failed to decode Protobuf message: buffer underflow").add_header(&mut headers).unwrap();
+        rewrite_headers(&mut headers, 8);
+        assert_eq!(Status::from_header_map(&headers).unwrap().code(), tonic::Code::InvalidArgument);
+        assert_eq!(rewrite(Status::internal("inference failed"), 8).code(), tonic::Code::Internal);
     }
 }

@@ -357,7 +357,11 @@ impl Models {
             return Ok(self.default_model());
         }
         self.entries.iter().find(|model| model.name() == name).ok_or_else(|| {
-            ServerError::ModelNotFound(format!("model '{name}' is not served; this server serves {}", self.names()))
+            ServerError::ModelNotFound(format!(
+                "model '{}' is not served; this server serves {}",
+                crate::error::quoted(name),
+                self.names()
+            ))
         })
     }
 

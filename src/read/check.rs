@@ -119,7 +119,7 @@ mod tests {
 
     fn reading(digits: Vec<ReadDigit>, confidence: f32) -> Reading {
         let text = crate::read::text_of(&digits);
-        Reading { text, confidence, digits, best_length: 2 }
+        Reading { text, confidence, digits, best_length: 2, cut_short: None }
     }
 
     #[test]

@@ -204,6 +204,7 @@ mod tests {
             confidence: 0.9,
             digits,
             best_length: 2,
+            cut_short: None,
         };
         let before = reading(vec![digit(1, true), digit(7, false)]);
         let after = reading(vec![digit(4, true), digit(7, false)]);

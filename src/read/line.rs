@@ -64,6 +64,9 @@ pub struct LineStrip {
     pad_left: usize,
     /// Strip columns per band column.
     scale: f32,
+    /// Whether the line was made smaller than its digits' reading height to
+    /// fit [`MAX_FRAMES`] windows.
+    squeezed: bool,
     /// Where the strip's columns are on the page: shared by every view.
     page: Arc<LineOnPage>,
 }
@@ -174,9 +177,11 @@ impl Band {
         let pad_left = PAD + view.shift.min(FRAME_STRIDE - 1);
         // Room for the largest shift, so that every view keeps within MAX_FRAMES.
         let most_ink_columns = (MAX_FRAMES - 1) * FRAME_STRIDE + IMAGE_SIDE - 2 * PAD - FRAME_STRIDE;
-        let strip_scale = (view.digit_height / self.line_height)
-            .min((IMAGE_SIDE - 2) as f32 / band_height as f32)
-            .min(most_ink_columns as f32 / band_width as f32);
+        let reading_scale = (view.digit_height / self.line_height).min((IMAGE_SIDE - 2) as f32 / band_height as f32);
+        let fitting_scale = most_ink_columns as f32 / band_width as f32;
+        let strip_scale = reading_scale.min(fitting_scale);
+        // Digits under 80 % of their reading height read worse.
+        let squeezed = fitting_scale < 0.8 * reading_scale;
         let ink_width = ((band_width as f32 * strip_scale).round() as u32).max(1);
         let ink_height = ((band_height as f32 * strip_scale).round() as u32).clamp(1, IMAGE_SIDE as u32);
         let resized = imageops::resize(&self.image, ink_width, ink_height, imageops::FilterType::Triangle);
@@ -187,11 +192,18 @@ impl Band {
             pixels[(top + y as usize) * width + pad_left + x as usize] =
                 (value.0[0].clamp(0.0, 1.0) * 255.0).round() as u8;
         }
-        LineStrip { width, pixels, pad_left, scale: strip_scale, page: Arc::clone(&self.page) }
+        LineStrip { width, pixels, pad_left, scale: strip_scale, squeezed, page: Arc::clone(&self.page) }
     }
 }
 
 impl LineStrip {
+    /// Whether the line had to be made smaller than its digits' reading
+    /// height to fit the windows a reading may take: a line of more digits
+    /// than [`MAX_DIGITS`].
+    pub fn is_squeezed(&self) -> bool {
+        self.squeezed
+    }
+
     /// Makes the strips of a page's line, one per view (none when the page
     /// holds no line of ink); the page is normalized once for all of them.
     pub(super) fn views(image: &DynamicImage, views: &[View]) -> Vec<Self> {
@@ -339,7 +351,13 @@ pub(super) fn read_views(strips: &[LineStrip], logits: &[Vec<f32>], expected_dig
     let proposals: Vec<Vec<usize>> = views.iter().map(|v| v.spans.iter().map(|s| s.digit).collect()).collect();
     let probabilities: Vec<&[[f32; BLANK + 1]]> = views.iter().map(|v| v.probabilities.as_slice()).collect();
     let Some((chosen, confidence)) = surest_proposal(&probabilities, &proposals) else {
-        return Ok(Reading { text: String::new(), confidence: 0.0, digits: Vec::new(), best_length: 0 });
+        return Ok(Reading {
+            text: String::new(),
+            confidence: 0.0,
+            digits: Vec::new(),
+            best_length: 0,
+            cut_short: None,
+        });
     };
     // Only the answer's digits need their boxes (a scan of the page's ink).
     let view = &views[chosen];
@@ -347,7 +365,7 @@ pub(super) fn read_views(strips: &[LineStrip], logits: &[Vec<f32>], expected_dig
     let best_length = view.best_length;
     let text = super::text_of(&digits);
     let confidence = if digits.is_empty() { 0.0 } else { confidence };
-    Ok(Reading { text, confidence, digits, best_length })
+    Ok(Reading { text, confidence, digits, best_length, cut_short: None })
 }
 
 /// One view of a line, decoded.

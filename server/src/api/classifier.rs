@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     batcher::{ModelImage, Prediction},
-    core::{Admission, Core, ImageInput, MorePlaces, prepare_image},
+    core::{Admission, Core, ImageInput, ReadingPlaces, prepare_image},
     error::ServerError,
     metrics, timing,
 };
@@ -99,11 +99,14 @@ async fn classify_item(
     core: Arc<Core>,
     request: PredictRequest,
     deadline: Option<Instant>,
-    admission: Admission,
+    admission: Result<Admission, ServerError>,
 ) -> PredictResponse {
     let started = Instant::now();
     let id = request.id.clone();
-    let result = classify(&core, request, deadline, admission).await;
+    let result = match admission {
+        Ok(admission) => classify(&core, request, deadline, admission).await,
+        Err(error) => Err(error),
+    };
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
     metrics::request(PROTOCOL, "Predict", code, started.elapsed(), 1);
     result.unwrap_or_else(|error| PredictResponse { id, error: Some(error.to_rpc_status()), ..Default::default() })
@@ -119,9 +122,14 @@ impl Classifier for ClassifierService {
     ) -> Result<Response<Self::PredictStream>, Status> {
         let deadline = super::deadline(request.metadata());
         let slot = stream::open(&self.core, PROTOCOL, "Predict")?;
-        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
-            classify_item(core, request, deadline, place)
-        });
+        let answers = stream::serve(
+            Arc::clone(&self.core),
+            slot,
+            request.into_inner(),
+            deadline,
+            |_, request| (request, 1),
+            move |core, request, admission| classify_item(core, request, deadline, admission),
+        );
         Ok(Response::new(answers))
     }
 
@@ -143,9 +151,17 @@ impl Classifier for ClassifierService {
     async fn read(&self, request: Request<Streaming<ReadRequest>>) -> Result<Response<Self::ReadStream>, Status> {
         let deadline = super::deadline(request.metadata());
         let slot = stream::open(&self.core, PROTOCOL, "Read")?;
-        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
-            reader::read_item(core, request, deadline, place)
-        });
+        let answers = stream::serve(
+            Arc::clone(&self.core),
+            slot,
+            request.into_inner(),
+            deadline,
+            |core, request| {
+                let places = reader::stream_places(core, &request);
+                (request, places)
+            },
+            move |core, request, admission| reader::read_item(core, request, deadline, admission),
+        );
         Ok(Response::new(answers))
     }
 
@@ -155,7 +171,7 @@ impl Classifier for ClassifierService {
         let deadline = super::deadline(request.metadata());
         let result = match self.core.try_admit(1) {
             Ok(admission) => {
-                reader::read(&self.core, request.into_inner(), deadline, admission, MorePlaces::Refuse).await
+                reader::read(&self.core, request.into_inner(), deadline, admission, ReadingPlaces::TakeNow).await
             }
             Err(error) => Err(error),
         };

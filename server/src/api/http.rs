@@ -21,9 +21,9 @@ use std::{
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::{self, Next},
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -32,13 +32,11 @@ use mnist::proto::inference::{DataType, ModelConfig, ModelMetadataResponse, mode
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::oip::{self, InputTensor, OutputData, RequestedOutput, TensorData};
-use crate::{
-    auth::BearerAuth,
-    core::{Core, MorePlaces},
-    error::ServerError,
-    metrics,
+use super::{
+    body::{ApiError, ApiPath, BodyReader, require_token},
+    oip::{self, InputTensor, OutputData, RequestedOutput, TensorData},
 };
+use crate::{auth::BearerAuth, core::Core, error::ServerError, metrics};
 
 /// The protocol's name in metrics.
 const PROTOCOL: &str = "oip-http";
@@ -52,12 +50,14 @@ struct AppState {
     core: Arc<Core>,
     auth: BearerAuth,
     metrics: Option<PrometheusHandle>,
+    bodies: BodyReader,
 }
 
-/// The REST API over `core`; `/metrics` too when `metrics` is given, and
-/// the web page (`/`, [`super::web`]) unless `web_page` is false.
-pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandle>, web_page: bool) -> Router {
-    let state = AppState { core, auth, metrics };
+/// The REST API over `core`, its bodies read by `bodies`; `/metrics` too
+/// when `metrics` is given. (The web page, [`super::web`], is merged beside
+/// it by the caller.)
+pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandle>, bodies: BodyReader) -> Router {
+    let state = AppState { core, auth, metrics, bodies };
     let mut protected = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/models/{model}", get(model_metadata))
@@ -73,58 +73,19 @@ pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandl
         protected = protected.route("/metrics", get(render_metrics));
     }
     let protected = protected.route_layer(middleware::from_fn_with_state(state.auth.clone(), require_token));
-    let mut app = Router::new()
+    Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .merge(protected)
         .fallback(not_found)
-        .with_state(state.clone());
-    if web_page {
-        app = app.merge(super::web::router(state.core, state.auth));
-    }
-    app
-}
-
-/// An error as the protocol answers it: `{"error": "..."}` with the HTTP
-/// code of its gRPC status.
-pub(super) struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl From<ServerError> for ApiError {
-    fn from(error: ServerError) -> Self {
-        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, message: error.to_string() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-/// Refuses a request without the bearer token (when the server has one).
-pub(super) async fn require_token(State(auth): State<BearerAuth>, request: Request, next: Next) -> Response {
-    let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    match auth.authorize(authorization) {
-        Ok(()) => next.run(request).await,
-        Err(error) => ApiError::from(error).into_response(),
-    }
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: "no such route; the Open Inference Protocol's are under /v2 (e.g. POST /v2/models/mnist/infer), \
-                  the web page's at / and /api"
-            .to_string(),
-    }
+    ApiError::not_found(
+        "no such route; the Open Inference Protocol's are under /v2 (e.g. POST /v2/models/mnist/infer), \
+         the web page's at / and /api",
+    )
 }
 
 /// Health answers carry a JSON body too: KServe's clients read `live` and
@@ -160,7 +121,7 @@ impl ModelPath {
 
 async fn model_ready(
     State(state): State<AppState>,
-    Path(path): Path<ModelPath>,
+    ApiPath(path): ApiPath<ModelPath>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let target = path.find(&state.core)?;
     let (status, ready) = readiness(&state.core);
@@ -176,7 +137,12 @@ struct IndexRequest {
 
 /// `POST /v2/repository/index` (Triton): every served model, as
 /// tritonclient's `get_model_repository_index()` reads it.
-async fn repository_index(State(state): State<AppState>, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+async fn repository_index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<Value>, ApiError> {
+    let body = state.bodies.read(&headers, body).await?;
     let request: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         IndexRequest::default()
     } else {
@@ -200,7 +166,7 @@ async fn server_metadata() -> axum::Json<Value> {
 
 async fn model_metadata(
     State(state): State<AppState>,
-    Path(path): Path<ModelPath>,
+    ApiPath(path): ApiPath<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let target = path.find(&state.core)?;
     Ok(axum::Json(metadata_json(&oip::model_metadata(target))))
@@ -208,7 +174,7 @@ async fn model_metadata(
 
 async fn model_config(
     State(state): State<AppState>,
-    Path(path): Path<ModelPath>,
+    ApiPath(path): ApiPath<ModelPath>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let target = path.find(&state.core)?;
     let config = oip::model_config(target, &state.core);
@@ -222,13 +188,13 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
 
 async fn infer(
     State(state): State<AppState>,
-    Path(path): Path<ModelPath>,
+    ApiPath(path): ApiPath<ModelPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let mut images = 0;
-    let result = infer_body(&state.core, &path, &headers, body, &mut images).await;
+    let result = infer_body(&state.core, &state.bodies, &path, &headers, body, &mut images).await;
     let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
     metrics::request(PROTOCOL, "infer", code, started.elapsed(), images);
     Ok(result?)
@@ -237,6 +203,7 @@ async fn infer(
 /// Parses, admits and runs one inference request; `images` is set once known.
 async fn infer_body(
     core: &Core,
+    bodies: &BodyReader,
     path: &ModelPath,
     headers: &HeaderMap,
     body: Body,
@@ -249,19 +216,20 @@ async fn infer_body(
             String::from_utf8_lossy(encoding.as_bytes())
         )));
     }
-    let body = read_body(core, body).await?;
-    let parsed = parse_infer_body(headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes), body, target.task)?;
+    let body = bodies.read(headers, body).await?;
+    // Parsing a few MB of JSON takes milliseconds: off the async workers
+    // that serve every other call.
+    let header_length = headers.get(HEADER_LENGTH).map(|value| value.as_bytes().to_vec());
+    let task = target.task;
+    let parsed = tokio::task::spawn_blocking(move || parse_infer_body(header_length.as_deref(), body, task))
+        .await
+        .map_err(|e| ServerError::Inference(format!("parsing task failed: {e}")))??;
     *images = parsed.request.images.len();
-    let admission = core.try_admit(*images)?;
+    let admission = core.try_take(oip::places(core, &parsed.request, oip::Admitted::AtOnce)?)?;
     let binary = parsed.binary_outputs();
-    let answer = oip::infer(core, target.model, parsed.request, parsed.deadline, admission, MorePlaces::Refuse).await?;
+    let answer =
+        oip::infer(core, target.model, parsed.request, parsed.deadline, admission, oip::Admitted::AtOnce).await?;
     Ok(response(target, parsed.id, answer, &binary))
-}
-
-/// A request's whole body, refused past `--max-message-bytes`.
-pub(super) async fn read_body(core: &Core, body: Body) -> Result<Bytes, ServerError> {
-    let limit = core.limits().decode.max_encoded_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| ServerError::BodyTooLarge { limit })
 }
 
 /// An inference request's body, parsed.
@@ -354,7 +322,7 @@ struct JsonInput {
     #[serde(default)]
     parameters: Map<String, Value>,
     #[serde(default)]
-    data: Option<Value>,
+    data: Option<JsonElements>,
 }
 
 #[derive(Deserialize)]
@@ -421,49 +389,172 @@ fn input_tensors(inputs: Vec<JsonInput>, mut binary: Bytes) -> Result<Vec<InputT
     Ok(tensors)
 }
 
-/// A tensor's JSON `data` (flat or nested row-major arrays) as its data type's elements.
-fn json_data(name: &str, datatype: &str, data: Value) -> Result<TensorData, ServerError> {
-    let mut elements = Vec::new();
-    flatten(data, &mut elements);
+/// A tensor's JSON `data` as its data type's elements.
+fn json_data(name: &str, datatype: &str, data: JsonElements) -> Result<TensorData, ServerError> {
     let invalid = |i: usize, what: &str| {
         ServerError::InvalidTensor(format!("input '{name}' element {i} is not {what} (data type {datatype})"))
     };
-    Ok(match datatype {
-        "BYTES" => TensorData::Bytes(
-            elements
+    if let Some(i) = data.unusable {
+        let what = match datatype {
+            "BYTES" => "a string",
+            "FP32" => "a number",
+            _ => "a 32-bit unsigned integer",
+        };
+        return Err(invalid(i, what));
+    }
+    Ok(match (datatype, data.values) {
+        ("BYTES", Values::Strings(strings)) => TensorData::Bytes(strings),
+        ("BYTES", _) => return Err(invalid(0, "a string")),
+        (_, Values::Strings(_)) if datatype == "FP32" => return Err(invalid(0, "a number")),
+        (_, Values::Strings(_)) => return Err(invalid(0, "a 32-bit unsigned integer")),
+        ("FP32", Values::Bytes(bytes)) => TensorData::Fp32(bytes.into_iter().map(f32::from).collect()),
+        ("FP32", Values::Numbers(numbers)) => TensorData::Fp32(numbers.into_iter().map(|x| x as f32).collect()),
+        // UINT8 and the like: whole numbers 0 to 2^32-1.
+        (_, Values::Bytes(bytes)) => TensorData::Uint(bytes.into_iter().map(u32::from).collect()),
+        (_, Values::Numbers(numbers)) => TensorData::Uint(
+            numbers
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| match v {
-                    Value::String(s) => Ok(s.into_bytes()),
-                    _ => Err(invalid(i, "a string")),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        "FP32" => TensorData::Fp32(
-            elements
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_f64().map(|x| x as f32).ok_or_else(|| invalid(i, "a number")))
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => TensorData::Uint(
-            elements
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_u64()
-                        .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| invalid(i, "a 32-bit unsigned integer"))
+                .map(|(i, x)| {
+                    let whole = x.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&x);
+                    if whole { Ok(x as u32) } else { Err(invalid(i, "a 32-bit unsigned integer")) }
                 })
                 .collect::<Result<_, _>>()?,
         ),
     })
 }
 
-fn flatten(value: Value, into: &mut Vec<Value>) {
-    match value {
-        Value::Array(items) => items.into_iter().for_each(|item| flatten(item, into)),
-        other => into.push(other),
+/// A tensor's JSON `data` (flat or nested row-major arrays), flattened as
+/// it is parsed and kept as compactly as its elements allow: bytes while
+/// every element is a whole number 0-255 (pixels: one byte each), else
+/// numbers, or strings. A `serde_json::Value` tree would take 32 bytes and
+/// more per element: a few MB of JSON pixels would become a hundred MB
+/// before the request could even be refused.
+#[derive(Debug, Default, PartialEq)]
+struct JsonElements {
+    values: Values,
+    /// The first element that is of no data type's kind (a bool, null, an
+    /// object, or a string among numbers), by position.
+    unusable: Option<usize>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Values {
+    Bytes(Vec<u8>),
+    Numbers(Vec<f64>),
+    Strings(Vec<Vec<u8>>),
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values::Bytes(Vec::new())
+    }
+}
+
+impl JsonElements {
+    fn len(&self) -> usize {
+        match &self.values {
+            Values::Bytes(v) => v.len(),
+            Values::Numbers(v) => v.len(),
+            Values::Strings(v) => v.len(),
+        }
+    }
+
+    fn mark_unusable(&mut self) {
+        if self.unusable.is_none() {
+            self.unusable = Some(self.len());
+        }
+    }
+
+    fn push_number(&mut self, x: f64) {
+        let byte = x.fract() == 0.0 && (0.0..=255.0).contains(&x);
+        match &mut self.values {
+            Values::Bytes(bytes) if byte => bytes.push(x as u8),
+            Values::Bytes(bytes) => {
+                let mut numbers: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
+                numbers.push(x);
+                self.values = Values::Numbers(numbers);
+            }
+            Values::Numbers(numbers) => numbers.push(x),
+            _ => self.mark_unusable(),
+        }
+    }
+
+    fn push_string(&mut self, s: &str) {
+        match &mut self.values {
+            Values::Strings(strings) => strings.push(s.as_bytes().to_vec()),
+            Values::Bytes(bytes) if bytes.is_empty() => self.values = Values::Strings(vec![s.as_bytes().to_vec()]),
+            _ => self.mark_unusable(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonElements {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut elements = JsonElements::default();
+        serde::de::DeserializeSeed::deserialize(Flatten(&mut elements), deserializer)?;
+        Ok(elements)
+    }
+}
+
+/// Adds one JSON value (an element, or an array of them at any depth) to
+/// the elements.
+struct Flatten<'a>(&'a mut JsonElements);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("numbers or strings, in arrays nested to any depth")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push_number(v as f64);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push_number(v as f64);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.push_number(v);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.push_string(v);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.0.mark_unusable();
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.mark_unusable();
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.mark_unusable();
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
     }
 }
 
@@ -606,7 +697,7 @@ mod tests {
                 shape: vec![1],
                 datatype: "BYTES".into(),
                 parameters: Map::new(),
-                data: Some(json!(["abc"])),
+                data: Some(elements(r#"["abc"]"#)),
             },
         ];
         let tensors = input_tensors(inputs, Bytes::from_static(b"xyz")).unwrap();
@@ -624,13 +715,38 @@ mod tests {
         assert!(error.to_string().contains("only 3 bytes"), "{error}");
     }
 
+    fn elements(json: &str) -> JsonElements {
+        serde_json::from_str(json).unwrap()
+    }
+
     #[test]
     fn json_data_may_be_nested_and_must_fit_its_type() {
-        let data = json_data("pixels", "UINT8", json!([[1, 2], [3, 255]])).unwrap();
+        let data = json_data("pixels", "UINT8", elements("[[1, 2], [3, 255]]")).unwrap();
         assert_eq!(data, TensorData::Uint(vec![1, 2, 3, 255]));
-        let error = json_data("pixels", "UINT8", json!([1, -2])).unwrap_err();
+        let error = json_data("pixels", "UINT8", elements("[1, -2]")).unwrap_err();
         assert!(error.to_string().contains("element 1"), "{error}");
-        assert_eq!(json_data("input", "FP32", json!([0.5, 1])).unwrap(), TensorData::Fp32(vec![0.5, 1.0]));
-        assert!(json_data("image", "BYTES", json!([1])).is_err());
+        let error = json_data("pixels", "UINT8", elements("[1, 2, 1.5]")).unwrap_err();
+        assert!(error.to_string().contains("element 2"), "{error}");
+        let error = json_data("pixels", "UINT8", elements("[1, 2, true]")).unwrap_err();
+        assert!(error.to_string().contains("element 2"), "{error}");
+        assert_eq!(json_data("input", "FP32", elements("[0.5, 1]")).unwrap(), TensorData::Fp32(vec![0.5, 1.0]));
+        assert_eq!(json_data("input", "FP32", elements("[[1], [2]]")).unwrap(), TensorData::Fp32(vec![1.0, 2.0]));
+        assert!(json_data("image", "BYTES", elements("[1]")).is_err());
+        assert_eq!(
+            json_data("image", "BYTES", elements(r#"[["ab"], ["c"]]"#)).unwrap(),
+            TensorData::Bytes(vec![b"ab".to_vec(), b"c".to_vec()])
+        );
+        let error = json_data("image", "BYTES", elements(r#"["ab", 3]"#)).unwrap_err();
+        assert!(error.to_string().contains("element 1"), "{error}");
+    }
+
+    #[test]
+    fn json_pixels_take_a_byte_each_while_parsed() {
+        // 784 pixels as JSON: kept as 784 bytes, not a tree of values.
+        let pixels = elements(&serde_json::to_string(&vec![vec![200u8; 28]; 28]).unwrap());
+        assert!(matches!(&pixels.values, Values::Bytes(bytes) if bytes.len() == 784));
+        // A value past 255 widens what came before, in order.
+        let wide = elements("[1, 2, 70000]");
+        assert_eq!(wide.values, Values::Numbers(vec![1.0, 2.0, 70000.0]));
     }
 }

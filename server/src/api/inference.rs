@@ -25,7 +25,7 @@ use super::{
     stream::{self, ResponseStream},
 };
 use crate::{
-    core::{Admission, Core, MorePlaces},
+    core::{Admission, Core},
     error::ServerError,
     metrics,
     models::Model,
@@ -58,10 +58,17 @@ pub struct Parsed {
     pub request: oip::InferRequest,
 }
 
-/// The served model a request names, and its tensors parsed.
-fn parse(core: &Core, request: ModelInferRequest) -> Result<(Arc<Model>, Parsed), ServerError> {
+/// The served model a request names, its tensors parsed, and the places it
+/// takes before any work ([`oip::places`]).
+fn parse(
+    core: &Core,
+    request: ModelInferRequest,
+    admitted: oip::Admitted,
+) -> Result<(Arc<Model>, Parsed, usize), ServerError> {
     let model = Arc::clone(oip::find_model(core, &request.model_name, &request.model_version)?.model);
-    Ok((model, parse_tensors(request)?))
+    let parsed = parse_tensors(request)?;
+    let places = oip::places(core, &parsed.request, admitted)?;
+    Ok((model, parsed, places))
 }
 
 /// Parses a request's tensors (all but the model's version) for the task
@@ -182,29 +189,39 @@ async fn infer(
     parsed: Parsed,
     deadline: Option<Instant>,
     admission: Admission,
-    more: MorePlaces,
+    admitted: oip::Admitted,
 ) -> Result<ModelInferResponse, ServerError> {
     let Parsed { id, raw_outputs, request } = parsed;
     let task = request.task;
-    let answer = oip::infer(core, model, request, deadline, admission, more).await?;
+    let answer = oip::infer(core, model, request, deadline, admission, admitted).await?;
     Ok(response(model, task, id, answer, raw_outputs))
 }
 
-/// One `ModelStreamInfer` message, admitted for one image: its place grows
-/// to its N images first. Errors go into the answer, not the stream.
+/// A `ModelStreamInfer` message as the stream plans it: parsed, with the
+/// places it takes (one, for a message refused before any work).
+type Planned = Result<(Arc<Model>, Parsed), ServerError>;
+
+fn plan(core: &Core, request: ModelInferRequest) -> (Planned, usize) {
+    match parse(core, request, oip::Admitted::Waiting) {
+        Ok((model, parsed, places)) => (Ok((model, parsed)), places),
+        Err(error) => (Err(error), 1),
+    }
+}
+
+/// One `ModelStreamInfer` message with its places. Errors go into the
+/// answer, not the stream.
 async fn infer_item(
     core: Arc<Core>,
-    request: ModelInferRequest,
+    planned: Planned,
     deadline: Option<Instant>,
-    mut admission: Admission,
+    admission: Result<Admission, ServerError>,
 ) -> ModelStreamInferResponse {
     let started = Instant::now();
     let mut images = 0;
     let result = async {
-        let (model, parsed) = parse(&core, request)?;
+        let (model, parsed) = planned?;
         images = parsed.request.images.len();
-        core.admit_rest(&mut admission, images).await?;
-        infer(&core, &model, parsed, deadline, admission, MorePlaces::Wait).await
+        infer(&core, &model, parsed, deadline, admission?, oip::Admitted::Waiting).await
     }
     .await;
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
@@ -280,11 +297,13 @@ impl GrpcInferenceService for InferenceService {
         timing::received(&request);
         let deadline = super::deadline(request.metadata());
         let mut images = 0;
-        let result = match parse(&self.core, request.into_inner()) {
-            Ok((model, parsed)) => {
+        let result = match parse(&self.core, request.into_inner(), oip::Admitted::AtOnce) {
+            Ok((model, parsed, places)) => {
                 images = parsed.request.images.len();
-                match self.core.try_admit(images) {
-                    Ok(admission) => infer(&self.core, &model, parsed, deadline, admission, MorePlaces::Refuse).await,
+                match self.core.try_take(places) {
+                    Ok(admission) => {
+                        infer(&self.core, &model, parsed, deadline, admission, oip::Admitted::AtOnce).await
+                    }
                     Err(error) => Err(error),
                 }
             }
@@ -301,9 +320,14 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let deadline = super::deadline(request.metadata());
         let slot = stream::open(&self.core, PROTOCOL, "ModelStreamInfer")?;
-        let answers = stream::serve(Arc::clone(&self.core), slot, request.into_inner(), move |core, request, place| {
-            infer_item(core, request, deadline, place)
-        });
+        let answers = stream::serve(
+            Arc::clone(&self.core),
+            slot,
+            request.into_inner(),
+            deadline,
+            plan,
+            move |core, planned, admission| infer_item(core, planned, deadline, admission),
+        );
         Ok(Response::new(answers))
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! [`core`]: crate::core
 
+pub mod body;
 pub mod classifier;
 pub mod http;
 pub mod inference;

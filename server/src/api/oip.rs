@@ -39,8 +39,8 @@ use std::sync::Arc;
 
 use crate::{
     batcher::Prediction,
-    core::{Admission, Core, ImageInput, MorePlaces},
-    error::ServerError,
+    core::{Admission, Core, ImageInput},
+    error::{ServerError, quoted},
     models::Model,
 };
 
@@ -230,7 +230,9 @@ pub fn find_model<'a>(core: &'a Core, name: &str, version: &str) -> Result<Targe
         return Ok(Target { model, task });
     }
     Err(ServerError::ModelNotFound(format!(
-        "model '{name}' version '{version}' is not served; this server serves version '{}' of it",
+        "model '{}' version '{}' is not served; this server serves version '{}' of it",
+        quoted(name),
+        quoted(version),
         served.version
     )))
 }
@@ -295,19 +297,43 @@ pub struct InferAnswer {
     pub models: String,
 }
 
-/// Runs an admitted request through the core, on `model`. A reading
-/// request's candidate digits take more places: waiting for them in a
-/// stream, refused at once for a unary call (`more`).
+/// How a request gets its places: a stream's message waits for them
+/// before any work, a unary call takes them at once or is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Waited for [`places`]` (.., Admitted::Waiting)`: all it can need.
+    Waiting,
+    /// Took [`places`]` (.., Admitted::AtOnce)`; a reading takes its
+    /// candidates' places once it has them
+    /// ([`crate::core::ReadingPlaces::TakeNow`]).
+    AtOnce,
+}
+
+/// The places a request takes before any work: one per image to classify;
+/// for reading, the worst case of one photo ([`Core::reading_places`]: its
+/// photos are read one after the other with the same places) when it waits
+/// for them, one when it takes them at once. Refuses more images than a
+/// request may carry.
+pub fn places(core: &Core, request: &InferRequest, admitted: Admitted) -> Result<usize, ServerError> {
+    core.check_request_size(request.images.len())?;
+    match (request.task, admitted) {
+        (Task::Read, Admitted::Waiting) => Ok(core.reading_places(&core.models().readers("")?)),
+        (Task::Read, Admitted::AtOnce) => Ok(1),
+        (Task::Classify, _) => Ok(request.images.len()),
+    }
+}
+
+/// Runs a request admitted for its [`places`] through the core, on `model`.
 pub async fn infer(
     core: &Core,
     model: &Model,
     request: InferRequest,
     deadline: Option<Instant>,
     admission: Admission,
-    more: MorePlaces,
+    admitted: Admitted,
 ) -> Result<InferAnswer, ServerError> {
     if request.task == Task::Read {
-        return reading::infer(core, request, deadline, admission, more).await;
+        return reading::infer(core, request, deadline, admission, admitted).await;
     }
     let predictions = core.classify_all(model, request.images, deadline, admission).await?;
     let mut models: Vec<&str> = predictions.iter().map(Prediction::model_prefix).collect();
@@ -328,7 +354,9 @@ fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
         INPUT => "FP32",
         PIXELS => "UINT8",
         IMAGE => "BYTES",
-        other => return Err(ServerError::InvalidTensor(format!("unknown input '{other}'; send {INPUT_NAMES}"))),
+        other => {
+            return Err(ServerError::InvalidTensor(format!("unknown input '{}'; send {INPUT_NAMES}", quoted(other))));
+        }
     };
     if datatype != expected {
         return Err(ServerError::InvalidTensor(format!(
@@ -341,12 +369,12 @@ fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
             let values = match data {
                 TensorData::Fp32(values) => values,
                 TensorData::Raw(raw) => {
-                    check_len(&name, raw.len(), count * IMAGE_PIXELS * 4, "bytes")?;
+                    check_len(&name, raw.len(), elements(&name, count, IMAGE_PIXELS * 4)?, "bytes")?;
                     raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
                 }
                 other => return Err(wrong_contents(&name, &other)),
             };
-            check_len(&name, values.len(), count * IMAGE_PIXELS, "values")?;
+            check_len(&name, values.len(), elements(&name, count, IMAGE_PIXELS)?, "values")?;
             Ok(values.chunks_exact(IMAGE_PIXELS).map(|image| ImageInput::Normalized(image.to_vec())).collect())
         }
         PIXELS => {
@@ -363,7 +391,7 @@ fn images(tensor: InputTensor) -> Result<Vec<ImageInput>, ServerError> {
                     .collect::<Result<Vec<u8>, _>>()?,
                 other => return Err(wrong_contents(&name, &other)),
             };
-            check_len(&name, pixels.len(), count * IMAGE_PIXELS, "values")?;
+            check_len(&name, pixels.len(), elements(&name, count, IMAGE_PIXELS)?, "values")?;
             if count == 1 {
                 return Ok(vec![ImageInput::Pixels(pixels)]); // the common case, without a copy
             }
@@ -401,6 +429,14 @@ fn batch_size(name: &str, shape: &[i64]) -> Result<usize, ServerError> {
         )));
     }
     usize::try_from(count).map_err(|_| ServerError::InvalidTensor(format!("input '{name}': N = {count} is too large")))
+}
+
+/// The elements `count` images of `per_image` each take; a shape whose
+/// product does not fit a machine word is refused, never wrapped.
+fn elements(name: &str, count: usize, per_image: usize) -> Result<usize, ServerError> {
+    count.checked_mul(per_image).ok_or_else(|| {
+        ServerError::InvalidTensor(format!("input '{name}': N = {count} images is more than any request can carry"))
+    })
 }
 
 fn check_len(name: &str, found: usize, expected: usize, what: &str) -> Result<(), ServerError> {
@@ -473,7 +509,7 @@ fn select_outputs(requested: &[RequestedOutput], task: Task) -> Result<Vec<Outpu
                 let model = if task == Task::Read { format!(" of model '{READ_MODEL}'") } else { String::new() };
                 return Err(ServerError::InvalidTensor(format!(
                     "unknown output '{}'{model}; ask for {}",
-                    request.name,
+                    quoted(&request.name),
                     names.join(", ")
                 )));
             };
@@ -674,6 +710,16 @@ mod tests {
             .unwrap();
         assert_eq!(split, typed);
         assert_eq!(split.images, files.into_iter().map(ImageInput::Encoded).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_shape_whose_size_wraps_a_machine_word_is_refused_not_wrapped() {
+        // 1152921504606846977 x 784 wraps to 784 in 64 bits: one image's data.
+        let huge = 1_152_921_504_606_846_977_i64;
+        let message = error(vec![tensor(PIXELS, "UINT8", &[huge, 784], TensorData::Raw(vec![0; 784]))]);
+        assert!(message.contains("more than any request can carry"), "{message}");
+        let message = error(vec![tensor(INPUT, "FP32", &[huge / 4 + 1, 1, 28, 28], TensorData::Raw(vec![0; 3136]))]);
+        assert!(message.contains("more than any request can carry"), "{message}");
     }
 
     #[test]

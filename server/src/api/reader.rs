@@ -11,7 +11,7 @@ use mnist::{
 };
 
 use crate::{
-    core::{Admission, Core, MorePlaces, PageInput},
+    core::{Admission, Core, PageInput, ReadingPlaces},
     error::ServerError,
     metrics,
 };
@@ -30,20 +30,28 @@ fn page_input(input: Option<Input>) -> Result<PageInput, ServerError> {
     }
 }
 
+/// The places a `Read` stream's message waits for: all a reading can need
+/// (one when it names a model that is not served: it is refused before any
+/// work).
+pub fn stream_places(core: &Core, request: &ReadRequest) -> usize {
+    core.models().readers(&request.model).map_or(1, |readers| core.reading_places(&readers))
+}
+
 /// Reads one admitted photo with the model the request names (or, naming
-/// none, the server's readers, the surest reading kept).
+/// none, the server's readers, the surest reading kept); `places` says
+/// how its admission was had.
 pub async fn read(
     core: &Core,
     request: ReadRequest,
     deadline: Option<Instant>,
     mut admission: Admission,
-    more: MorePlaces,
+    places: ReadingPlaces,
 ) -> Result<ReadResponse, ServerError> {
     let readers = core.models().readers(&request.model)?;
     let page = page_input(request.input)?;
     let expected = (request.expected_digits > 0).then_some(request.expected_digits as usize);
     let top_k = request.top_k.min(10) as usize;
-    let read = core.read(&readers, page, expected, deadline, &mut admission, more).await?;
+    let read = core.read(&readers, page, expected, deadline, &mut admission, places).await?;
     Ok(ReadResponse {
         id: request.id,
         text: read.reading.text.clone(),
@@ -53,6 +61,7 @@ pub async fn read(
         model: read.model,
         model_name: read.model_name,
         best_length: read.reading.best_length as u32,
+        cut_short: read.reading.cut_short.clone().unwrap_or_default(),
     })
 }
 
@@ -61,11 +70,16 @@ pub async fn read_item(
     core: Arc<Core>,
     request: ReadRequest,
     deadline: Option<Instant>,
-    admission: Admission,
+    admission: Result<Admission, ServerError>,
 ) -> ReadResponse {
     let started = Instant::now();
     let id = request.id.clone();
-    let result = read(&core, request, deadline, admission, MorePlaces::Wait).await;
+    let result = match admission {
+        Ok(admission) => {
+            read(&core, request, deadline, admission, ReadingPlaces::Reserved { give_back_unused: true }).await
+        }
+        Err(error) => Err(error),
+    };
     let code = result.as_ref().map_or_else(ServerError::code, |_| tonic::Code::Ok);
     metrics::request(PROTOCOL, "Read", code, started.elapsed(), 1);
     result.unwrap_or_else(|error| ReadResponse { id, error: Some(error.to_rpc_status()), ..Default::default() })

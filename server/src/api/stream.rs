@@ -1,20 +1,32 @@
-//! The loop behind both gRPC streaming calls (`Predict`, `ModelStreamInfer`):
-//! read a message only once there is a place for it, keep at most
-//! `max_in_flight_per_stream` messages in the pipeline, answer them in
-//! request order.
+//! The loop behind the gRPC streaming calls (`Predict`, `Read`,
+//! `ModelStreamInfer`): read a message, take all the places it needs in one
+//! step, work on it, answer in request order; keep at most
+//! `max_in_flight_per_stream` messages between reading and answer.
 //!
-//! When the window is full, or no place is free, the loop stops reading,
-//! so HTTP/2 flow control slows the client instead of the server
-//! buffering. A message that cannot be decoded ends the call after the
-//! messages read before it are answered.
+//! Three rules keep one stream from taking the server away from others:
+//! - **No waiting while holding.** A message's places (its worst case,
+//!   known before any work: `plan`) are taken in one step, and the next
+//!   message is not read until this one holds them. The messages in flight
+//!   never ask for more, so they finish and give their places back whatever
+//!   this stream waits for (the invariant of [`crate::core`]).
+//! - **A client that stops reading costs only itself.** Sending an answer
+//!   is a branch of the loop like the others (a reserved slot in the answer
+//!   channel), never an `await` inside one: while the client does not read,
+//!   the work in flight is still polled to its end and gives its places and
+//!   decode slots back, its answers wait here (at most the window), and no
+//!   new message is read.
+//! - **Decode turns per stream.** The stream's messages share one lane of
+//!   the decode queue ([`DecodeLane`]), so a lone image of another caller
+//!   waits behind one of this stream's photos, not behind all of them.
+//!
+//! When the window is full or no place is free, the loop stops reading, so
+//! HTTP/2 flow control slows the client instead of the server buffering. A
+//! message that cannot be decoded ends the call after the messages read
+//! before it are answered. Waiting for places ends at the call's deadline.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
 
-use futures_util::{
-    FutureExt, Stream, StreamExt,
-    future::{Fuse, FusedFuture},
-    stream::FuturesOrdered,
-};
+use futures_util::{Stream, StreamExt, stream::FuturesOrdered};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -22,73 +34,81 @@ use tonic::{Status, Streaming};
 use crate::{
     core::{Admission, Core, StreamSlot},
     error::ServerError,
+    fair::DecodeLane,
     message_limit,
 };
 
 /// A streaming call's answers.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Serves one open stream: each message is handed to `handle` with a place
-/// for one image (which `handle` may grow), and `handle`'s answers are sent
-/// back in order. Per-message failures are `handle`'s to put into its answer.
-pub fn serve<Req, Resp, Handle, Answer>(
+/// A message read and waiting for its places, with them when it has them.
+type Admitting<Plan> = Pin<Box<dyn Future<Output = (Plan, Result<Admission, ServerError>)> + Send>>;
+
+/// Serves one open stream. Each message is first turned by `plan` into
+/// what `handle` needs and the places it takes (all it can ever need);
+/// `handle` gets it with those places, or with the reason they could not be
+/// had (the call's deadline, a request larger than the server), and puts
+/// any failure into its answer. Answers go back in order.
+pub fn serve<Req, Resp, Plan, Planner, Handle, Answer>(
     core: Arc<Core>,
     slot: StreamSlot,
     mut inbound: Streaming<Req>,
+    deadline: Option<Instant>,
+    plan: Planner,
     handle: Handle,
 ) -> ResponseStream<Resp>
 where
     Req: Send + 'static,
     Resp: Send + 'static,
-    Handle: Fn(Arc<Core>, Req, Admission) -> Answer + Send + 'static,
+    Plan: Send + 'static,
+    Planner: Fn(&Core, Req) -> (Plan, usize) + Send + 'static,
+    Handle: Fn(Arc<Core>, Plan, Result<Admission, ServerError>) -> Answer + Send + 'static,
     Answer: Future<Output = Resp> + Send + 'static,
 {
     let window = core.limits().max_in_flight_per_stream;
     let max_message_bytes = core.limits().decode.max_encoded_bytes;
     let (sender, receiver) = mpsc::channel(window);
+    let lane = DecodeLane::new();
     tokio::spawn(async move {
+        // Messages with their places, being worked on, in request order.
         let mut pending = FuturesOrdered::new();
+        // Answers ready, waiting for the client to take them.
+        let mut ready: VecDeque<Resp> = VecDeque::new();
+        // The message read last, while it waits for its places.
+        let mut admitting: Option<Admitting<Plan>> = None;
         let mut inbound_open = true;
-        // The place for the next message, taken before reading it. The wait
-        // is kept across loop turns so the stream keeps its turn in the
-        // admission queue.
-        let mut admitted: Option<Admission> = None;
-        let mut admitting = std::pin::pin!(Fuse::terminated());
         // Why the client's side ended, when it did not end cleanly.
         let mut inbound_error = None;
         let failure = loop {
-            if !inbound_open && pending.is_empty() {
+            if !inbound_open && admitting.is_none() && pending.is_empty() && ready.is_empty() {
                 break inbound_error; // every message read has been answered
             }
-            let wants_more = inbound_open && pending.len() < window;
-            if wants_more && admitted.is_none() && admitting.is_terminated() {
-                admitting.set(Arc::clone(&core).admit_one().fuse());
-            }
+            let in_flight = pending.len() + ready.len() + usize::from(admitting.is_some());
+            let wants_more = inbound_open && admitting.is_none() && in_flight < window;
             tokio::select! {
                 biased;
                 // The client cancelled or its connection died: tonic drops
                 // the response stream, which closes the channel even while
                 // no answer is ready to be sent.
                 () = sender.closed() => break None,
-                // Answer before reading more, so a full window drains first.
-                Some(response) = pending.next(), if !pending.is_empty() => {
-                    if sender.send(Ok(response)).await.is_err() {
-                        break None; // the client went away
-                    }
+                // Answer first, so a full window drains before more is read.
+                reserved = sender.reserve(), if !ready.is_empty() => match (reserved, ready.pop_front()) {
+                    (Ok(permit), Some(answer)) => permit.send(Ok(answer)),
+                    _ => break None, // the client went away
+                },
+                Some(answer) = pending.next(), if !pending.is_empty() => ready.push_back(answer),
+                (planned, admission) = next_admitted(&mut admitting), if admitting.is_some() => {
+                    admitting = None;
+                    pending.push_back(lane.scope(handle(Arc::clone(&core), planned, admission)));
                 }
-                permit = &mut admitting, if !admitting.is_terminated() => {
-                    match permit {
-                        Ok(permit) => admitted = Some(permit),
-                        Err(error) => break Some(Status::from(error)),
-                    }
-                }
-                message = inbound.message(), if wants_more && admitted.is_some() => match message {
+                message = inbound.message(), if wants_more => match message {
                     Ok(Some(request)) => {
-                        // The branch runs only with a place.
-                        let Some(place) = admitted.take() else {
-                            break Some(Status::internal("stream read a message without admitting it"));
-                        };
-                        pending.push_back(handle(Arc::clone(&core), request, place));
+                        let (planned, places) = plan(&core, request);
+                        let core = Arc::clone(&core);
+                        admitting = Some(Box::pin(async move {
+                            let admission = core.take(places, deadline).await;
+                            (planned, admission)
+                        }));
                     }
                     Ok(None) => inbound_open = false,
                     // A message that cannot be decoded (too large, garbage): answer
@@ -104,14 +124,22 @@ where
         // Dropping `pending` cancels the work still queued; the stream's
         // place is given back before the client can see the stream end, so a
         // client that opens its next stream at once finds it free.
-        drop((pending, admitted));
-        admitting.set(Fuse::terminated());
+        drop((pending, admitting, ready));
         drop(slot);
         if let Some(status) = failure {
             let _ = sender.send(Err(status)).await;
         }
     });
     Box::pin(ReceiverStream::new(receiver))
+}
+
+/// The message waiting for its places, once it has them (never, when none
+/// is waiting: the branch is off then).
+async fn next_admitted<Plan>(admitting: &mut Option<Admitting<Plan>>) -> (Plan, Result<Admission, ServerError>) {
+    match admitting.as_mut() {
+        Some(waiting) => waiting.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Opens a stream for `method`, counting a refusal in the metrics.

@@ -34,8 +34,8 @@ use std::{sync::Arc, time::Instant};
 use axum::{
     Router,
     body::Body,
-    extract::{Query, State},
-    http::{HeaderValue, header},
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -43,10 +43,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ApiError, read_body, require_token};
+use super::body::{ApiError, ApiQuery, BodyReader, require_token};
 use crate::{
     auth::BearerAuth,
-    core::{Core, ImageInput, MorePlaces, PageInput},
+    core::{Core, ImageInput, PageInput, ReadingPlaces},
     error::ServerError,
     metrics,
     models::Model,
@@ -68,14 +68,21 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
 
-/// The page and its JSON routes, over `core`.
-pub fn router(core: Arc<Core>, auth: BearerAuth) -> Router {
+/// What the JSON routes share.
+#[derive(Clone)]
+struct PageState {
+    core: Arc<Core>,
+    bodies: BodyReader,
+}
+
+/// The page and its JSON routes, over `core`, their bodies read by `bodies`.
+pub fn router(core: Arc<Core>, auth: BearerAuth, bodies: BodyReader) -> Router {
     let api = Router::new()
         .route("/api/models", get(models))
         .route("/api/classify", post(classify))
         .route("/api/read", post(read))
         .route_layer(middleware::from_fn_with_state(auth, require_token))
-        .with_state(core);
+        .with_state(PageState { core, bodies });
     Router::new()
         .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/web/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
@@ -120,8 +127,8 @@ fn describe(model: &Model) -> Value {
     })
 }
 
-async fn models(State(core): State<Arc<Core>>) -> axum::Json<Value> {
-    let models = core.models();
+async fn models(State(state): State<PageState>) -> axum::Json<Value> {
+    let models = state.core.models();
     axum::Json(json!({
         "models": models.iter().map(|model| describe(model)).collect::<Vec<_>>(),
         "photo_model": models.photo_model().name(),
@@ -138,15 +145,16 @@ struct ClassifyQuery {
 }
 
 async fn classify(
-    State(core): State<Arc<Core>>,
-    Query(query): Query<ClassifyQuery>,
+    State(state): State<PageState>,
+    ApiQuery(query): ApiQuery<ClassifyQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<Value>, ApiError> {
-    measured("classify", classify_body(&core, &query.model, body)).await
+    let image = image_bytes(&state.bodies, &headers, body);
+    measured("classify", async { classify_body(&state.core, &query.model, image.await?).await }).await
 }
 
-async fn classify_body(core: &Core, model: &str, body: Body) -> Result<Value, ServerError> {
-    let image = image_bytes(core, body).await?;
+async fn classify_body(core: &Core, model: &str, image: Vec<u8>) -> Result<Value, ServerError> {
     let model = core.models().classifier(model, mnist::preprocess::needs_fitting(&image))?;
     let admission = core.try_admit(1)?;
     let (prediction, seen) = core.classify_and_show(model, ImageInput::Encoded(image), None, admission).await?;
@@ -170,11 +178,13 @@ struct ReadQuery {
 }
 
 async fn read(
-    State(core): State<Arc<Core>>,
-    Query(query): Query<ReadQuery>,
+    State(state): State<PageState>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<Value>, ApiError> {
-    measured("read", read_number(&core, &query, body)).await
+    let image = image_bytes(&state.bodies, &headers, body);
+    measured("read", async { read_number(&state.core, &query, image.await?).await }).await
 }
 
 /// Runs one of the page's calls, counting it in the request metrics under
@@ -191,22 +201,21 @@ async fn measured(
 }
 
 /// The uploaded image's bytes: within the body limit and not empty.
-async fn image_bytes(core: &Core, body: Body) -> Result<Vec<u8>, ServerError> {
-    let body = read_body(core, body).await?;
+async fn image_bytes(bodies: &BodyReader, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ServerError> {
+    let body = bodies.read(headers, body).await?;
     if body.is_empty() {
         return Err(ServerError::EmptyInput);
     }
     Ok(body.to_vec())
 }
 
-async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value, ServerError> {
+async fn read_number(core: &Core, query: &ReadQuery, image: Vec<u8>) -> Result<Value, ServerError> {
     let readers = core.models().readers(&query.model)?;
     let check_model = readers.checker.map(|model| model.name().to_string());
-    let image = image_bytes(core, body).await?;
     let mut admission = core.try_admit(1)?;
     let expected = query.digits.filter(|&n| n > 0);
     let page = PageInput::Encoded(image);
-    let read = core.read(&readers, page, expected, None, &mut admission, MorePlaces::Refuse).await?;
+    let read = core.read(&readers, page, expected, None, &mut admission, ReadingPlaces::TakeNow).await?;
     let digits: Vec<Value> = read
         .reading
         .digits
@@ -229,6 +238,7 @@ async fn read_number(core: &Core, query: &ReadQuery, body: Body) -> Result<Value
         "text": read.reading.text,
         "confidence": read.reading.confidence,
         "best_length": read.reading.best_length,
+        "cut_short": read.reading.cut_short,
         "check_model": check_model,
         "digits": digits,
     }))

@@ -275,3 +275,34 @@ pub async fn http(
     let (parts, body) = response.into_parts();
     (parts.status.as_u16(), parts.headers, http_body_util::BodyExt::collect(body).await.unwrap().to_bytes().to_vec())
 }
+
+/// An HTTP/2 connection with no gRPC timers of its own: a `grpc-timeout`
+/// header set on a request is only the server's to honour, so a test sees
+/// what the server answers, not the client's own CANCELLED.
+pub type RawH2 =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, tonic::body::Body>;
+
+/// A [`RawH2`] connection to `addr`, and the origin to give a generated
+/// client's `with_origin`.
+pub fn raw_h2(addr: SocketAddr) -> (RawH2, tonic::codegen::http::Uri) {
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http();
+    (client, format!("http://{addr}").parse().unwrap())
+}
+
+/// A `mnist.v1` client over [`RawH2`].
+pub fn raw_classifier(addr: SocketAddr) -> mnist::proto::v1::classifier_client::ClassifierClient<RawH2> {
+    let (client, origin) = raw_h2(addr);
+    mnist::proto::v1::classifier_client::ClassifierClient::with_origin(client, origin)
+}
+
+/// Whether `status` is the server's answer to a call whose deadline
+/// passed: DEADLINE_EXCEEDED from the server's own checks, or CANCELLED
+/// "Timeout expired" from tonic's timer on the server, which answers for a
+/// unary call still reading its message when the deadline passes. Only
+/// meaningful from a [`RawH2`] client, which has no timer of its own: the
+/// status cannot be the client giving up.
+pub fn is_servers_deadline_answer(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::DeadlineExceeded
+        || (status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired")
+}

@@ -28,7 +28,7 @@ use serde_json::json;
 
 use super::{IMAGE, InferAnswer, InferRequest, Output, OutputData, OutputTensor};
 use crate::{
-    core::{Admission, Core, ImageInput, MorePlaces, PageInput},
+    core::{Admission, Core, ImageInput, PageInput, ReadingPlaces},
     error::ServerError,
     models::Model,
 };
@@ -55,18 +55,25 @@ pub(super) async fn infer(
     request: InferRequest,
     deadline: Option<Instant>,
     mut admission: Admission,
-    more: MorePlaces,
+    admitted: super::Admitted,
 ) -> Result<InferAnswer, ServerError> {
     let readers = core.models().readers("")?;
     let mut readings = Vec::with_capacity(request.images.len());
-    for image in request.images {
+    let photos = request.images.len();
+    for (index, image) in request.images.into_iter().enumerate() {
         let ImageInput::Encoded(bytes) = image else {
             return Err(ServerError::InvalidTensor(format!(
                 "model '{READ_MODEL}' reads encoded photos: send input `{IMAGE}` (BYTES [N])"
             )));
         };
         let page = PageInput::Encoded(bytes);
-        readings.push(core.read(&readers, page, request.expected_digits, deadline, &mut admission, more).await?);
+        let places = match admitted {
+            // The places are kept for the next photo: waiting for them
+            // again would wait while holding.
+            super::Admitted::Waiting => ReadingPlaces::Reserved { give_back_unused: index + 1 == photos },
+            super::Admitted::AtOnce => ReadingPlaces::TakeNow,
+        };
+        readings.push(core.read(&readers, page, request.expected_digits, deadline, &mut admission, places).await?);
     }
     let n = readings.len() as i64;
     let mut models: Vec<&str> = readings.iter().map(|r| r.model.as_str()).collect();
