@@ -296,9 +296,10 @@ async fn the_int8_model_serves_unchanged_and_scores_its_card() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!((report["images"].as_u64(), report["errors"].as_u64()), (Some(10000), Some(0)));
     let served = report["accuracy"].as_f64().unwrap();
-    assert_eq!(Some(served), card["test_accuracy"].as_f64());
+    let card_accuracy = card["test_accuracy"].as_f64().unwrap();
+    assert!((served - card_accuracy).abs() <= int8_card_tolerance(), "served {served}, card {card_accuracy}");
     let float = float_card["test_accuracy"].as_f64().unwrap();
-    assert!((served - float).abs() <= 0.001, "int8 served {served}, float card {float}");
+    assert!((served - float).abs() <= 0.001 + int8_card_tolerance(), "int8 served {served}, float card {float}");
 }
 
 /// `--model` picks a served model on every subcommand; `info` lists them
@@ -327,7 +328,8 @@ async fn model_picks_one_of_several_served_models() {
     let out = client(&server.url, &["--model", "mnist-int8", "eval", "--format", "json", "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(report["accuracy"], card["test_accuracy"]);
+    let (served, card_accuracy) = (report["accuracy"].as_f64().unwrap(), card["test_accuracy"].as_f64().unwrap());
+    assert!((served - card_accuracy).abs() <= int8_card_tolerance(), "served {served}, card {card_accuracy}");
 
     let digits = repo().join("examples/digits");
     let digits = digits.to_str().unwrap();
@@ -539,6 +541,15 @@ fn number_folder(per_cell: usize, seed: u64) -> tempfile::TempDir {
     dir
 }
 
+/// How far an int8 model's accuracy may be from its card's on this CPU:
+/// exact where int8 products do not saturate (VNNI, or not x86), else half
+/// a point (ONNX Runtime's AVX2 u8s8 kernels; server/tests/shipped_models.rs).
+fn int8_card_tolerance() -> f64 {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let vnni = cpuinfo.split_whitespace().any(|flag| flag == "avx512_vnni" || flag == "avx_vnni");
+    if vnni || !cfg!(target_arch = "x86_64") { 0.0 } else { 0.005 }
+}
+
 /// The digits a photo of [`number_folder`] shows, and its spacing.
 fn truth(path: &str) -> (&str, &str) {
     let name = path.rsplit('/').next().unwrap().trim_end_matches(".jpg");
@@ -556,9 +567,9 @@ async fn numbers_are_read_alike_by_client_and_server_and_well() {
     let folder = number_folder(NUMBERS_PER_CELL, 1);
     let root = folder.path().to_str().unwrap();
     let local = client(&server.url, &["read", root, "--format", "json", "--quiet"]);
-    assert!(local.status.success(), "{}", stderr(&local));
+    assert!(local.status.success(), "{:?} {}\n{}", local.status, stderr(&local), stdout(&local));
     let remote = client(&server.url, &["read", root, "--format", "json", "--quiet", "--send-encoded"]);
-    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert!(remote.status.success(), "{:?} {}\n{}", remote.status, stderr(&remote), stdout(&remote));
     let local: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
     let remote: serde_json::Value = serde_json::from_str(&stdout(&remote)).unwrap();
     let (local, remote) = (local.as_array().unwrap(), remote.as_array().unwrap());

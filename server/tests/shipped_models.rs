@@ -114,6 +114,29 @@ fn check_reader(path: &Path, method: Method) {
     }
 }
 
+/// How far int8 answers may stray on this CPU (see `check_pair`).
+#[derive(Debug)]
+struct Int8Tolerance {
+    /// From the card's accuracy and agreement.
+    card: f64,
+    /// Between float and int8 accuracy.
+    float_gap: f64,
+    /// Least share of images with the same digit as the float model.
+    agreement: f64,
+}
+
+impl Int8Tolerance {
+    fn for_this_cpu() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let vnni = cpuinfo.split_whitespace().any(|flag| flag == "avx512_vnni" || flag == "avx_vnni");
+        if vnni || !cfg!(target_arch = "x86_64") {
+            Self { card: 0.0, float_gap: 0.001, agreement: 0.998 }
+        } else {
+            Self { card: 0.005, float_gap: 0.005, agreement: 0.99 }
+        }
+    }
+}
+
 /// Checks a float model and its int8 twin; returns the float model's test accuracy.
 fn check_pair(float_path: &Path, int8_path: &Path) -> f64 {
     let test = common::test_set();
@@ -128,16 +151,30 @@ fn check_pair(float_path: &Path, int8_path: &Path) -> f64 {
     let (float_card, int8_card) = (card(float_path), card(int8_path));
 
     let (float_accuracy, int8_accuracy) = (accuracy(&float_digits), accuracy(&int8_digits));
-    assert_eq!(Some(int8_accuracy), int8_card["test_accuracy"].as_f64(), "int8 card");
+    // int8 answers depend on the CPU: without VNNI (AVX2 only), ONNX
+    // Runtime's u8s8 products saturate, and on an AVX2-only EPYC
+    // (2026-12-07) the three-block int8 model read 0.9929 where its card,
+    // written on a VNNI machine, says 0.9961. The cards' figures hold on
+    // VNNI CPUs, checked exactly there; elsewhere within half a point.
+    let tolerance = Int8Tolerance::for_this_cpu();
+    let int8_card_accuracy = int8_card["test_accuracy"].as_f64().expect("int8 card accuracy");
+    assert!(
+        (int8_accuracy - int8_card_accuracy).abs() <= tolerance.card,
+        "int8 card: {int8_card_accuracy}, measured here {int8_accuracy} ({tolerance:?})"
+    );
     assert_eq!(Some(float_accuracy), float_card["test_accuracy"].as_f64(), "float card");
     assert!(
-        (float_accuracy - int8_accuracy).abs() <= 0.001,
-        "int8 {int8_accuracy} against float {float_accuracy}: more than 0.1 points apart"
+        (float_accuracy - int8_accuracy).abs() <= tolerance.float_gap,
+        "int8 {int8_accuracy} against float {float_accuracy} ({tolerance:?})"
     );
     let agreement =
         float_digits.iter().zip(&int8_digits).filter(|(a, b)| a == b).count() as f64 / float_digits.len() as f64;
-    assert!(agreement >= 0.998, "same digit on {:.2}% of test images", agreement * 100.0);
-    assert_eq!(int8_card["quantization"]["test_argmax_agreement"].as_f64(), Some(agreement));
+    assert!(agreement >= tolerance.agreement, "same digit on {:.2}% of test images", agreement * 100.0);
+    let card_agreement = int8_card["quantization"]["test_argmax_agreement"].as_f64().expect("card agreement");
+    assert!(
+        (card_agreement - agreement).abs() <= 1.0 - tolerance.agreement,
+        "agreement {agreement} here against {card_agreement} on the card ({tolerance:?})"
+    );
 
     for (model, card) in [(&float_model, &float_card), (&int8_model, &int8_card)] {
         assert_eq!(Some(model.sha256.as_str()), card["sha256"].as_str());
