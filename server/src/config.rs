@@ -4,12 +4,18 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
-/// The model served when no `--model` or `--model-repository` is given.
-pub const DEFAULT_MODEL: &str = "models/mnist.onnx";
+/// The folder of models served when no `--model` or `--model-repository`
+/// is given, looked for beside the working directory, then beside the
+/// binary (the container's `/models`, a checkout's `target/release/../../models`).
+pub const DEFAULT_MODELS_DIR: &str = "models";
+
+/// The model that answers requests naming none, of the default folder.
+pub const DEFAULT_MODEL_NAME: &str = "mnist";
 
 const EXAMPLES: &str = "\
 Examples:
-  # Serve the shipped model on localhost:50051:
+  # Serve every shipped model (the models/ folder here or beside the binary) on localhost:50051,
+  # as scripts/serve.sh does:
   mnist-server
 
   # Serve three models; requests name one (`model`), or get the first:
@@ -45,7 +51,9 @@ pub struct Config {
     /// A model to serve: PATH (named after the file: models/mnist-int8.onnx is `mnist-int8`) or
     /// NAME=PATH. Give it several times (or a comma-separated list in the variable) to serve
     /// several models; the first is the default for requests that name none. Its card (same
-    /// name, .json) is read when present. Default: models/mnist.onnx, unless --model-repository.
+    /// name, .json) is read when present. Default: every model of the models/ folder in the
+    /// working directory or beside the binary, `mnist` answering requests that name none (as
+    /// scripts/serve.sh).
     #[arg(long, env = "MNIST_MODEL", value_delimiter = ',', action = clap::ArgAction::Append)]
     pub model: Vec<String>,
 
@@ -237,10 +245,23 @@ impl Config {
         if let Some(dir) = &self.model_repository {
             specs.extend(models::repository(dir)?);
         }
+        let mut default = self.default_model.as_deref();
         if specs.is_empty() {
-            specs.push(ModelSpec::from_path(std::path::Path::new(DEFAULT_MODEL))?);
+            // The bare binary serves what scripts/serve.sh serves: every
+            // model of the shipped folder, `mnist` answering by default.
+            let dir = default_models_dir().ok_or_else(|| {
+                crate::error::ServerError::Config(format!(
+                    "no models to serve: give --model PATH or --model-repository DIR (no {DEFAULT_MODELS_DIR}/ folder \
+                     with .onnx files in the working directory or beside the binary)"
+                ))
+            })?;
+            tracing::info!(folder = %dir.display(), "no model flags: serving every model of the folder");
+            specs = models::repository(&dir)?;
+            if default.is_none() && specs.iter().any(|spec| spec.name == DEFAULT_MODEL_NAME) {
+                default = Some(DEFAULT_MODEL_NAME);
+            }
         }
-        models::order(specs, self.default_model.as_deref())
+        models::order(specs, default)
     }
 
     /// The ONNX Runtime settings for each of `sessions` served models.
@@ -337,4 +358,21 @@ mod tests {
         assert_eq!(names(&["--model-repository", repository]).unwrap(), ["a", "b"]);
         assert_eq!(names(&["--model", "c=c.onnx", "--model-repository", repository]).unwrap(), ["c", "a", "b"]);
     }
+}
+
+/// The first [`DEFAULT_MODELS_DIR`] holding an `.onnx` file: in the working
+/// directory, then beside the binary and up to two folders above it.
+fn default_models_dir() -> Option<std::path::PathBuf> {
+    let here = std::path::PathBuf::from(DEFAULT_MODELS_DIR);
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .map(|exe| exe.ancestors().skip(1).take(3).map(|dir| dir.join(DEFAULT_MODELS_DIR)).collect::<Vec<_>>());
+    std::iter::once(here).chain(beside_binary.into_iter().flatten()).find(|dir| holds_onnx(dir))
+}
+
+fn holds_onnx(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().any(|entry| entry.path().extension().is_some_and(|ext| ext == "onnx")))
+        .unwrap_or(false)
 }

@@ -292,3 +292,44 @@ fn bad_model_flags_are_refused_at_start() {
     let (ok, stderr) = common::run_to_exit(&["--model", "ok=/nonexistent/x.onnx"]);
     assert!(!ok && stderr.contains("/nonexistent/x.onnx"), "{stderr}");
 }
+
+/// The binary run with no model flags (`cargo run -p mnist-server`, a
+/// hand-written unit file) serves what scripts/serve.sh serves: every model
+/// of the shipped folder, found beside the binary when the working
+/// directory has none, `mnist` the default. With no folder anywhere, a clear
+/// error names the flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bare_server_serves_the_shipped_folder_and_says_what_to_give_without_one() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-server"));
+    command
+        .current_dir(elsewhere.path())
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--intra-threads", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let server = ServerProcess::from_child(command.spawn().unwrap());
+    let mut client = ClassifierClient::connect(server.url()).await.unwrap();
+    let listed = client.list_models(ListModelsRequest {}).await.unwrap().into_inner();
+    let names: Vec<&str> = listed.models.iter().map(|m| m.name.as_str()).collect();
+    let shipped = std::fs::read_dir(models_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "onnx"))
+        .count();
+    assert_eq!(names.len(), shipped, "{names:?}");
+    assert_eq!(names[0], "mnist", "the default first: {names:?}");
+    assert_eq!((listed.read_model.as_str(), listed.photo_model.as_str()), ("mnist-reader", "mnist-photo"));
+
+    // A copy of the binary with no models folder near it, run where there is none.
+    let lonely = elsewhere.path().join("bin/mnist-server");
+    std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_mnist-server"), &lonely).unwrap();
+    let output = std::process::Command::new(&lonely)
+        .current_dir(elsewhere.path())
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("no models to serve") && stderr.contains("--model-repository"), "{stderr}");
+}

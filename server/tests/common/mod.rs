@@ -161,7 +161,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `mnist-server` with `args` and waits for its "ready" line.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = spawn(args);
+        Self::from_child(spawn(args))
+    }
+
+    /// Waits for the "ready" line of a server started with JSON logs on
+    /// stderr (piped).
+    pub fn from_child(mut child: Child) -> Self {
         let stderr = child.stderr.take().unwrap();
         let (tx, logs) = mpsc::channel();
         std::thread::spawn(move || {
