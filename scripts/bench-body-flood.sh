@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The HTTP port under a flood of bodies that never finish, and the memory
 # one refused body costs. In one run against one release server:
-#   1. ghz PredictOne (pixels, gRPC) for SECONDS alone: the baseline rate;
-#   2. the same while 200 HTTP connections each send a body one byte short
-#      of 4 MiB and stall, and 2 clients loop 4 MiB JSON bodies the server
-#      refuses (6,000 images, over --max-images-per-request): the ratio;
-#   3. on the idle server, one refused 4 MiB JSON body alone: the rise of
-#      the server's RSS over its level before (sampled every 5 ms), against
-#      the body's size.
+#   1. on the idle server, one refused 4 MiB JSON body (6,000 images'
+#      worth of shape, the data not matching it), the first it sees: the
+#      rise of the server's RSS over its level before (sampled every 5 ms),
+#      against the body's size;
+#   2. ghz PredictOne (pixels, gRPC) for SECONDS alone: the baseline rate;
+#   3. the same while 200 HTTP connections each announce 4 MiB, send one
+#      byte short and stall, and 2 clients loop such refused JSON bodies:
+#      the ratio, and the server's peak RSS.
 # Figures go in docs/benchmarks.md ("Careless HTTP clients").
 #
 #   scripts/bench-body-flood.sh [SECONDS]     default 10
@@ -36,6 +37,10 @@ ghz_rate() {
 "$GHZ" --insecure --proto proto/mnist/v1/classifier.proto --import-paths proto \
   --call mnist.v1.Classifier.PredictOne -D examples/requests/pixels.json -n 2000 "$ADDR" >/dev/null
 
+echo "== one refused 4 MiB JSON body on the idle server" >&2
+python3 scripts/body_flood.py one "$HTTP_ADDR" "$SERVER_PID" >"$OUT/one.txt"
+cat "$OUT/one.txt" >&2
+
 echo "== PredictOne alone, ${SECONDS_PER_POINT}s" >&2
 alone=$(ghz_rate alone)
 echo "   $alone calls/s" >&2
@@ -48,10 +53,6 @@ flooded=$(ghz_rate flooded)
 echo "   $flooded calls/s" >&2
 wait "$FLOOD"
 cat "$OUT/flood.txt" >&2
-sleep 3
-echo "== one refused 4 MiB JSON body on the idle server" >&2
-python3 scripts/body_flood.py one "$HTTP_ADDR" "$SERVER_PID" >"$OUT/one.txt"
-cat "$OUT/one.txt" >&2
 
 python3 - "$alone" "$flooded" <<'PY'
 import sys

@@ -1061,6 +1061,9 @@ mod tests {
             draw_filled_rect_mut(&mut specks, Rect::at(x as i32, y as i32).of_size(3, 3), Luma([30]));
         }
         let all_ink = GrayImage::from_pixel(640, 480, Luma([5]));
+        let many = segment(&DynamicImage::ImageLuma8(strip.clone()), Method::Cuts);
+        let note = many.cut_short.as_deref().expect("400 strokes are more marks than a line may have");
+        assert!(note.contains("400 marks") && note.contains("48 heaviest"), "{note}");
         for page in [strip, specks, all_ink] {
             let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Cuts);
             assert!(segmentation.candidates.len() <= most, "{} candidates", segmentation.candidates.len());
@@ -1124,6 +1127,13 @@ mod tests {
     fn hostile_pages_give_a_bounded_number_of_windows() {
         let lefts: Vec<i32> = (0..400).map(|i| 20 + i * 50).collect();
         let empty = GrayImage::from_pixel(200, 100, Luma([230]));
+        let long = segment(&DynamicImage::ImageLuma8(strokes(20_000, 200, 120, &lefts)), Method::Windows);
+        let note = long.cut_short.as_deref().expect("a line of 400 strokes is squeezed, and says so");
+        assert!(note.contains("squeezed"), "{note}");
+        let reading = long.read(&vec![vec![0.0; NUM_CLASSES]; long.candidates.len()], None).unwrap();
+        assert!(reading.cut_short.is_some(), "the reading carries the note");
+        let short = segment(&DynamicImage::ImageLuma8(strokes(300, 120, 60, &[40, 140])), Method::Windows);
+        assert_eq!(short.cut_short, None, "a line of two digits is read whole");
         for page in [strokes(20_000, 200, 120, &lefts), GrayImage::from_pixel(640, 480, Luma([5])), empty] {
             let segmentation = segment(&DynamicImage::ImageLuma8(page), Method::Windows);
             let most = line::MAX_FRAMES * line::READING_VIEWS.len();

@@ -165,6 +165,9 @@ pub struct ReadAnnotations {
 impl ReadAnnotations {
     /// Why a reading is uncertain, if it is.
     pub fn doubt(&self, number: &ReadNumber) -> Option<String> {
+        if let Some(cut_short) = &number.cut_short {
+            return Some(cut_short.clone());
+        }
         let (length, confidence) = (number.text.chars().count(), number.confidence);
         if let Some(expected) = self.expected_digits {
             if length != expected {

@@ -107,6 +107,10 @@ pub struct ReadNumber {
     pub digits: Vec<NumberDigit>,
     /// Digits of the best reading of any length (see `--expect-digits`).
     pub best_length: usize,
+    /// Why the reading may have left part of the line out (a line longer
+    /// than a reading takes), when it may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut_short: Option<String>,
 }
 
 /// One digit of a [`ReadNumber`].
@@ -133,6 +137,7 @@ impl From<Reading> for ReadNumber {
             text: reading.text,
             confidence: reading.confidence,
             best_length: reading.best_length,
+            cut_short: reading.cut_short,
             digits: reading
                 .digits
                 .into_iter()
@@ -493,6 +498,7 @@ async fn read_remotely(
                         .into_inner();
                     let number = ReadNumber {
                         best_length: response.best_length as usize,
+                        cut_short: Some(response.cut_short).filter(|note| !note.is_empty()),
                         text: response.text,
                         confidence: response.confidence,
                         digits: response

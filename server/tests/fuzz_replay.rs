@@ -39,6 +39,12 @@ fn oip_request_seeds_and_past_crashes_are_handled() {
     assert!(seeds >= 5, "the oip_request seeds are missing");
     for (name, data) in inputs {
         let prepared = oip::check_oip_request(&data, &LIMITS);
+        if name.contains("wrapped-shape") {
+            // A shape of 2^60 + 1 images of 784 pixels, whose size wraps a
+            // machine word to one image's: refused, not read as one image.
+            assert_eq!(prepared, 0, "{name} was read");
+            continue;
+        }
         // The seeds are valid requests: a seed that stopped parsing would
         // leave the fuzzer starting from nothing.
         assert!(!name.contains("/seeds/") || prepared > 0, "{name} no longer parses");

@@ -204,8 +204,10 @@ function renderReading(container, answer, elapsedMs) {
   const length = answer.best_length !== answer.digits.length ? ` (best as ${answer.best_length} digits)` : "";
   const checked = answer.digits.filter((digit) => digit.checked).length;
   const check = checked > 0 ? `, ${checked} standing alone checked by ${answer.check_model}` : "";
+  const cutShort = answer.cut_short ? `. Part of the line may be left out: ${answer.cut_short}` : "";
   node.querySelector(".meta").textContent =
-    `${answer.model_name} (${answer.model}) read ${answer.digits.length} digits${length}${check} in ${Math.round(elapsedMs)} ms`;
+    `${answer.model_name} (${answer.model}) read ${answer.digits.length} digits${length}${check} in ${Math.round(elapsedMs)} ms${cutShort}`;
+  if (answer.cut_short) node.classList.add("uncertain");
   node.dataset.text = answer.text;
   container.replaceChildren(node);
   container.classList.remove("empty");

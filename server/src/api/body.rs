@@ -25,7 +25,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -161,15 +161,28 @@ impl BodyReader {
         let _held = Arc::clone(&self.budget)
             .try_acquire_many_owned(u32::try_from(hold).unwrap_or(u32::MAX))
             .map_err(|_| ServerError::ReceivingTooMuch { budget: self.budget_bytes })?;
-        let collected = tokio::time::timeout(self.deadline, Limited::new(body, limit).collect())
+        // Read into one buffer of the announced size: collecting the frames
+        // and then joining them would hold the body twice.
+        let capacity = declared.map_or(0, |length| length as usize);
+        tokio::time::timeout(self.deadline, read_whole(body, limit, capacity))
             .await
-            .map_err(|_| ServerError::BodyDeadline { seconds: self.deadline.as_secs_f64() })?;
-        match collected {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(error) if error.is::<LengthLimitError>() => Err(ServerError::BodyTooLarge { limit }),
-            Err(error) => Err(ServerError::BadBody(format!("the request body could not be read: {error}"))),
-        }
+            .map_err(|_| ServerError::BodyDeadline { seconds: self.deadline.as_secs_f64() })?
     }
+}
+
+/// The body's bytes, refused past `limit` as they arrive.
+async fn read_whole(mut body: Body, limit: usize, capacity: usize) -> Result<Bytes, ServerError> {
+    let mut whole = Vec::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|error| ServerError::BadBody(format!("the request body could not be read: {error}")))?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers
+        if data.len() > limit.saturating_sub(whole.len()) {
+            return Err(ServerError::BodyTooLarge { limit });
+        }
+        whole.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(whole))
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@
 //!
 //! The health routes are open, for probes; every other route needs the
 //! bearer token when the server has one. Errors are `{"error": "..."}`
-//! with the HTTP code of their gRPC status (400, 401, 404, 413, 429, 503).
+//! with the HTTP code of their gRPC status (400, 401, 404, 408, 413, 429, 503, 504).
+
+// Sizes here come from a request's bytes: no arithmetic that could wrap.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::{
     sync::Arc,
@@ -370,7 +373,18 @@ fn input_tensors(inputs: Vec<JsonInput>, mut binary: Bytes) -> Result<Vec<InputT
                 }
                 TensorData::Raw(binary.split_to(size).to_vec())
             }
-            (None, Some(data)) => json_data(&input.name, &input.datatype, data)?,
+            (None, Some(data)) => {
+                // Refused before any conversion when the count is not the shape's.
+                let expected = input.shape.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok()?.checked_mul(n));
+                if let Some(expected) = expected.filter(|&expected| expected != data.len()) {
+                    return Err(ServerError::InvalidTensor(format!(
+                        "input '{}' has {} values of data; its shape calls for {expected}",
+                        input.name,
+                        data.len()
+                    )));
+                }
+                json_data(&input.name, &input.datatype, data)?
+            }
             (None, None) => {
                 return Err(ServerError::InvalidTensor(format!(
                     "input '{}' has neither `data` nor a `binary_data_size` parameter",
@@ -404,6 +418,8 @@ fn json_data(name: &str, datatype: &str, data: JsonElements) -> Result<TensorDat
     }
     Ok(match (datatype, data.values) {
         ("BYTES", Values::Strings(strings)) => TensorData::Bytes(strings),
+        // Pixels as they were parsed, a byte each.
+        ("UINT8", Values::Bytes(bytes)) => TensorData::Raw(bytes),
         ("BYTES", _) => return Err(invalid(0, "a string")),
         (_, Values::Strings(_)) if datatype == "FP32" => return Err(invalid(0, "a number")),
         (_, Values::Strings(_)) => return Err(invalid(0, "a 32-bit unsigned integer")),
@@ -722,6 +738,8 @@ mod tests {
     #[test]
     fn json_data_may_be_nested_and_must_fit_its_type() {
         let data = json_data("pixels", "UINT8", elements("[[1, 2], [3, 255]]")).unwrap();
+        assert_eq!(data, TensorData::Raw(vec![1, 2, 3, 255]));
+        let data = json_data("pixels", "UINT32", elements("[[1, 2], [3, 255]]")).unwrap();
         assert_eq!(data, TensorData::Uint(vec![1, 2, 3, 255]));
         let error = json_data("pixels", "UINT8", elements("[1, -2]")).unwrap_err();
         assert!(error.to_string().contains("element 1"), "{error}");

@@ -21,6 +21,10 @@
 //! Besides the served models, [`READ_MODEL`] reads whole numbers
 //! ([`reading`]).
 
+// Every size here comes from a request: no arithmetic that could wrap
+// (a shape of 2^60 x 784 wrapped to one image's size once).
+#![deny(clippy::arithmetic_side_effects)]
+
 mod reading;
 
 pub use reading::READ_MODEL;
@@ -199,7 +203,7 @@ impl OutputData {
             OutputData::Fp32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             OutputData::Int64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             OutputData::Bytes(elements) => {
-                let mut raw = Vec::with_capacity(elements.iter().map(|e| e.len() + 4).sum());
+                let mut raw = Vec::with_capacity(elements.iter().map(|e| e.len().saturating_add(4)).sum());
                 for element in elements {
                     raw.extend_from_slice(&(element.len() as u32).to_le_bytes());
                     raw.extend_from_slice(element);

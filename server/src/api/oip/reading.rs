@@ -70,7 +70,7 @@ pub(super) async fn infer(
         let places = match admitted {
             // The places are kept for the next photo: waiting for them
             // again would wait while holding.
-            super::Admitted::Waiting => ReadingPlaces::Reserved { give_back_unused: index + 1 == photos },
+            super::Admitted::Waiting => ReadingPlaces::Reserved { give_back_unused: index == photos.saturating_sub(1) },
             super::Admitted::AtOnce => ReadingPlaces::TakeNow,
         };
         readings.push(core.read(&readers, page, request.expected_digits, deadline, &mut admission, places).await?);
