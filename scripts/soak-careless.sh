@@ -29,14 +29,16 @@ target/release/examples/careless_soak --grpc "$ADDR" --http "$HTTP_ADDR" --pid "
 python3 - "$OUT/minutes.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("\n| minute | lone calls | p50 ms | p99 ms | slowest ms | lone failures | RSS MiB (min-max) | readings |")
-print("|---:|---:|---:|---:|---:|---:|---|---:|")
+print("\n| minute | lone calls | refused | p50 ms | p99 ms | slowest ms | other failures | RSS MiB (min-max) | readings |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 for r in rows:
-    print(f"| {r['minute']} | {r['lone_calls']} | {r['lone_p50_ms']:.1f} | {r['lone_p99_ms']:.1f} | {r['lone_max_ms']:.1f} "
-          f"| {r['lone_failures']} | {r['rss_mib_min']}-{r['rss_mib_max']} | {r['readings']} |")
+    print(f"| {r['minute']} | {r['lone_calls']} | {r['lone_refusals']} | {r['lone_p50_ms']:.1f} | {r['lone_p99_ms']:.1f} "
+          f"| {r['lone_max_ms']:.1f} | {r['lone_failures']} | {r['rss_mib_min']}-{r['rss_mib_max']} | {r['readings']} |")
 last = rows[-1]
 print(f"\nPredictOne pixels answered: {last['unary_ok_total']}; HTTP 200: {last['http_ok_total']}, "
-      f"413: {last['http_413_total']}, 408: {last['http_408_total']}, other: {last['http_other_total']}")
+      f"413: {last['http_413_total']}, 408: {last['http_408_total']}, 429: {last['http_429_total']}, "
+      f"other: {last['http_other_total']}")
 worst = max(r['lone_max_ms'] for r in rows)
-print(f"slowest lone call of the run: {worst:.1f} ms; lone failures: {sum(r['lone_failures'] for r in rows)}")
+print(f"slowest lone call of the run: {worst:.1f} ms; refused {sum(r['lone_refusals'] for r in rows)} of "
+      f"{sum(r['lone_calls'] for r in rows)}; other failures: {sum(r['lone_failures'] for r in rows)}")
 PY

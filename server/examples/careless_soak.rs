@@ -20,7 +20,8 @@
 //! - the lone caller: a PNG `PredictOne` every 100 ms on its own connection.
 //!
 //! Prints one JSON line per minute: the lone caller's calls, p50, p99 and
-//! slowest latency and answers other than OK or RESOURCE_EXHAUSTED; the
+//! slowest latency, its refusals (RESOURCE_EXHAUSTED: an answer, to retry)
+//! and answers other than OK or RESOURCE_EXHAUSTED; the
 //! server's RSS (lowest and highest, from /proc/PID/status); how many
 //! readings the polite streams got; the HTTP refusals seen.
 
@@ -49,6 +50,7 @@ struct Counters {
     unary_ok: AtomicU64,
     http_413: AtomicU64,
     http_408: AtomicU64,
+    http_429: AtomicU64,
     http_ok: AtomicU64,
     http_other: AtomicU64,
 }
@@ -94,8 +96,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     input: Some(predict_request::Input::Pixels(pixels.clone())),
                     ..Default::default()
                 };
-                if client.predict_one(request).await.is_ok() {
-                    counters.unary_ok.fetch_add(1, Ordering::Relaxed);
+                match client.predict_one(request).await {
+                    Ok(_) => {
+                        counters.unary_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Refused: retry after a moment, as a client should.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
             }
         });
@@ -164,6 +170,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while Instant::now() < end {
                 let status = post(http, "/api/classify", "application/octet-stream", photo.clone()).await;
                 count_http(&web_counters, status);
+                if status != Some(200) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         });
         let pixels: Vec<Vec<u8>> = (0..8).map(|i| data.image(i).to_vec()).collect();
@@ -177,6 +186,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while Instant::now() < end {
                 let status = post(http, "/v2/models/mnist/infer", "application/json", body.clone()).await;
                 count_http(&oip_counters, status);
+                if status != Some(200) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         });
     }
@@ -206,7 +218,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut minute = 1;
     while Instant::now() < end {
         let minute_end = (Instant::now() + Duration::from_secs(60)).min(end);
-        let (mut latencies, mut failures, mut rss) = (Vec::new(), 0u64, Vec::new());
+        let (mut latencies, mut failures, mut refusals, mut rss) = (Vec::new(), 0u64, 0u64, Vec::new());
         let readings_before = counters.readings.load(Ordering::Relaxed);
         while Instant::now() < minute_end {
             let started = Instant::now();
@@ -216,7 +228,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             request.set_timeout(Duration::from_secs(10));
             match lone.predict_one(request).await {
                 Ok(_) => {}
-                Err(status) if status.code() == Code::ResourceExhausted => {}
+                Err(status) if status.code() == Code::ResourceExhausted => refusals += 1,
                 Err(_) => failures += 1,
             }
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -238,6 +250,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "lone_p99_ms": at(0.99),
                 "lone_max_ms": latencies.last().copied().unwrap_or(0.0),
                 "lone_failures": failures,
+                "lone_refusals": refusals,
                 "rss_mib_min": rss.iter().min().map(|k| k / 1024),
                 "rss_mib_max": rss.iter().max().map(|k| k / 1024),
                 "readings": counters.readings.load(Ordering::Relaxed) - readings_before,
@@ -245,6 +258,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "http_ok_total": counters.http_ok.load(Ordering::Relaxed),
                 "http_413_total": counters.http_413.load(Ordering::Relaxed),
                 "http_408_total": counters.http_408.load(Ordering::Relaxed),
+                "http_429_total": counters.http_429.load(Ordering::Relaxed),
                 "http_other_total": counters.http_other.load(Ordering::Relaxed),
             })
         );
@@ -275,6 +289,7 @@ fn count_http(counters: &Counters, status: Option<u16>) {
         Some(200) => &counters.http_ok,
         Some(413) => &counters.http_413,
         Some(408) => &counters.http_408,
+        Some(429) => &counters.http_429,
         _ => &counters.http_other,
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +323,8 @@ async fn announce_oversized(addr: SocketAddr) -> Option<u16> {
     status_of(&mut stream).await
 }
 
-/// A body of 4 MB announced, sent a byte a second until the server answers.
+/// A body of 4 MB announced, sent a byte a second until the server answers
+/// (408 at its body deadline).
 async fn trickle(addr: SocketAddr, end: Instant) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let head = "POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000000\r\nConnection: close\r\n\r\n";

@@ -338,7 +338,9 @@ mod tests {
 
     #[test]
     fn models_are_given_several_times_named_or_by_file() {
-        assert_eq!(names(&[]).unwrap(), ["mnist"], "the shipped model by default");
+        let shipped = names(&[]).unwrap();
+        assert_eq!(shipped[0], "mnist", "every shipped model by default, mnist first: {shipped:?}");
+        assert!(shipped.iter().any(|name| name == "mnist-reader"), "{shipped:?}");
         assert_eq!(
             names(&["--model", "models/mnist.onnx", "--model", "fast=models/mnist-int8.onnx"]).unwrap(),
             ["mnist", "fast"]
@@ -361,13 +363,14 @@ mod tests {
 }
 
 /// The first [`DEFAULT_MODELS_DIR`] holding an `.onnx` file: in the working
-/// directory, then beside the binary and up to two folders above it.
+/// directory, then beside the binary and up to three folders above it (a
+/// checkout's `target/release/`, a test's `target/debug/deps/`).
 fn default_models_dir() -> Option<std::path::PathBuf> {
     let here = std::path::PathBuf::from(DEFAULT_MODELS_DIR);
     let beside_binary = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.canonicalize().ok())
-        .map(|exe| exe.ancestors().skip(1).take(3).map(|dir| dir.join(DEFAULT_MODELS_DIR)).collect::<Vec<_>>());
+        .map(|exe| exe.ancestors().skip(1).take(4).map(|dir| dir.join(DEFAULT_MODELS_DIR)).collect::<Vec<_>>());
     std::iter::once(here).chain(beside_binary.into_iter().flatten()).find(|dir| holds_onnx(dir))
 }
 

@@ -9,10 +9,14 @@
 //! bounds keep that work small, whatever the clients do:
 //! - a `Content-Length` over `--max-message-bytes` is answered 413 before a
 //!   byte of the body is read;
-//! - bodies being received share one budget of bytes server-wide
-//!   ([`BODY_BUDGET_MESSAGES`] largest messages): a body that does not fit
-//!   in what is left is refused with 429 at once, so a crowd of slow
-//!   uploads cannot hold more than the budget;
+//! - the bytes of bodies being received past their first [`SMALL_BODY`]
+//!   share one budget server-wide ([`BODY_BUDGET_MESSAGES`] largest
+//!   messages), drawn as the bytes arrive: a body that would overdraw it is
+//!   refused with 429, so a crowd of large uploads cannot hold more than
+//!   the budget. A trickling client holds only what it has sent, and small
+//!   bodies (JSON pixels, a phone photo's thumbnail) are never refused for
+//!   the budget: they are bounded by `--max-http-connections` x
+//!   [`SMALL_BODY`];
 //! - a body must arrive whole within `--http-body-timeout` (20 s by
 //!   default): a client trickling it is answered 408 and its memory freed.
 
@@ -28,13 +32,16 @@ use axum::{
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{auth::BearerAuth, error::ServerError};
 
 /// Bodies being received hold at most this many of the largest messages'
-/// bytes between them.
+/// bytes between them (past the first [`SMALL_BODY`] of each).
 pub const BODY_BUDGET_MESSAGES: usize = 8;
+
+/// The bytes of each body that do not count against the budget.
+pub const SMALL_BODY: usize = 64 * 1024;
 
 /// An error as both HTTP fronts answer it: `{"error": "..."}` with the HTTP
 /// code of its gRPC status.
@@ -128,7 +135,8 @@ impl BodyReader {
 
     /// Any bounds (tests).
     pub fn with(limit: usize, budget_bytes: usize, deadline: Duration) -> Self {
-        let budget_bytes = budget_bytes.clamp(1, Semaphore::MAX_PERMITS).max(limit.min(Semaphore::MAX_PERMITS));
+        // One body of the largest size must fit.
+        let budget_bytes = budget_bytes.max(limit.saturating_sub(SMALL_BODY)).clamp(1, Semaphore::MAX_PERMITS);
         Self { limit, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, deadline }
     }
 
@@ -138,9 +146,10 @@ impl BodyReader {
     }
 
     /// A request's whole body: 413 past the limit (from `Content-Length`
-    /// before reading when it says so), 429 when the bodies being received
-    /// already hold the budget, 408 when it does not arrive in time, 400
-    /// when it is cut off or malformed.
+    /// before reading when it says so), 429 when its bytes past
+    /// [`SMALL_BODY`] would overdraw the budget the bodies being received
+    /// share, 408 when it does not arrive in time, 400 when it is cut off
+    /// or malformed.
     pub async fn read(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ServerError> {
         let limit = self.limit;
         let declared = match headers.get(header::CONTENT_LENGTH) {
@@ -156,33 +165,41 @@ impl BodyReader {
         if declared.is_some_and(|length| length > limit as u64) {
             return Err(ServerError::BodyTooLarge { limit });
         }
-        // A body of unknown length may grow to the limit: it holds that much.
-        let hold = declared.map_or(limit, |length| length as usize).max(1);
-        let _held = Arc::clone(&self.budget)
-            .try_acquire_many_owned(u32::try_from(hold).unwrap_or(u32::MAX))
-            .map_err(|_| ServerError::ReceivingTooMuch { budget: self.budget_bytes })?;
         // Read into one buffer of the announced size: collecting the frames
         // and then joining them would hold the body twice.
         let capacity = declared.map_or(0, |length| length as usize);
-        tokio::time::timeout(self.deadline, read_whole(body, limit, capacity))
+        tokio::time::timeout(self.deadline, self.read_whole(body, capacity))
             .await
             .map_err(|_| ServerError::BodyDeadline { seconds: self.deadline.as_secs_f64() })?
     }
-}
 
-/// The body's bytes, refused past `limit` as they arrive.
-async fn read_whole(mut body: Body, limit: usize, capacity: usize) -> Result<Bytes, ServerError> {
-    let mut whole = Vec::with_capacity(capacity);
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|error| ServerError::BadBody(format!("the request body could not be read: {error}")))?;
-        let Ok(data) = frame.into_data() else { continue }; // trailers
-        if data.len() > limit.saturating_sub(whole.len()) {
-            return Err(ServerError::BodyTooLarge { limit });
+    /// The body's bytes, refused past the limit or the budget as they arrive.
+    async fn read_whole(&self, mut body: Body, capacity: usize) -> Result<Bytes, ServerError> {
+        let mut whole = Vec::with_capacity(capacity);
+        // The budget this body draws on, for its bytes past SMALL_BODY.
+        let mut drawn: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|error| ServerError::BadBody(format!("the request body could not be read: {error}")))?;
+            let Ok(data) = frame.into_data() else { continue }; // trailers
+            if data.len() > self.limit.saturating_sub(whole.len()) {
+                return Err(ServerError::BodyTooLarge { limit: self.limit });
+            }
+            let counted = whole.len().saturating_add(data.len()).saturating_sub(SMALL_BODY);
+            let more = counted.saturating_sub(drawn.as_ref().map_or(0, OwnedSemaphorePermit::num_permits));
+            if more > 0 {
+                let permits = Arc::clone(&self.budget)
+                    .try_acquire_many_owned(u32::try_from(more).unwrap_or(u32::MAX))
+                    .map_err(|_| ServerError::ReceivingTooMuch { budget: self.budget_bytes })?;
+                match drawn.as_mut() {
+                    Some(drawn) => drawn.merge(permits),
+                    None => drawn = Some(permits),
+                }
+            }
+            whole.extend_from_slice(&data);
         }
-        whole.extend_from_slice(&data);
+        Ok(Bytes::from(whole))
     }
-    Ok(Bytes::from(whole))
 }
 
 #[cfg(test)]
@@ -253,19 +270,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bodies_being_received_share_one_budget() {
-        let reader = BodyReader::with(100, 150, Duration::from_secs(5));
-        let (_slow, body) = channel_body();
+    async fn large_bodies_being_received_share_one_budget_and_small_ones_pass() {
+        let reader = BodyReader::with(200_000, 150_000, Duration::from_secs(5));
+        // A large body that stops after 150,000 bytes draws 150,000 - 64 KiB.
+        let (slow, body) = channel_body();
         let held = {
             let reader = reader.clone();
-            tokio::spawn(async move { reader.read(&headers(Some("100")), body).await })
+            tokio::spawn(async move { reader.read(&headers(Some("200000")), body).await })
         };
+        slow.send(Ok(Bytes::from(vec![0u8; 150_000]))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let error = reader.read(&headers(Some("100")), Body::from(vec![0u8; 100])).await.unwrap_err();
-        assert!(matches!(error, ServerError::ReceivingTooMuch { budget: 150 }), "{error}");
+        let error = reader.read(&headers(None), Body::from(vec![0u8; 200_000])).await.unwrap_err();
+        assert!(matches!(error, ServerError::ReceivingTooMuch { budget: 150_000 }), "{error}");
         assert_eq!(error.http_status(), 429);
-        // A small one still fits beside the slow one.
-        assert!(reader.read(&headers(Some("10")), Body::from(vec![0u8; 10])).await.is_ok());
-        held.abort();
+        // Small bodies are never refused for the budget.
+        assert!(reader.read(&headers(Some("10000")), Body::from(vec![0u8; 10_000])).await.is_ok());
+        // A trickling body holds only what it has sent.
+        let (trickle, body) = channel_body();
+        let trickling = {
+            let reader = reader.clone();
+            tokio::spawn(async move { reader.read(&headers(Some("200000")), body).await })
+        };
+        trickle.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+        drop(slow); // the large body ends: its budget comes back
+        assert_eq!(held.await.unwrap().unwrap().len(), 150_000);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(reader.read(&headers(None), Body::from(vec![0u8; 200_000])).await.is_ok());
+        trickling.abort();
     }
 }

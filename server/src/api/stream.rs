@@ -18,6 +18,11 @@
 //! - **Decode turns per stream.** The stream's messages share one lane of
 //!   the decode queue ([`DecodeLane`]), so a lone image of another caller
 //!   waits behind one of this stream's photos, not behind all of them.
+//! - **A share of the places per stream.** The messages in flight of one
+//!   stream hold at most [`STREAM_SHARE`] of the server's places (one
+//!   message whatever its size): a `Read` stream, whose photos take a
+//!   reading's worst case each, keeps two or so in flight, enough to keep
+//!   the cores busy, and leaves the rest to other callers.
 //!
 //! When the window is full or no place is free, the loop stops reading, so
 //! HTTP/2 flow control slows the client instead of the server buffering. A
@@ -40,6 +45,10 @@ use crate::{
 
 /// A streaming call's answers.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The share of the server's places one stream's messages in flight may
+/// hold (one eighth).
+pub const STREAM_SHARE: usize = 8;
 
 /// A message read and waiting for its places, with them when it has them.
 type Admitting<Plan> = Pin<Box<dyn Future<Output = (Plan, Result<Admission, ServerError>)> + Send>>;
@@ -66,12 +75,15 @@ where
     Answer: Future<Output = Resp> + Send + 'static,
 {
     let window = core.limits().max_in_flight_per_stream;
+    let share = (core.limits().max_admitted / STREAM_SHARE).max(1);
     let max_message_bytes = core.limits().decode.max_encoded_bytes;
     let (sender, receiver) = mpsc::channel(window);
     let lane = DecodeLane::new();
     tokio::spawn(async move {
-        // Messages with their places, being worked on, in request order.
+        // Messages with their places, being worked on, in request order,
+        // and the places they were admitted with.
         let mut pending = FuturesOrdered::new();
+        let mut pending_places = 0usize;
         // Answers ready, waiting for the client to take them.
         let mut ready: VecDeque<Resp> = VecDeque::new();
         // The message read last, while it waits for its places.
@@ -84,7 +96,8 @@ where
                 break inbound_error; // every message read has been answered
             }
             let in_flight = pending.len() + ready.len() + usize::from(admitting.is_some());
-            let wants_more = inbound_open && admitting.is_none() && in_flight < window;
+            let within_share = pending.is_empty() || pending_places < share;
+            let wants_more = inbound_open && admitting.is_none() && in_flight < window && within_share;
             tokio::select! {
                 biased;
                 // The client cancelled or its connection died: tonic drops
@@ -96,10 +109,16 @@ where
                     (Ok(permit), Some(answer)) => permit.send(Ok(answer)),
                     _ => break None, // the client went away
                 },
-                Some(answer) = pending.next(), if !pending.is_empty() => ready.push_back(answer),
+                Some((answer, places)) = pending.next(), if !pending.is_empty() => {
+                    pending_places = pending_places.saturating_sub(places);
+                    ready.push_back(answer);
+                }
                 (planned, admission) = next_admitted(&mut admitting), if admitting.is_some() => {
                     admitting = None;
-                    pending.push_back(lane.scope(handle(Arc::clone(&core), planned, admission)));
+                    let places = admission.as_ref().map_or(0, |admission| admission.num_permits());
+                    pending_places = pending_places.saturating_add(places);
+                    let answer = lane.scope(handle(Arc::clone(&core), planned, admission));
+                    pending.push_back(async move { (answer.await, places) });
                 }
                 message = inbound.message(), if wants_more => match message {
                     Ok(Some(request)) => {
