@@ -165,32 +165,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Web uploads and OIP over HTTP.
     {
-        let (photo, web_counters) = (photo.clone(), Arc::clone(&counters));
-        tokio::spawn(async move {
-            while Instant::now() < end {
-                let status = post(http, "/api/classify", "application/octet-stream", photo.clone()).await;
-                count_http(&web_counters, status);
-                if status != Some(200) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        });
+        post_in_a_loop(http, "/api/classify", "application/octet-stream", photo.clone(), &counters, end);
         let pixels: Vec<Vec<u8>> = (0..8).map(|i| data.image(i).to_vec()).collect();
         let body = serde_json::json!({
             "inputs": [{"name": "pixels", "shape": [8, 784], "datatype": "UINT8", "data": pixels}]
         })
         .to_string()
         .into_bytes();
-        let oip_counters = Arc::clone(&counters);
-        tokio::spawn(async move {
-            while Instant::now() < end {
-                let status = post(http, "/v2/models/mnist/infer", "application/json", body.clone()).await;
-                count_http(&oip_counters, status);
-                if status != Some(200) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        });
+        post_in_a_loop(http, "/v2/models/mnist/infer", "application/json", body, &counters, end);
     }
     // Bodies announced over the limit, and trickled bodies.
     {
@@ -282,6 +264,28 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Posts `body` to `path` until `end`, counting the answers; a refusal is
+/// retried after a moment, as a client should.
+fn post_in_a_loop(
+    http: SocketAddr,
+    path: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    counters: &Arc<Counters>,
+    end: Instant,
+) {
+    let counters = Arc::clone(counters);
+    tokio::spawn(async move {
+        while Instant::now() < end {
+            let status = post(http, path, content_type, body.clone()).await;
+            count_http(&counters, status);
+            if status != Some(200) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
 }
 
 fn count_http(counters: &Counters, status: Option<u16>) {

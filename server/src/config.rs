@@ -326,6 +326,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// The first [`DEFAULT_MODELS_DIR`] holding an `.onnx` file: in the working
+/// directory, then beside the binary and up to three folders above it (a
+/// checkout's `target/release/`, a test's `target/debug/deps/`).
+fn default_models_dir() -> Option<std::path::PathBuf> {
+    let here = std::path::PathBuf::from(DEFAULT_MODELS_DIR);
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .map(|exe| exe.ancestors().skip(1).take(4).map(|dir| dir.join(DEFAULT_MODELS_DIR)).collect::<Vec<_>>());
+    std::iter::once(here).chain(beside_binary.into_iter().flatten()).find(|dir| holds_onnx(dir))
+}
+
+fn holds_onnx(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().any(|entry| entry.path().extension().is_some_and(|ext| ext == "onnx")))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,22 +378,4 @@ mod tests {
         assert_eq!(names(&["--model-repository", repository]).unwrap(), ["a", "b"]);
         assert_eq!(names(&["--model", "c=c.onnx", "--model-repository", repository]).unwrap(), ["c", "a", "b"]);
     }
-}
-
-/// The first [`DEFAULT_MODELS_DIR`] holding an `.onnx` file: in the working
-/// directory, then beside the binary and up to three folders above it (a
-/// checkout's `target/release/`, a test's `target/debug/deps/`).
-fn default_models_dir() -> Option<std::path::PathBuf> {
-    let here = std::path::PathBuf::from(DEFAULT_MODELS_DIR);
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.canonicalize().ok())
-        .map(|exe| exe.ancestors().skip(1).take(4).map(|dir| dir.join(DEFAULT_MODELS_DIR)).collect::<Vec<_>>());
-    std::iter::once(here).chain(beside_binary.into_iter().flatten()).find(|dir| holds_onnx(dir))
-}
-
-fn holds_onnx(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().any(|entry| entry.path().extension().is_some_and(|ext| ext == "onnx")))
-        .unwrap_or(false)
 }

@@ -161,6 +161,13 @@ async fn requests_are_refused_with_the_right_code_and_a_json_reason() {
         let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{query}: not JSON"));
         assert!(error_of(&body).contains("invalid query"), "{body}");
     }
+    // A route called with the wrong method: 405, as JSON too.
+    for (method, path) in [("GET", "/v2/models/mnist/infer"), ("GET", "/api/classify"), ("POST", "/api/models")] {
+        let (status, _, body) = http(addr, method, path, &[], Vec::new()).await;
+        assert_eq!(status, 405, "{method} {path}");
+        let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{method} {path}: not JSON"));
+        assert!(error_of(&body).contains("method"), "{body}");
+    }
     // An empty image is no image.
     let (status, _, body) = http(addr, "POST", "/api/classify", &[], Vec::new()).await;
     assert_eq!(status, 400);

@@ -60,6 +60,14 @@ impl ApiError {
     pub fn not_found(message: &str) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.to_string() }
     }
+
+    /// A route that exists, called with another method.
+    pub async fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "this route does not take that method (the inference routes take POST, the others GET)".into(),
+        }
+    }
 }
 
 impl From<ServerError> for ApiError {

@@ -81,6 +81,7 @@ pub fn router(core: Arc<Core>, auth: BearerAuth, metrics: Option<PrometheusHandl
         .route("/v2/health/ready", get(ready))
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(ApiError::method_not_allowed)
         .with_state(state)
 }
 

@@ -89,6 +89,7 @@ pub fn router(core: Arc<Core>, auth: BearerAuth, bodies: BodyReader) -> Router {
         .route("/web/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON_SVG) }))
         .merge(api)
+        .method_not_allowed_fallback(ApiError::method_not_allowed)
 }
 
 /// A static file with the headers every page response carries.
