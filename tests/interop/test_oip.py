@@ -356,9 +356,18 @@ class OipTest(unittest.TestCase):
         self.assertIn("version '3'", json.loads(body)["error"])
         status, body = call("/v1/models/mnist:predict", b"{}")
         self.assertEqual(status, 404)
-        status, body = call("/v2/models/mnist/infer", b" " * (4 << 20) + b"{}")
-        self.assertEqual(status, 413)
-        self.assertIn("--max-message-bytes", json.loads(body)["error"])
+        # A body over the limit is answered 413 from its Content-Length,
+        # before it is sent: announce it and read the answer.
+        host, port = self.server.http_addr.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/v2/models/mnist/infer")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str((4 << 20) + 2))
+        connection.endheaders()
+        answer = connection.getresponse()
+        self.assertEqual(answer.status, 413)
+        self.assertIn("--max-message-bytes", json.loads(answer.read())["error"])
+        connection.close()
         status, body = call("/v2/health/ready")
         self.assertEqual((status, json.loads(body)), (200, {"ready": True}))
         status, body = call("/metrics")
@@ -456,7 +465,12 @@ class OipModelsTest(unittest.TestCase):
                 correct += int((result.as_numpy("digit") == labels[start:start + 1000]).sum())
                 if start == 0:
                     probabilities[name] = result.as_numpy("probabilities")
-            self.assertEqual(correct, round(card["test_accuracy"] * card["test_images"]), name)
+            expected = round(card["test_accuracy"] * card["test_images"])
+            # int8 answers depend on the CPU: without VNNI (AVX2 only) ONNX
+            # Runtime's u8s8 products saturate, and a few images fall the
+            # other way than on the machine that wrote the card.
+            tolerance = 50 if name.endswith("-int8") and int8_products_saturate() else 0
+            self.assertLessEqual(abs(correct - expected), tolerance, f"{name}: {correct} against {expected}")
         # Different files answer with different numbers: no request went to the wrong model.
         self.assertFalse(np.allclose(probabilities["mnist"], probabilities["mnist-int8"], atol=1e-6))
 
@@ -559,5 +573,15 @@ class OipSecureTest(unittest.TestCase):
             urllib.request.urlopen("http://" + self.server.http_addr + "/v2/health/live", timeout=10)
 
 
+def int8_products_saturate():
+    """Whether this CPU runs ONNX Runtime's int8 kernels without VNNI (x86 with AVX2 only)."""
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx2" in flags and "avx512_vnni" not in flags and "avx_vnni" not in flags
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
