@@ -246,16 +246,9 @@ impl Core {
             .map_err(|_| ServerError::QueueFull { capacity: self.limits.max_admitted })
     }
 
-    /// Waits for places for `images` images, all taken in one step (a
-    /// stream's next message), until `deadline`. The caller must hold no
-    /// other places while it waits (the module's invariant).
-    pub async fn admit(&self, images: usize, deadline: Option<Instant>) -> Result<Admission, ServerError> {
-        self.check_request_size(images)?;
-        self.take(images, deadline).await
-    }
-
-    /// Waits for `places` places, taken in one step, until `deadline`
-    /// (holding none meanwhile, as [`Core::admit`]).
+    /// Waits for `places` places, all taken in one step (a stream's next
+    /// message), until `deadline`. The caller must hold no other places
+    /// while it waits (the module's invariant).
     pub async fn take(&self, places: usize, deadline: Option<Instant>) -> Result<Admission, ServerError> {
         if places > self.limits.max_admitted {
             return Err(ServerError::NeverFits { places, capacity: self.limits.max_admitted });
