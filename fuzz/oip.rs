@@ -45,7 +45,10 @@ pub fn check_oip_request(data: &[u8], limits: &DecodeLimits) -> usize {
     for image in request.images {
         match prepare_image(image, limits) {
             Ok(image) => {
-                assert_eq!(image.len(), mnist::IMAGE_PIXELS);
+                for image in image.image.iter().chain(&image.other_polarity) {
+                    assert_eq!(image.len(), mnist::IMAGE_PIXELS);
+                }
+                assert_eq!(image.image.is_none(), image.notes.no_digit);
                 prepared += 1;
             }
             Err(error) => invalid(error),

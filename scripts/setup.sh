@@ -13,6 +13,9 @@
 #   scripts/setup.sh browser   a real browser for the web page's tests: Debian's
 #                              chromium and chromium-driver (apt-get, when root
 #                              and missing), selenium into the venv
+#   scripts/setup.sh render    numpy, pillow and scikit-learn: the second photo
+#                              renderer (scripts/second_renderer.py) and the
+#                              UCI handwritten digits (measuring only)
 #   scripts/setup.sh reference torchvision and pillow for the reference PyTorch
 #                              script (benchmarks only)
 #   scripts/setup.sh all       all of the above but `reference`
@@ -35,6 +38,7 @@ TEST_REQS=(grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85
            kubernetes-validate==1.37.0)
 # selenium 4.40: later releases need a certifi newer than the registry serves.
 BROWSER_REQS=(selenium==4.40.0)
+RENDER_REQS=(numpy==2.4.6 pillow==12.1.0 scikit-learn==1.8.0)
 OIP_REQS=("tritonclient[grpc,http]==2.73.0" kserve==0.21.0 grpcio==1.85.1 protobuf==6.33.6)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -106,6 +110,10 @@ setup_oip() {
   install_once_in "$OIP_VENV" oip "${OIP_REQS[@]}"
 }
 
+setup_render() {
+  install_once render "${RENDER_REQS[@]}"
+}
+
 setup_browser() {
   install_once browser "${BROWSER_REQS[@]}"
   if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
@@ -139,8 +147,9 @@ main() {
       oip) setup_oip ;;
       reference) setup_reference ;;
       browser) setup_browser ;;
-      all) setup_runtime; setup_torch; setup_test; setup_oip; setup_browser ;;
-      *) log "unknown part '$part' (runtime|torch|test|oip|browser|reference|all)"; exit 2 ;;
+      render) setup_render ;;
+      all) setup_runtime; setup_torch; setup_test; setup_oip; setup_browser; setup_render ;;
+      *) log "unknown part '$part' (runtime|torch|test|oip|browser|render|reference|all)"; exit 2 ;;
     esac
   done
 }

@@ -21,7 +21,7 @@ with_train=1
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "setup"
-if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test oip browser torch; else scripts/setup.sh runtime test oip browser; fi
+if [[ $with_train == 1 ]]; then scripts/setup.sh runtime test oip browser render torch; else scripts/setup.sh runtime test oip browser render; fi
 source scripts/env.sh
 if [[ -z "${MNIST_DIR:-}" ]]; then
   if [[ -d "$ROOT/../shared/data/mnist" ]]; then MNIST_DIR="$ROOT/../shared/data/mnist"; else MNIST_DIR="$ROOT/data/mnist"; fi
@@ -49,9 +49,14 @@ cargo test "${packages[@]}"
 
 step "interoperability: grpcio, grpcurl and ghz"
 cargo build -q -p mnist-server --bin mnist-server --example dev_certs
+cargo build -q -p mnist-client --bin mnist-client
 export MNIST_SERVER_BIN="$ROOT/target/debug/mnist-server" MNIST_DEV_CERTS_BIN="$ROOT/target/debug/examples/dev_certs"
+export MNIST_CLIENT_BIN="$ROOT/target/debug/mnist-client"
 export GRPCURL="${MNIST_VENV:-$ROOT/.venv}/bin/grpcurl"
 python "$ROOT/tests/interop/test_interop.py"
+
+step "photos the project did not draw: the second renderer, through client and server"
+python "$ROOT/tests/interop/test_second_renderer.py"
 
 step "the web page in a real browser (Chromium through Selenium)"
 python "$ROOT/tests/interop/test_web.py"

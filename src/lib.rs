@@ -18,6 +18,7 @@ pub mod read;
 pub mod scoring;
 #[cfg(feature = "synth")]
 pub mod synth;
+pub mod verdict;
 
 pub use error::{Error, Result};
 

@@ -9,7 +9,9 @@
 //! 1. flatten to one gray channel (alpha composited over a contrasting
 //!    background, any bit depth scaled to [0, 1]) and shrink to at most 320
 //!    pixels a side, so a 12-megapixel photo costs little more than a
-//!    scan; make the paper light (invert light ink on an even dark ground);
+//!    scan; make the paper light: invert light ink on a dark ground, which
+//!    way round the ink is being decided by the strokes (`polarity`), and
+//!    read both ways when they do not say clearly;
 //! 2. estimate the paper, shadows and gradients included (a grayscale
 //!    closing on a low-resolution copy), and divide it out: what remains is
 //!    how much darker than its paper each pixel is, the ink;
@@ -18,7 +20,8 @@
 //!    connected components that group into the most ink, pieces near
 //!    pieces (a broken stroke, the bar of a 5), so specks and marks
 //!    elsewhere do not count; the mask selects pixels, the ink keeps its
-//!    gray levels, stretched to full range;
+//!    gray levels, stretched to full range; no such ink is an answer (no
+//!    digit), and ink running into the frame is noted (a cut digit);
 //! 4. crop to the digit, scale it to fit 20x20 keeping its aspect ratio,
 //!    and center it by its center of mass.
 //!
@@ -34,7 +37,9 @@ use std::io::Cursor;
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageReader, Luma, imageops::FilterType};
 use imageproc::distance_transform::Norm;
 
-use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result};
+use crate::{Error, IMAGE_PIXELS, IMAGE_SIDE, Result, verdict::DigitNotes};
+
+mod polarity;
 
 /// Side of the box the digit is scaled to fit, as in MNIST.
 const DIGIT_BOX: f32 = 20.0;
@@ -60,12 +65,19 @@ const PAPER_SIDE: u32 = 64;
 /// (see `GrayPlane::paper_radius_for_strokes`), on its low-resolution copy.
 const MAX_PAPER_RADIUS: u32 = 16;
 
-/// A border whose brightness varies less than this (between its 10th and
-/// 90th percentiles) is an even ground: a dark one is a blackboard or a
-/// digital drawing, and is inverted. Chalkboard photos (`mnist::synth`)
-/// vary up to 0.17; paper in shadow with a bright band of light across it
-/// varies 0.24 and more, and is not inverted.
-const EVEN_GROUND_SPREAD: f32 = 0.2;
+/// A digit whose full-strength strokes (half the stretched ink and more)
+/// cover fewer pixels than this, at the work size, is a speck: no digit.
+/// The smallest digits of `mnist::synth`'s photos (a few % of the page)
+/// cover 60 and more.
+const MIN_DIGIT_PIXELS: usize = 24;
+
+/// A digit with at least this many full-strength pixels on the image's
+/// outermost row or column runs into the frame: it is cut.
+const CUT_MIN_PIXELS: usize = 2;
+
+/// A 28x28 image whose every pixel is below this (after making the ink
+/// bright) holds no digit.
+const NO_INK_BYTE: u8 = 32;
 
 /// Fewer ink pixels than this say nothing about the strokes' width.
 const MIN_STROKE_PIXELS: usize = 64;
@@ -175,27 +187,91 @@ pub fn check_pixels(pixels: &[u8]) -> Result<()> {
 }
 
 /// Converts a decoded image into 784 bytes, row-major, in MNIST's convention
-/// (see the module documentation).
+/// (see the module documentation): [`view_digit`]'s first view.
 pub fn to_mnist(image: &DynamicImage) -> Vec<u8> {
-    convert(image, &mut |_, _| {})
+    view_digit(image).pixels
 }
 
-/// [`to_mnist`], and how many digit-like marks stand side by side in the
-/// image: more than one means it holds a number (read it with
-/// [`crate::read`]), and the 784 pixels are only its largest digit.
-pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
-    if is_mnist_size(image.width(), image.height()) {
-        return (to_mnist(image), 1);
+/// What preprocessing made of an image of one digit: what the model is to
+/// see, and what the model cannot know (no digit at all, a digit cut by the
+/// frame, ink whose way round is uncertain). [`crate::verdict::conclude`]
+/// turns the model's answers on it into the answer a caller gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigitView {
+    /// The 784 pixels the model sees (all 0 when there is no digit).
+    pub pixels: Vec<u8>,
+    /// The image read the other way round (light ink taken for dark, or
+    /// the reverse), when its strokes do not say clearly which way the ink
+    /// is: the model sees both and the likelier wins.
+    pub other_polarity: Option<Vec<u8>>,
+    /// What the caller should be told beside the digit.
+    pub notes: DigitNotes,
+    /// How many digit-like marks stand side by side: more than one means
+    /// the image holds a number (read it with [`crate::read`]), and the
+    /// pixels are only its largest digit.
+    pub digits_side_by_side: usize,
+}
+
+impl DigitView {
+    /// How many images the model must classify for this view (0 to 2).
+    pub fn images(&self) -> usize {
+        if self.notes.no_digit { 0 } else { 1 + usize::from(self.other_polarity.is_some()) }
     }
-    match page_ink(image, WORK_SIDE, &mut |_, _| {}) {
-        Some(page) => {
-            // One labelling and measurement serve both the count and the digit.
-            let labels = page.labels();
-            let components = page.components(&labels);
-            let digits = crate::read::digits_side_by_side(&components);
-            (page.isolate_digit(&labels, &components, &mut |_, _| {}).fit_and_center().to_bytes(), digits)
-        }
-        None => (vec![0; IMAGE_PIXELS], 0),
+}
+
+/// Preprocesses a decoded image of one digit: its 28x28 view(s) and notes.
+pub fn view_digit(image: &DynamicImage) -> DigitView {
+    view_digit_with_steps(image, &mut |_, _| {})
+}
+
+/// Decodes an image file and views it as one digit ([`view_digit`]).
+pub fn view_file(bytes: &[u8], limits: &DecodeLimits) -> Result<DigitView> {
+    Ok(view_digit(&decode(bytes, limits)?))
+}
+
+/// A page of one polarity, seen as one digit.
+struct OneWay {
+    pixels: Vec<u8>,
+    cut_by_frame: bool,
+    digits_side_by_side: usize,
+}
+
+fn view_digit_with_steps(image: &DynamicImage, steps: &mut Steps<'_>) -> DigitView {
+    if is_mnist_size(image.width(), image.height()) {
+        let mut plane = GrayPlane::from_image(image);
+        plane.make_ink_bright();
+        let pixels = plane.to_bytes();
+        let no_digit = pixels.iter().all(|&p| p < NO_INK_BYTE);
+        let notes = DigitNotes { no_digit, ..DigitNotes::default() };
+        return DigitView { pixels, other_polarity: None, notes, digits_side_by_side: usize::from(!no_digit) };
+    }
+    let image = shrink_to_work_size(image, WORK_SIDE);
+    let plane = GrayPlane::from_image(&image);
+    let polarity = plane.polarity();
+    if !polarity.has_marks() {
+        // Nothing stands out from its ground either way: blank paper, a
+        // black frame, a gradient.
+        let notes = DigitNotes { no_digit: true, ..DigitNotes::default() };
+        return DigitView { pixels: vec![0; IMAGE_PIXELS], other_polarity: None, notes, digits_side_by_side: 0 };
+    }
+    let first = plane.oriented(polarity.light_ink()).one_digit(steps);
+    let second =
+        if polarity.certain() { None } else { plane.oriented(!polarity.light_ink()).one_digit(&mut |_, _| {}) };
+    let (primary, other) = match (first, second) {
+        (Some(first), second) => (Some(first), second),
+        // Read one way the page has no digit at all: the other way it is.
+        (None, second) => (second, None),
+    };
+    let Some(primary) = primary else {
+        let notes = DigitNotes { no_digit: true, ..DigitNotes::default() };
+        return DigitView { pixels: vec![0; IMAGE_PIXELS], other_polarity: None, notes, digits_side_by_side: 0 };
+    };
+    let notes = DigitNotes { no_digit: false, cut_by_frame: primary.cut_by_frame, polarity_uncertain: other.is_some() };
+    DigitView {
+        pixels: primary.pixels,
+        other_polarity: other.map(|o| o.pixels),
+        notes,
+        digits_side_by_side: primary.digits_side_by_side,
     }
 }
 
@@ -204,7 +280,7 @@ pub fn to_mnist_counting_digits(image: &DynamicImage) -> (Vec<u8>, usize) {
 /// for seeing why a photo was misread. The last one is what the model sees.
 pub fn to_mnist_steps(image: &DynamicImage) -> Vec<(&'static str, GrayImage)> {
     let mut steps = Vec::new();
-    let pixels = convert(image, &mut |name, plane| steps.push((name, plane.to_gray_image())));
+    let pixels = view_digit_with_steps(image, &mut |name, plane| steps.push((name, plane.to_gray_image()))).pixels;
     let side = IMAGE_SIDE as u32;
     if let Some(seen) = GrayImage::from_raw(side, side, pixels) {
         steps.push(("what the model sees: cropped, fitted to 20x20, centred by mass in 28x28", seen));
@@ -215,34 +291,15 @@ pub fn to_mnist_steps(image: &DynamicImage) -> Vec<(&'static str, GrayImage)> {
 /// An observer of the intermediate planes (see [`to_mnist_steps`]).
 pub(crate) type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
 
-fn convert(image: &DynamicImage, steps: &mut Steps<'_>) -> Vec<u8> {
-    if is_mnist_size(image.width(), image.height()) {
-        let mut plane = GrayPlane::from_image(image);
-        plane.make_ink_bright();
-        return plane.to_bytes();
-    }
-    match page_ink(image, WORK_SIDE, steps) {
-        Some(page) => {
-            let labels = page.labels();
-            let components = page.components(&labels);
-            page.isolate_digit(&labels, &components, steps).fit_and_center().to_bytes()
-        }
-        None => vec![0; IMAGE_PIXELS],
-    }
-}
-
 /// Steps 1 to 3 up to the mask, shared with [`crate::read`]: the image
 /// shrunk to at most `work_side` pixels a side, its paper divided out, the
 /// ink thresholded and ruled lines removed. `None` when nothing on the page
 /// stands out from the paper.
 pub(crate) fn page_ink(image: &DynamicImage, work_side: u32, steps: &mut Steps<'_>) -> Option<InkPage> {
     let image = shrink_to_work_size(image, work_side);
-    let mut plane = GrayPlane::from_image(&image);
-    plane.make_paper_light();
-    steps("gray, at most 320 px, paper light", &plane);
-    let ink = plane.ink_on_flat_paper(steps);
-    steps("ink: how much darker than its paper each pixel is", &ink);
-    ink.threshold_without_lines(steps)
+    let plane = GrayPlane::from_image(&image);
+    let polarity = plane.polarity();
+    plane.oriented(polarity.light_ink()).ink_page(steps)
 }
 
 /// The image itself when it is small enough, else a copy whose longer side
@@ -347,14 +404,22 @@ impl InkPage {
 
     /// The one digit of a page whose mask is labelled `labels`: the
     /// components grouping into the most ink (see `digit_components`),
-    /// stretched (step 3's end).
-    fn isolate_digit(self, labels: &[u32], components: &[Component], steps: &mut Steps<'_>) -> GrayPlane {
-        let blank =
-            GrayPlane { width: self.width as u32, height: self.height as u32, values: vec![0.0; self.ink.len()] };
-        let Some(keep) = digit_components(labels, components) else { return blank };
-        let digit = self.keep_only(&keep).unwrap_or(blank);
+    /// stretched (step 3's end), and how dark its strokes are (the 95th
+    /// percentile of their ink, before stretching); `None` when no
+    /// component is left.
+    fn isolate_digit(
+        self,
+        labels: &[u32],
+        components: &[Component],
+        steps: &mut Steps<'_>,
+    ) -> Option<(GrayPlane, f32)> {
+        let keep = digit_components(labels, components)?;
+        let mut strokes: Vec<f32> =
+            self.ink.iter().zip(&keep).filter(|&(&v, &k)| k && v > self.level).map(|(&v, _)| v).collect();
+        let strength = percentile(&mut strokes, 0.95);
+        let digit = self.keep_only(&keep)?;
         steps("the digit: the pieces grouping into the most ink, gray levels kept, stretched", &digit);
-        digit
+        Some((digit, strength))
     }
 
     /// The 784 pixels the model sees for the strokes `keep(x, y)` selects
@@ -485,33 +550,59 @@ impl GrayPlane {
         border
     }
 
-    /// Inverts the image when it is light ink on a dark background, so that
-    /// the paper is light and the ink dark (the way photos and scans come).
-    /// A dark border alone does not decide it: paper in deep shadow can be
-    /// darker than mid-gray, but its border then varies widely, while a
-    /// black background (a digital drawing, a blackboard) is even. Nor is
-    /// an image inverted whose darkest pixels lie much further below its
-    /// median than its brightest lie above: that is dark ink, on paper in
-    /// shadow (a strip of handwriting half in shadow has an even, dark
-    /// border too).
-    fn make_paper_light(&mut self) {
-        let mut border = self.border();
-        let median = median(&mut border);
-        let spread = percentile(&mut border, 0.9) - percentile(&mut border, 0.1);
-        if median < 0.5 && (median < 0.25 || spread < EVEN_GROUND_SPREAD) && !self.has_dark_ink() {
-            self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
-        }
+    /// Which way round the ink is, by the strokes (`polarity`).
+    fn polarity(&self) -> polarity::Polarity {
+        polarity::of_strokes(&self.values, self.width, self.height)
     }
 
-    /// Whether the image's dark tail (its 1st percentile) lies much further
-    /// from its median than its bright tail (99th): dark marks on a lighter
-    /// ground.
-    fn has_dark_ink(&self) -> bool {
-        let mut values = self.values.clone();
-        let middle = percentile(&mut values, 0.5);
-        let dark = middle - percentile(&mut values, 0.01);
-        let bright = percentile(&mut values, 0.99) - middle;
-        dark > 1.5 * bright
+    /// This plane with its paper light: inverted when the ink is light.
+    fn oriented(&self, light_ink: bool) -> Self {
+        let mut plane = self.clone();
+        if light_ink {
+            plane.values.iter_mut().for_each(|v| *v = 1.0 - *v);
+        }
+        plane
+    }
+
+    /// Steps 2 and 3 on a plane whose paper is light: the ink page, or
+    /// `None` when nothing on it stands out from the paper.
+    fn ink_page(&self, steps: &mut Steps<'_>) -> Option<InkPage> {
+        steps("gray, at most 320 px, paper light", self);
+        let ink = self.ink_on_flat_paper(steps);
+        steps("ink: how much darker than its paper each pixel is", &ink);
+        ink.threshold_without_lines(steps)
+    }
+
+    /// The one digit of a plane whose paper is light (steps 2 to 4), with
+    /// what is noted about it; `None` when it holds no digit: nothing
+    /// stands out from the paper, or what does is a speck.
+    fn one_digit(&self, steps: &mut Steps<'_>) -> Option<OneWay> {
+        let page = self.ink_page(steps)?;
+        let labels = page.labels();
+        let components = page.components(&labels);
+        let digits_side_by_side = crate::read::digits_side_by_side(&components);
+        let (digit, _strength) = page.isolate_digit(&labels, &components, steps)?;
+        if digit.full_strength_pixels() < MIN_DIGIT_PIXELS {
+            return None;
+        }
+        let cut_by_frame = digit.full_strength_on_frame() >= CUT_MIN_PIXELS;
+        Some(OneWay { pixels: digit.fit_and_center().to_bytes(), cut_by_frame, digits_side_by_side })
+    }
+
+    /// Pixels at half the stretched ink and more.
+    fn full_strength_pixels(&self) -> usize {
+        self.values.iter().filter(|&&v| v >= 0.5).count()
+    }
+
+    /// Full-strength pixels on the image's outermost rows and columns.
+    fn full_strength_on_frame(&self) -> usize {
+        let (w, h) = (self.width as usize, self.height as usize);
+        (0..w * h)
+            .filter(|&i| {
+                let (x, y) = (i % w, i / w);
+                (x == 0 || y == 0 || x + 1 == w || y + 1 == h) && self.values[i] >= 0.5
+            })
+            .count()
     }
 
     /// Divides the paper out: estimates the paper's brightness everywhere
@@ -1163,10 +1254,42 @@ mod tests {
             let bar = (100..120).contains(&x) && (60..240).contains(&y);
             image::Luma([if bar { (paper * 0.2) as u8 } else { paper as u8 }])
         });
-        let mut plane = GrayPlane::from_image(&DynamicImage::ImageLuma8(img));
-        plane.make_paper_light();
+        let plane = GrayPlane::from_image(&DynamicImage::ImageLuma8(img));
+        let plane = plane.oriented(plane.polarity().light_ink());
         assert!(plane.values[150 * 300 + 50] < 0.5, "the paper was inverted: {}", plane.values[150 * 300 + 50]);
         assert!(plane.values[150 * 300 + 110] < 0.1, "the ink was inverted: {}", plane.values[150 * 300 + 110]);
+    }
+
+    #[test]
+    fn pages_with_nothing_on_them_hold_no_digit() {
+        let blank = GrayImage::from_pixel(200, 150, image::Luma([235]));
+        let black = GrayImage::from_pixel(200, 150, image::Luma([6]));
+        let gradient = GrayImage::from_fn(200, 150, |x, _| image::Luma([(x + 30) as u8]));
+        for (name, image) in [("blank", blank), ("black", black), ("gradient", gradient)] {
+            let view = view_digit(&DynamicImage::ImageLuma8(image));
+            assert!(view.notes.no_digit, "{name}: {view:?}");
+            assert_eq!(view.images(), 0, "{name}");
+        }
+        let blank28 = view_digit(&gray(&[255; 784], 28));
+        assert!(blank28.notes.no_digit);
+        let digit = view_digit(&gray(&synthetic_digit(), 28));
+        assert!(!digit.notes.no_digit && digit.images() == 1);
+    }
+
+    #[test]
+    fn a_digit_running_into_the_frame_is_noted_and_one_inside_it_is_not() {
+        // A ring (a 0) of dark ink, whole or with its left third off the image.
+        let ring = |cx: f32| {
+            GrayImage::from_fn(200, 200, move |x, y| {
+                let r = ((x as f32 - cx).powi(2) + (y as f32 - 100.0).powi(2)).sqrt();
+                image::Luma([if (40.0..52.0).contains(&r) { 20 } else { 230 }])
+            })
+        };
+        let whole = view_digit(&DynamicImage::ImageLuma8(ring(100.0)));
+        assert!(!whole.notes.cut_by_frame && !whole.notes.no_digit, "{:?}", whole.notes);
+        let cut = view_digit(&DynamicImage::ImageLuma8(ring(20.0)));
+        assert!(cut.notes.cut_by_frame, "{:?}", cut.notes);
+        assert!(!whole.notes.polarity_uncertain && whole.other_polarity.is_none());
     }
 
     #[test]

@@ -41,6 +41,12 @@ struct Row<'a> {
     uncertain: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     digits_side_by_side: Option<usize>,
+    /// Nothing in the image could be a digit (`digit` is then absent).
+    no_digit: bool,
+    /// The digit runs into the image's edge.
+    cut_by_frame: bool,
+    /// The ink could be either way round: read both ways.
+    polarity_uncertain: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -54,18 +60,24 @@ struct Candidate {
 fn row<'a>(result: &'a FileResult, notes: &Annotations) -> Row<'a> {
     let path = result.path.display().to_string();
     match &result.outcome {
-        Outcome::Predicted { digit, confidence, probabilities, digits_side_by_side } => {
+        Outcome::Predicted { digit, confidence, probabilities, digits_side_by_side, notes: found } => {
             let mut ranked: Vec<Candidate> =
                 probabilities.iter().enumerate().map(|(d, &p)| Candidate { digit: d as u32, probability: p }).collect();
             ranked.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-            ranked.truncate(if notes.top_k > 1 { notes.top_k } else { 0 });
+            ranked.truncate(if notes.top_k > 1 && !found.no_digit { notes.top_k } else { 0 });
             Row {
                 path,
-                digit: Some(*digit),
+                digit: (!found.no_digit).then_some(*digit),
                 confidence: Some(*confidence),
                 top: ranked,
-                uncertain: notes.min_confidence.is_some_and(|m| *confidence < m) || digits_side_by_side.is_some(),
+                uncertain: notes.min_confidence.is_some_and(|m| *confidence < m)
+                    || digits_side_by_side.is_some()
+                    || found.polarity_uncertain
+                    || found.cut_by_frame,
                 digits_side_by_side: *digits_side_by_side,
+                no_digit: found.no_digit,
+                cut_by_frame: found.cut_by_frame,
+                polarity_uncertain: found.polarity_uncertain,
                 error: None,
             }
         }
@@ -76,6 +88,9 @@ fn row<'a>(result: &'a FileResult, notes: &Annotations) -> Row<'a> {
             top: Vec::new(),
             uncertain: false,
             digits_side_by_side: None,
+            no_digit: false,
+            cut_by_frame: false,
+            polarity_uncertain: false,
             error: Some(error),
         },
     }
@@ -106,6 +121,13 @@ fn table(rows: &[Row]) -> String {
     out.push('\n');
     for r in rows {
         match (r.digit, r.confidence, r.error) {
+            (None, Some(_), None) if r.no_digit => {
+                let _ = write!(
+                    out,
+                    "{:width$}  {:>5}  {:>10.4}  (no digit: nothing stands out from the paper)",
+                    r.path, "-", 0.0
+                );
+            }
             (Some(d), Some(c), _) => {
                 let _ = write!(out, "{:width$}  {d:>5}  {c:>10.4}", r.path);
                 if with_top {
@@ -114,6 +136,10 @@ fn table(rows: &[Row]) -> String {
                 if let Some(digits) = r.digits_side_by_side {
                     let _ =
                         write!(out, "  (uncertain: {digits} digits side by side; `mnist-client read` reads numbers)");
+                } else if r.cut_by_frame {
+                    out.push_str("  (uncertain: the digit runs into the edge of the image)");
+                } else if r.polarity_uncertain {
+                    out.push_str("  (uncertain: light ink on dark or dark on light, read both ways)");
                 } else if r.uncertain {
                     out.push_str("  (uncertain)");
                 }
@@ -136,17 +162,22 @@ fn csv_field(field: &str) -> String {
 }
 
 fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("path,digit,confidence,top,uncertain,digits_side_by_side,error\n");
+    let mut out = String::from(
+        "path,digit,confidence,top,uncertain,digits_side_by_side,no_digit,cut_by_frame,polarity_uncertain,error\n",
+    );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             csv_field(&r.path),
             r.digit.map(|d| d.to_string()).unwrap_or_default(),
             r.confidence.map(|c| format!("{c:.6}")).unwrap_or_default(),
             csv_field(&top_text(&r.top)),
             r.uncertain,
             r.digits_side_by_side.unwrap_or(1),
+            r.no_digit,
+            r.cut_by_frame,
+            r.polarity_uncertain,
             csv_field(r.error.unwrap_or("")),
         );
     }
@@ -290,7 +321,13 @@ mod tests {
         vec![
             FileResult {
                 path: PathBuf::from("a, b.png"),
-                outcome: Outcome::Predicted { digit: 7, confidence: 0.55, probabilities: p, digits_side_by_side: None },
+                outcome: Outcome::Predicted {
+                    digit: 7,
+                    confidence: 0.55,
+                    probabilities: p,
+                    digits_side_by_side: None,
+                    notes: Default::default(),
+                },
             },
             FileResult { path: PathBuf::from("bad.png"), outcome: Outcome::Failed { error: "cannot decode".into() } },
         ]
@@ -309,7 +346,9 @@ mod tests {
     fn csv_quotes_fields_and_json_parses() {
         let notes = Annotations { top_k: 1, min_confidence: None };
         let text = render(&results(), Format::Csv, &notes);
-        assert!(text.starts_with("path,digit,confidence,top,uncertain,digits_side_by_side,error\n"));
+        assert!(text.starts_with(
+            "path,digit,confidence,top,uncertain,digits_side_by_side,no_digit,cut_by_frame,polarity_uncertain,error\n"
+        ));
         assert!(text.contains("\"a, b.png\",7,0.550000,,false,1,"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&render(&results(), Format::Json, &notes)).unwrap();
         assert_eq!(json[0]["digit"], 7);

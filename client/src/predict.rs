@@ -13,8 +13,9 @@ use crate::connect::ServerAddress;
 use futures_util::{StreamExt, stream};
 use indicatif::ProgressBar;
 use mnist::{
-    preprocess::{DecodeLimits, decode, to_mnist_counting_digits},
+    preprocess::{DecodeLimits, decode, view_digit},
     proto::v1::{PredictRequest, predict_request::Input},
+    verdict::{DigitNotes, conclude},
 };
 use serde::Serialize;
 
@@ -87,6 +88,10 @@ pub enum Outcome {
         /// about its largest digit only.
         #[serde(skip_serializing_if = "Option::is_none")]
         digits_side_by_side: Option<usize>,
+        /// What preprocessing noted (no digit, cut by the frame, ink
+        /// either way round), which the confidence takes into account.
+        #[serde(flatten)]
+        notes: DigitNotes,
     },
     /// Not classified.
     Failed {
@@ -103,9 +108,9 @@ pub async fn predict_files(
     progress: ProgressBar,
 ) -> Result<Vec<FileResult>, ClientError> {
     let results: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; paths.len()]));
-    // Per file, the digit-like marks side by side found while preprocessing.
-    let marks: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(vec![1; paths.len()]));
-    let marks_in = Arc::clone(&marks);
+    // Per file, what preprocessing here found, and the answers it waits for.
+    let pending: Arc<Mutex<Vec<Pending>>> = Arc::new(Mutex::new(vec![Pending::default(); paths.len()]));
+    let pending_in = Arc::clone(&pending);
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let send_encoded = options.send_encoded;
     let debug_dir = options.debug_dir.clone();
@@ -123,56 +128,92 @@ pub async fn predict_files(
             }
         })
         .buffered(parallel)
-        .filter_map(move |(index, input)| {
-            let results = Arc::clone(&local_results);
-            let progress = local_progress.clone();
+        .flat_map(move |(index, input)| {
             let model = input.as_ref().map(|loaded| request_options.model_for(loaded.fitted)).unwrap_or_default();
-            let marks = Arc::clone(&marks_in);
-            async move {
-                match input {
-                    Ok(Loaded { input, digits, .. }) => {
-                        if let Ok(mut m) = marks.lock() {
-                            m[index] = digits;
-                        }
-                        Some(PredictRequest { id: index.to_string(), input: Some(input), model, return_logits: false })
+            let mut requests = Vec::new();
+            match input {
+                Ok(Loaded { notes, .. }) if notes.no_digit => {
+                    // Nothing to ask the model: the answer is already known.
+                    if let Ok(mut r) = local_results.lock() {
+                        r[index] = Some(predicted(notes, &[], None, 0));
                     }
-                    Err(error) => {
-                        if let Ok(mut r) = results.lock() {
-                            r[index] = Some(Outcome::Failed { error });
-                        }
-                        progress.inc(1);
-                        None
+                    local_progress.inc(1);
+                }
+                Ok(Loaded { input, other_polarity, digits, notes, .. }) => {
+                    if let Ok(mut p) = pending_in.lock() {
+                        p[index] = Pending { digits, notes, first: None, other: None };
+                    }
+                    requests.push(PredictRequest {
+                        id: index.to_string(),
+                        input: Some(input),
+                        model: model.clone(),
+                        return_logits: false,
+                    });
+                    if let Some(pixels) = other_polarity {
+                        requests.push(PredictRequest {
+                            id: format!("{index}{OTHER_POLARITY}"),
+                            input: Some(Input::Pixels(pixels)),
+                            model,
+                            return_logits: false,
+                        });
                     }
                 }
+                Err(error) => {
+                    if let Ok(mut r) = local_results.lock() {
+                        r[index] = Some(Outcome::Failed { error });
+                    }
+                    local_progress.inc(1);
+                }
             }
+            stream::iter(requests)
         });
 
     let response_results = Arc::clone(&results);
-    let response_marks = Arc::clone(&marks);
     stream_predict(server, requests, options.window, move |response| {
-        progress.inc(1);
-        let Some(index) = response.id.parse::<usize>().ok() else { return };
+        let (index, other) = match response.id.strip_suffix(OTHER_POLARITY) {
+            Some(index) => (index.parse::<usize>().ok(), true),
+            None => (response.id.parse::<usize>().ok(), false),
+        };
+        let Some(index) = index else { return };
+        let Ok(mut pending) = pending.lock() else { return };
+        let Some(waiting) = pending.get_mut(index) else { return };
         let outcome = match response.error {
             Some(status) => {
                 Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) }
             }
             None => {
-                let digits = response_marks.lock().ok().and_then(|m| m.get(index).copied()).unwrap_or(1);
-                Outcome::Predicted {
-                    digit: response.digit,
-                    // One digit of several: no claim of certainty about "the" digit.
-                    confidence: if digits > 1 {
-                        response.confidence.min(1.0 / digits as f32)
-                    } else {
-                        response.confidence
-                    },
-                    probabilities: response.probabilities,
-                    digits_side_by_side: (digits > 1).then_some(digits),
+                // Sent encoded, the server noted what it found itself.
+                let notes = DigitNotes {
+                    no_digit: waiting.notes.no_digit || response.no_digit,
+                    cut_by_frame: waiting.notes.cut_by_frame || response.cut_by_frame,
+                    polarity_uncertain: waiting.notes.polarity_uncertain || response.polarity_uncertain,
+                };
+                let answered = if other { &mut waiting.other } else { &mut waiting.first };
+                *answered = Some(response.probabilities);
+                let locally_uncertain = waiting.notes.polarity_uncertain;
+                match (&waiting.first, &waiting.other) {
+                    (Some(first), other) if !locally_uncertain || other.is_some() => {
+                        if locally_uncertain || waiting.notes != DigitNotes::default() {
+                            predicted(notes, first, other.as_deref(), waiting.digits)
+                        } else {
+                            // The server's answer as it gave it.
+                            Outcome::Predicted {
+                                digit: response.digit,
+                                confidence: capped(response.confidence, waiting.digits),
+                                probabilities: first.clone(),
+                                digits_side_by_side: (waiting.digits > 1).then_some(waiting.digits),
+                                notes,
+                            }
+                        }
+                    }
+                    _ => return, // the other reading is still to come
                 }
             }
         };
+        progress.inc(1);
         if let Ok(mut r) = response_results.lock()
             && let Some(slot) = r.get_mut(index)
+            && slot.is_none()
         {
             *slot = Some(outcome);
         }
@@ -190,10 +231,47 @@ pub async fn predict_files(
         .collect())
 }
 
+/// Suffix of the id of a file's second reading, the other way round.
+const OTHER_POLARITY: &str = "/other-polarity";
+
+/// A file sent, waiting for its answers.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    /// Digit-like marks side by side in it.
+    digits: usize,
+    /// What preprocessing here noted.
+    notes: DigitNotes,
+    /// The probabilities of the reading as first seen, once answered.
+    first: Option<Vec<f32>>,
+    /// ... and of the other way round, when there is one.
+    other: Option<Vec<f32>>,
+}
+
+/// One digit of several: no claim of certainty about "the" digit.
+fn capped(confidence: f32, digits: usize) -> f32 {
+    if digits > 1 { confidence.min(1.0 / digits as f32) } else { confidence }
+}
+
+/// The outcome concluded from a file's notes and its readings' probabilities.
+fn predicted(notes: DigitNotes, first: &[f32], other: Option<&[f32]>, digits: usize) -> Outcome {
+    let verdict = conclude(notes, first, other);
+    Outcome::Predicted {
+        digit: verdict.digit,
+        confidence: capped(verdict.confidence, digits),
+        probabilities: verdict.probabilities,
+        digits_side_by_side: (digits > 1).then_some(digits),
+        notes: verdict.notes,
+    }
+}
+
 /// A file made ready to send.
 struct Loaded {
     /// Preprocessed pixels, or the file's bytes.
     input: Input,
+    /// The pixels the other way round, when the file's polarity is uncertain.
+    other_polarity: Option<Vec<u8>>,
+    /// What preprocessing here noted (nothing when the server decodes it).
+    notes: DigitNotes,
     /// How many digit-like marks it holds side by side (1 when the server
     /// decodes it).
     digits: usize,
@@ -207,17 +285,38 @@ struct Loaded {
 fn load(path: &Path, send_encoded: bool, debug: Option<&Path>) -> Result<Loaded, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if send_encoded && debug.is_none() {
-        return Ok(Loaded { input: Input::Image(bytes), digits: 1, fitted: false });
+        return Ok(Loaded {
+            input: Input::Image(bytes),
+            other_polarity: None,
+            notes: DigitNotes::default(),
+            digits: 1,
+            fitted: false,
+        });
     }
     // Local files may be large photos: allow more than the server does.
     let limits = DecodeLimits { max_encoded_bytes: 256 << 20, max_side: 20_000, max_pixels: 100_000_000 };
     let image = decode(&bytes, &limits).map_err(|e| e.to_string())?;
-    let (pixels, digits) = to_mnist_counting_digits(&image);
+    let view = view_digit(&image);
     if let Some(debug) = debug {
         let side = mnist::IMAGE_SIDE as u32;
-        image::save_buffer(debug, &pixels, side, side, image::ExtendedColorType::L8)
+        image::save_buffer(debug, &view.pixels, side, side, image::ExtendedColorType::L8)
             .map_err(|e| format!("cannot write {}: {e}", debug.display()))?;
     }
     let fitted = !send_encoded && !mnist::preprocess::is_mnist_size(image.width(), image.height());
-    Ok(Loaded { input: if send_encoded { Input::Image(bytes) } else { Input::Pixels(pixels) }, digits, fitted })
+    if send_encoded {
+        return Ok(Loaded {
+            input: Input::Image(bytes),
+            other_polarity: None,
+            notes: DigitNotes::default(),
+            digits: view.digits_side_by_side.max(1),
+            fitted,
+        });
+    }
+    Ok(Loaded {
+        input: Input::Pixels(view.pixels),
+        other_polarity: view.other_polarity,
+        notes: view.notes,
+        digits: view.digits_side_by_side,
+        fitted,
+    })
 }

@@ -161,7 +161,10 @@ async fn predict_in_every_format_with_recursion_errors_and_exit_codes() {
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = stdout(&out);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("path,digit,confidence,top,uncertain,digits_side_by_side,error"));
+    assert_eq!(
+        lines.next(),
+        Some("path,digit,confidence,top,uncertain,digits_side_by_side,no_digit,cut_by_frame,polarity_uncertain,error")
+    );
     assert!(lines.next().unwrap().contains(",7,"), "{csv}");
 
     // --debug-preprocess writes the 28x28 image the model saw, per row.

@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mnist::{IMAGE_PIXELS, NUM_CLASSES, normalize_into, softmax};
+use mnist::{
+    IMAGE_PIXELS, NUM_CLASSES, normalize_into, softmax,
+    verdict::{DigitNotes, Verdict},
+};
 use tokio::sync::oneshot;
 
 use crate::{backend::Backend, error::ServerError, metrics};
@@ -70,6 +73,10 @@ pub struct Prediction {
     pub logits: [f32; NUM_CLASSES],
     /// SHA-256 (hex) of the model that made the prediction.
     pub model: Arc<str>,
+    /// What preprocessing noted about the image (no digit, cut by the
+    /// frame, uncertain polarity): set by the core, which concluded the
+    /// answer from them (`mnist::verdict`).
+    pub notes: DigitNotes,
 }
 
 impl Prediction {
@@ -77,6 +84,33 @@ impl Prediction {
     /// models of one deployment apart, short enough for every answer.
     pub fn model_prefix(&self) -> &str {
         self.model.get(..12).unwrap_or(&self.model)
+    }
+
+    /// The answer for an image in which preprocessing found no digit: the
+    /// model (named by its SHA-256) was not asked.
+    pub fn no_digit(model: Arc<str>) -> Self {
+        let verdict = mnist::verdict::conclude(DigitNotes { no_digit: true, ..DigitNotes::default() }, &[], None);
+        Self {
+            digit: verdict.digit,
+            confidence: verdict.confidence,
+            probabilities: verdict.probabilities,
+            logits: [0.0; NUM_CLASSES],
+            model,
+            notes: verdict.notes,
+        }
+    }
+
+    /// This prediction with the answer concluded from it: digit,
+    /// confidence and probabilities from `verdict`; the logits stay the
+    /// model's own for the image as first seen.
+    pub fn concluded(self, verdict: Verdict) -> Self {
+        Self {
+            digit: verdict.digit,
+            confidence: verdict.confidence,
+            probabilities: verdict.probabilities,
+            notes: verdict.notes,
+            ..self
+        }
     }
 
     /// `logits` is one image's chunk of the model's output: `NUM_CLASSES` values.
@@ -89,6 +123,7 @@ impl Prediction {
             digit: digit as u32,
             confidence: probabilities[digit],
             probabilities,
+            notes: DigitNotes::default(),
             logits: raw,
             model: Arc::clone(model),
         }

@@ -41,8 +41,9 @@ use std::{
 
 use mnist::{
     IMAGE_PIXELS,
-    preprocess::{DecodeLimits, check_pixels, decode, preprocess},
+    preprocess::{DecodeLimits, check_pixels, decode, view_file},
     read::{MAX_CANDIDATES, Method, Reading, Segmentation, gray_image, segment},
+    verdict::{DigitNotes, conclude},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -295,11 +296,12 @@ impl Core {
         _admission: Admission,
     ) -> Result<(Prediction, Vec<u8>), ServerError> {
         let prepared = self.prepare_all(vec![image], deadline).await?;
-        let Some(ModelImage::Pixels(pixels)) = prepared.first() else {
-            return Err(ServerError::Inference("an image to show became normalized values".into()));
+        let seen = match prepared.first().map(|p| &p.image) {
+            Some(Some(ModelImage::Pixels(pixels))) => pixels.clone(),
+            Some(None) => vec![0; IMAGE_PIXELS],
+            _ => return Err(ServerError::Inference("an image to show became normalized values".into())),
         };
-        let seen = pixels.clone();
-        let mut predictions = self.infer(model, prepared, deadline).await?;
+        let mut predictions = self.conclude_all(model, prepared, deadline).await?;
         let prediction =
             predictions.pop().ok_or_else(|| ServerError::Inference("no prediction for an admitted image".into()))?;
         Ok((prediction, seen))
@@ -316,7 +318,54 @@ impl Core {
         _admission: Admission,
     ) -> Result<Vec<Prediction>, ServerError> {
         let prepared = self.prepare_all(images, deadline).await?;
-        self.infer(model, prepared, deadline).await
+        self.conclude_all(model, prepared, deadline).await
+    }
+
+    /// Classifies prepared images and concludes each one's answer from its
+    /// notes (`mnist::verdict`): an image without a digit is not
+    /// classified; one whose polarity is uncertain is classified both ways
+    /// round when a place is free for the second reading (it then counts
+    /// for half, unread), so the photos that need it cost two inferences
+    /// and no admitted request is refused for it.
+    async fn conclude_all(
+        &self,
+        model: &Model,
+        prepared: Vec<PreparedImage>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Prediction>, ServerError> {
+        let second_readings = prepared.iter().filter(|p| p.image.is_some() && p.other_polarity.is_some()).count();
+        let extra = if second_readings == 0 { None } else { self.try_take(second_readings).ok() };
+        metrics::polarity_readings(second_readings, extra.is_some());
+        let mut images = Vec::with_capacity(prepared.len() + second_readings);
+        let mut plans = Vec::with_capacity(prepared.len());
+        for item in prepared {
+            let first = item.image.map(|image| {
+                images.push(image);
+                images.len() - 1
+            });
+            let other = match (first, item.other_polarity, &extra) {
+                (Some(_), Some(image), Some(_)) => {
+                    images.push(image);
+                    Some(images.len() - 1)
+                }
+                _ => None,
+            };
+            plans.push((first, other, item.notes));
+        }
+        let predictions = self.infer(model, images, deadline).await?;
+        drop(extra);
+        let sha: Arc<str> = model.served().info.model_sha256.as_str().into();
+        Ok(plans
+            .into_iter()
+            .map(|(first, other, notes)| match first.and_then(|i| predictions.get(i)) {
+                None => Prediction::no_digit(Arc::clone(&sha)),
+                Some(prediction) => {
+                    let other = other.and_then(|i| predictions.get(i)).map(|p| p.probabilities.as_slice());
+                    let verdict = conclude(notes, &prediction.probabilities, other);
+                    prediction.clone().concluded(verdict)
+                }
+            })
+            .collect())
     }
 
     /// Reads the handwritten number in one admitted photo with each of
@@ -459,7 +508,7 @@ impl Core {
         &self,
         images: Vec<ImageInput>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<ModelImage>, ServerError> {
+    ) -> Result<Vec<PreparedImage>, ServerError> {
         // An image whose deadline has passed is not worth decoding.
         if expired(deadline, Instant::now()) {
             return Err(ServerError::DeadlineExceeded);
@@ -509,7 +558,7 @@ impl Core {
 
     /// Validates and preprocesses one image; encoded files are decoded on a
     /// blocking thread.
-    async fn prepare(&self, image: ImageInput) -> Result<ModelImage, ServerError> {
+    async fn prepare(&self, image: ImageInput) -> Result<PreparedImage, ServerError> {
         let limits = self.limits.decode;
         if !matches!(image, ImageInput::Encoded(_)) {
             return prepare_image(image, &limits);
@@ -544,17 +593,39 @@ fn places_u32(places: usize) -> u32 {
     u32::try_from(places.max(1)).unwrap_or(u32::MAX)
 }
 
+/// One image made ready for the model, with what preprocessing noted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedImage {
+    /// What the model takes; `None` when there is no digit to classify.
+    pub image: Option<ModelImage>,
+    /// The photo the other way round, when its polarity is uncertain.
+    pub other_polarity: Option<ModelImage>,
+    /// What the answer is concluded with (`mnist::verdict`).
+    pub notes: DigitNotes,
+}
+
+impl PreparedImage {
+    /// An image the caller already made ready (pixels or a tensor).
+    fn as_given(image: ModelImage) -> Self {
+        Self { image: Some(image), other_polarity: None, notes: DigitNotes::default() }
+    }
+}
+
 /// Validates one image and turns it into what the model takes: all that a
 /// request's bytes go through before the model. Blocking for encoded files
 /// (they are decoded); public so that the fuzzers drive the very code that
 /// serves.
-pub fn prepare_image(image: ImageInput, limits: &DecodeLimits) -> Result<ModelImage, ServerError> {
+pub fn prepare_image(image: ImageInput, limits: &DecodeLimits) -> Result<PreparedImage, ServerError> {
     match image {
         ImageInput::Pixels(pixels) => {
             check_pixels(&pixels)?;
-            Ok(ModelImage::Pixels(pixels))
+            Ok(PreparedImage::as_given(ModelImage::Pixels(pixels)))
         }
-        ImageInput::Encoded(bytes) => Ok(ModelImage::Pixels(preprocess(&bytes, limits)?)),
+        ImageInput::Encoded(bytes) => {
+            let view = view_file(&bytes, limits)?;
+            let image = (!view.notes.no_digit).then_some(ModelImage::Pixels(view.pixels));
+            Ok(PreparedImage { image, other_polarity: view.other_polarity.map(ModelImage::Pixels), notes: view.notes })
+        }
         ImageInput::Normalized(values) => {
             if values.len() != IMAGE_PIXELS {
                 return Err(ServerError::InvalidTensor(format!(
@@ -568,7 +639,7 @@ pub fn prepare_image(image: ImageInput, limits: &DecodeLimits) -> Result<ModelIm
                     values[position]
                 )));
             }
-            Ok(ModelImage::Normalized(values))
+            Ok(PreparedImage::as_given(ModelImage::Normalized(values)))
         }
     }
 }

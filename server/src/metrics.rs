@@ -23,6 +23,7 @@ const UNAUTHENTICATED: &str = "mnist_unauthenticated_total";
 const OPEN_STREAMS: &str = "mnist_open_streams";
 const STAGE_SECONDS: &str = "mnist_stage_duration_seconds";
 const MODEL_RELOADS: &str = "mnist_model_reloads_total";
+const POLARITY_READINGS: &str = "mnist_polarity_second_readings_total";
 
 /// Records metrics from now on, serving `/metrics` in Prometheus text
 /// format on `listen` when given; the handle renders them for other
@@ -79,6 +80,10 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, ServerErr
          decode one image), respond (answer to last frame, PredictOne)."
     );
     describe_gauge!(MODEL_INFO, "1 for the model being served (0 for the ones it replaced); labels describe it.");
+    describe_counter!(
+        POLARITY_READINGS,
+        "Photos whose ink could be either way round, by whether the second reading ran (read) or found no free place (skipped)."
+    );
     describe_counter!(MODEL_RELOADS, "Model reloads (SIGHUP, --watch-model), by result: ok, unchanged, failed.");
     Ok(handle)
 }
@@ -137,6 +142,12 @@ pub(crate) fn queue_depth(model: &Arc<str>, depth: usize) {
 
 pub(crate) fn dropped(model: &Arc<str>, reason: &'static str) {
     counter!(DROPPED, "model" => SharedString::from(Arc::clone(model)), "reason" => reason).increment(1);
+}
+
+pub(crate) fn polarity_readings(photos: usize, read: bool) {
+    if photos > 0 {
+        counter!(POLARITY_READINGS, "result" => if read { "read" } else { "skipped" }).increment(photos as u64);
+    }
 }
 
 pub(crate) fn unauthenticated() {

@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 
 use common::{TestServer, test_set};
 use mnist::{
-    preprocess::{DecodeLimits, preprocess},
-    proto::v1::{PredictRequest, predict_request::Input},
+    preprocess::{DecodeLimits, view_file},
+    proto::v1::{PredictRequest, PredictResponse, predict_request::Input},
     synth::{Condition, PhotoGenerator},
+    verdict::conclude,
 };
 
 const PER_CONDITION: usize = 24;
@@ -33,28 +34,49 @@ async fn photos_are_read_alike_by_client_and_server_and_well() {
         for n in 0..PER_CONDITION {
             let index = 5000 + c * PER_CONDITION + n;
             let photo = generator.photo_jpeg(data.image(index), condition);
-            let pixels = preprocess(&photo, &DecodeLimits::default()).expect("a generated photo decodes");
+            // As `mnist-client predict` does: the pixels, and the other way
+            // round when the polarity is uncertain; concluded below.
+            let view = view_file(&photo, &DecodeLimits::default()).expect("a generated photo decodes");
             let id = format!("{}/{n}", condition.name());
-            requests.push(PredictRequest {
-                id: format!("{id}/client"),
-                input: Some(Input::Pixels(pixels)),
-                ..Default::default()
-            });
+            for (suffix, pixels) in [("client", Some(view.pixels.clone())), ("other", view.other_polarity.clone())] {
+                if let Some(pixels) = pixels.filter(|_| !view.notes.no_digit) {
+                    requests.push(PredictRequest {
+                        id: format!("{id}/{suffix}"),
+                        input: Some(Input::Pixels(pixels)),
+                        ..Default::default()
+                    });
+                }
+            }
             requests.push(PredictRequest {
                 id: format!("{id}/server"),
                 input: Some(Input::Image(photo)),
                 ..Default::default()
             });
-            expected.push((condition.name(), data.labels[index]));
+            expected.push((id, condition.name(), data.labels[index], view.notes));
         }
     }
-    let answers: Vec<u32> = predict_all(&server, requests).await.into_iter().map(|(_, digit)| digit).collect();
-    assert_eq!(answers.len(), expected.len() * 2);
+    let answers: BTreeMap<String, PredictResponse> =
+        predict_responses(&server, requests).await.into_iter().map(|r| (r.id.clone(), r)).collect();
 
     let mut right: BTreeMap<&str, usize> = BTreeMap::new();
-    for (pair, (condition, label)) in answers.chunks(2).zip(&expected) {
-        assert_eq!(pair[0], pair[1], "{condition}: the client's preprocessing and the server's disagree");
-        *right.entry(condition).or_default() += usize::from(pair[0] == u32::from(*label));
+    for (id, condition, label, notes) in &expected {
+        let server_answer = &answers[&format!("{id}/server")];
+        let probabilities = |suffix: &str| answers.get(&format!("{id}/{suffix}")).map(|r| r.probabilities.clone());
+        let first = probabilities("client").unwrap_or_default();
+        let client_answer = conclude(*notes, &first, probabilities("other").as_deref());
+        assert_eq!(
+            (client_answer.digit, client_answer.notes.no_digit),
+            (server_answer.digit, server_answer.no_digit),
+            "{id}: the client's preprocessing and the server's disagree"
+        );
+        assert!(
+            (client_answer.confidence - server_answer.confidence).abs() < 1e-4,
+            "{id}: {} against {}",
+            client_answer.confidence,
+            server_answer.confidence
+        );
+        *right.entry(condition).or_default() +=
+            usize::from(!server_answer.no_digit && server_answer.digit == u32::from(*label));
     }
     let total: usize = right.values().sum();
     eprintln!("photos read right: {total}/{} {right:?}", expected.len());
@@ -124,12 +146,16 @@ async fn the_photo_model_reads_rotated_and_marker_digits_better_than_the_default
 /// The answers (id, digit) to `requests`, sent on one `Predict` stream, in
 /// the order they come back; none may be an error.
 async fn predict_all(server: &TestServer, requests: Vec<PredictRequest>) -> Vec<(String, u32)> {
+    predict_responses(server, requests).await.into_iter().map(|r| (r.id, r.digit)).collect()
+}
+
+async fn predict_responses(server: &TestServer, requests: Vec<PredictRequest>) -> Vec<PredictResponse> {
     let mut client = server.client().await;
     let mut responses = client.predict(futures_util::stream::iter(requests)).await.unwrap().into_inner();
     let mut answers = Vec::new();
     while let Some(response) = responses.message().await.unwrap() {
         assert!(response.error.is_none(), "{}: {:?}", response.id, response.error);
-        answers.push((response.id, response.digit));
+        answers.push(response);
     }
     answers
 }

@@ -139,9 +139,10 @@ function showModel() {
 
 function renderResult(container, answer, elapsedMs) {
   const node = $("result-template").content.firstElementChild.cloneNode(true);
-  node.querySelector(".digit").textContent = String(answer.digit);
+  node.querySelector(".digit").textContent = answer.no_digit ? "–" : String(answer.digit);
   node.querySelector(".confidence").textContent = `${(answer.confidence * 100).toFixed(1)} %`;
   if (answer.confidence < 0.9) node.classList.add("uncertain");
+  if (answer.no_digit) node.classList.add("no-digit");
   const order = answer.probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0]);
   node.querySelector(".bars").replaceChildren(...answer.probabilities.map((p, d) => {
     const li = document.createElement("li");
@@ -161,10 +162,16 @@ function renderResult(container, answer, elapsedMs) {
     return li;
   }));
   drawSeen(node.querySelector(".seen canvas"), answer.seen);
-  const runnerUp = order[1] ? `; next: ${order[1][1]} (${(order[1][0] * 100).toFixed(1)} %)` : "";
+  const runnerUp = order[1] && !answer.no_digit ? `; next: ${order[1][1]} (${(order[1][0] * 100).toFixed(1)} %)` : "";
+  // What the model could not know, in words (the answer's notes).
+  const notes = [];
+  if (answer.no_digit) notes.push("No digit found: nothing in the image stands out from the paper");
+  if (answer.cut_by_frame) notes.push("The digit runs into the edge of the image: part of it may be cut off");
+  if (answer.polarity_uncertain) notes.push("It could be light ink on a dark ground or dark on light: read both ways");
   node.querySelector(".meta").textContent =
-    `${answer.model_name} (${answer.model}) answered in ${Math.round(elapsedMs)} ms${runnerUp}`;
-  node.dataset.digit = String(answer.digit);
+    `${answer.model_name} (${answer.model}) answered in ${Math.round(elapsedMs)} ms${runnerUp}` +
+    notes.map((n) => `. ${n}`).join("");
+  node.dataset.digit = answer.no_digit ? "none" : String(answer.digit);
   container.replaceChildren(node);
   container.classList.remove("empty");
 }
@@ -404,7 +411,7 @@ async function predictFile(file) {
       } else {
         const { answer, elapsed } = await classify(file);
         renderResult(result, answer, elapsed);
-        item.dataset.digit = String(answer.digit);
+        item.dataset.digit = answer.no_digit ? "none" : String(answer.digit);
       }
     } catch (error) {
       if (error.status === 401) state.retryAfterToken.push(run);

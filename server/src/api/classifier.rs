@@ -61,9 +61,12 @@ fn image_input(input: Option<Input>) -> Result<ImageInput, ServerError> {
 /// a request's bytes go through before the model. Blocking for images (they
 /// are decoded); public so that the fuzzer drives the very code that serves.
 pub fn prepare_input(input: Option<Input>, limits: &DecodeLimits) -> Result<Vec<u8>, ServerError> {
-    match prepare_image(image_input(input)?, limits)? {
-        ModelImage::Pixels(pixels) => Ok(pixels),
-        ModelImage::Normalized(_) => Err(ServerError::Inference("mnist.v1 input became normalized values".into())),
+    match prepare_image(image_input(input)?, limits)?.image {
+        Some(ModelImage::Pixels(pixels)) => Ok(pixels),
+        None => Ok(vec![0; mnist::IMAGE_PIXELS]),
+        Some(ModelImage::Normalized(_)) => {
+            Err(ServerError::Inference("mnist.v1 input became normalized values".into()))
+        }
     }
 }
 
@@ -77,6 +80,9 @@ fn response(id: String, model_name: &str, prediction: Prediction, return_logits:
         logits: if return_logits { prediction.logits.to_vec() } else { Vec::new() },
         probabilities: prediction.probabilities,
         error: None,
+        no_digit: prediction.notes.no_digit,
+        cut_by_frame: prediction.notes.cut_by_frame,
+        polarity_uncertain: prediction.notes.polarity_uncertain,
     }
 }
 

@@ -786,7 +786,14 @@ mod tests {
             logits[digit as usize] = 5.0;
             logits[(digit as usize + 1) % NUM_CLASSES] = 2.0;
             let probabilities = mnist::softmax(&logits);
-            Prediction { digit, confidence: probabilities[digit as usize], probabilities, logits, model: "m".into() }
+            Prediction {
+                digit,
+                confidence: probabilities[digit as usize],
+                probabilities,
+                logits,
+                model: "m".into(),
+                notes: Default::default(),
+            }
         };
         let predictions = [prediction(3), prediction(9)];
         let specs = select_outputs(

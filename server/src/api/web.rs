@@ -165,6 +165,9 @@ async fn classify_body(core: &Core, model: &str, image: Vec<u8>) -> Result<Value
         "digit": prediction.digit,
         "confidence": prediction.confidence,
         "probabilities": prediction.probabilities,
+        "no_digit": prediction.notes.no_digit,
+        "cut_by_frame": prediction.notes.cut_by_frame,
+        "polarity_uncertain": prediction.notes.polarity_uncertain,
         "seen": seen,
     }))
 }
