@@ -213,9 +213,10 @@ pub struct DigitView {
 }
 
 impl DigitView {
-    /// How many images the model must classify for this view (0 to 2).
-    pub fn images(&self) -> usize {
-        if self.notes.no_digit { 0 } else { 1 + usize::from(self.other_polarity.is_some()) }
+    /// The view of an image that holds no digit: nothing for the model.
+    fn no_digit() -> Self {
+        let notes = DigitNotes { no_digit: true, ..DigitNotes::default() };
+        Self { pixels: vec![0; IMAGE_PIXELS], other_polarity: None, notes, digits_side_by_side: 0 }
     }
 }
 
@@ -251,21 +252,18 @@ fn view_digit_with_steps(image: &DynamicImage, steps: &mut Steps<'_>) -> DigitVi
     if !polarity.has_marks() {
         // Nothing stands out from its ground either way: blank paper, a
         // black frame, a gradient.
-        let notes = DigitNotes { no_digit: true, ..DigitNotes::default() };
-        return DigitView { pixels: vec![0; IMAGE_PIXELS], other_polarity: None, notes, digits_side_by_side: 0 };
+        return DigitView::no_digit();
     }
-    let first = plane.oriented(polarity.light_ink()).one_digit(steps);
-    let second =
-        if polarity.certain() { None } else { plane.oriented(!polarity.light_ink()).one_digit(&mut |_, _| {}) };
+    let light_ink = polarity.light_ink();
+    let other_way = (!polarity.certain()).then(|| plane.clone().into_oriented(!light_ink));
+    let first = plane.into_oriented(light_ink).one_digit(steps);
+    let second = other_way.and_then(|plane| plane.one_digit(&mut |_, _| {}));
     let (primary, other) = match (first, second) {
         (Some(first), second) => (Some(first), second),
         // Read one way the page has no digit at all: the other way it is.
         (None, second) => (second, None),
     };
-    let Some(primary) = primary else {
-        let notes = DigitNotes { no_digit: true, ..DigitNotes::default() };
-        return DigitView { pixels: vec![0; IMAGE_PIXELS], other_polarity: None, notes, digits_side_by_side: 0 };
-    };
+    let Some(primary) = primary else { return DigitView::no_digit() };
     let notes = DigitNotes { no_digit: false, cut_by_frame: primary.cut_by_frame, polarity_uncertain: other.is_some() };
     DigitView {
         pixels: primary.pixels,
@@ -298,8 +296,8 @@ pub(crate) type Steps<'a> = dyn FnMut(&'static str, &GrayPlane) + 'a;
 pub(crate) fn page_ink(image: &DynamicImage, work_side: u32, steps: &mut Steps<'_>) -> Option<InkPage> {
     let image = shrink_to_work_size(image, work_side);
     let plane = GrayPlane::from_image(&image);
-    let polarity = plane.polarity();
-    plane.oriented(polarity.light_ink()).ink_page(steps)
+    let light_ink = plane.polarity().light_ink();
+    plane.into_oriented(light_ink).ink_page(steps)
 }
 
 /// The image itself when it is small enough, else a copy whose longer side
@@ -404,22 +402,12 @@ impl InkPage {
 
     /// The one digit of a page whose mask is labelled `labels`: the
     /// components grouping into the most ink (see `digit_components`),
-    /// stretched (step 3's end), and how dark its strokes are (the 95th
-    /// percentile of their ink, before stretching); `None` when no
-    /// component is left.
-    fn isolate_digit(
-        self,
-        labels: &[u32],
-        components: &[Component],
-        steps: &mut Steps<'_>,
-    ) -> Option<(GrayPlane, f32)> {
+    /// stretched (step 3's end); `None` when no component is left.
+    fn isolate_digit(self, labels: &[u32], components: &[Component], steps: &mut Steps<'_>) -> Option<GrayPlane> {
         let keep = digit_components(labels, components)?;
-        let mut strokes: Vec<f32> =
-            self.ink.iter().zip(&keep).filter(|&(&v, &k)| k && v > self.level).map(|(&v, _)| v).collect();
-        let strength = percentile(&mut strokes, 0.95);
         let digit = self.keep_only(&keep)?;
         steps("the digit: the pieces grouping into the most ink, gray levels kept, stretched", &digit);
-        Some((digit, strength))
+        Some(digit)
     }
 
     /// The 784 pixels the model sees for the strokes `keep(x, y)` selects
@@ -556,12 +544,11 @@ impl GrayPlane {
     }
 
     /// This plane with its paper light: inverted when the ink is light.
-    fn oriented(&self, light_ink: bool) -> Self {
-        let mut plane = self.clone();
+    fn into_oriented(mut self, light_ink: bool) -> Self {
         if light_ink {
-            plane.values.iter_mut().for_each(|v| *v = 1.0 - *v);
+            self.values.iter_mut().for_each(|v| *v = 1.0 - *v);
         }
-        plane
+        self
     }
 
     /// Steps 2 and 3 on a plane whose paper is light: the ink page, or
@@ -581,7 +568,7 @@ impl GrayPlane {
         let labels = page.labels();
         let components = page.components(&labels);
         let digits_side_by_side = crate::read::digits_side_by_side(&components);
-        let (digit, _strength) = page.isolate_digit(&labels, &components, steps)?;
+        let digit = page.isolate_digit(&labels, &components, steps)?;
         if digit.full_strength_pixels() < MIN_DIGIT_PIXELS {
             return None;
         }
@@ -1255,7 +1242,8 @@ mod tests {
             image::Luma([if bar { (paper * 0.2) as u8 } else { paper as u8 }])
         });
         let plane = GrayPlane::from_image(&DynamicImage::ImageLuma8(img));
-        let plane = plane.oriented(plane.polarity().light_ink());
+        let light_ink = plane.polarity().light_ink();
+        let plane = plane.into_oriented(light_ink);
         assert!(plane.values[150 * 300 + 50] < 0.5, "the paper was inverted: {}", plane.values[150 * 300 + 50]);
         assert!(plane.values[150 * 300 + 110] < 0.1, "the ink was inverted: {}", plane.values[150 * 300 + 110]);
     }
@@ -1268,12 +1256,12 @@ mod tests {
         for (name, image) in [("blank", blank), ("black", black), ("gradient", gradient)] {
             let view = view_digit(&DynamicImage::ImageLuma8(image));
             assert!(view.notes.no_digit, "{name}: {view:?}");
-            assert_eq!(view.images(), 0, "{name}");
+            assert!(view.pixels.iter().all(|&p| p == 0) && view.other_polarity.is_none(), "{name}");
         }
         let blank28 = view_digit(&gray(&[255; 784], 28));
         assert!(blank28.notes.no_digit);
         let digit = view_digit(&gray(&synthetic_digit(), 28));
-        assert!(!digit.notes.no_digit && digit.images() == 1);
+        assert!(!digit.notes.no_digit && digit.other_polarity.is_none());
     }
 
     #[test]

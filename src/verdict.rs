@@ -84,8 +84,10 @@ pub fn conclude(notes: DigitNotes, first: &[f32], other: Option<&[f32]>) -> Verd
     if notes.cut_by_frame {
         probabilities = soften(&probabilities, CUT_TEMPERATURE);
     }
-    let (digit, confidence) = top(&probabilities);
-    Verdict { digit, confidence, probabilities, notes }
+    // The first of equal maxima, as the server's batcher picks it.
+    let digit = crate::argmax(&probabilities).unwrap_or(0);
+    let confidence = probabilities.get(digit).copied().unwrap_or(0.0);
+    Verdict { digit: u32::try_from(digit).unwrap_or(0), confidence, probabilities, notes }
 }
 
 /// Probabilities at `temperature`: softmax(logits / T), computed from the
@@ -96,14 +98,6 @@ pub fn soften(probabilities: &[f32], temperature: f32) -> Vec<f32> {
         probabilities.iter().map(|&p| f64::from(p.max(1e-30)).powf(1.0 / f64::from(temperature))).collect();
     let total: f64 = powered.iter().sum();
     powered.iter().map(|&p| (p / total) as f32).collect()
-}
-
-fn top(probabilities: &[f32]) -> (u32, f32) {
-    probabilities
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or((0, 0.0), |(digit, &p)| (u32::try_from(digit).unwrap_or(0), p))
 }
 
 #[cfg(test)]

@@ -182,32 +182,26 @@ pub async fn predict_files(
                 Outcome::Failed { error: format!("{:?}: {}", tonic::Code::from(status.code), status.message) }
             }
             None => {
-                // Sent encoded, the server noted what it found itself.
-                let notes = DigitNotes {
-                    no_digit: waiting.notes.no_digit || response.no_digit,
-                    cut_by_frame: waiting.notes.cut_by_frame || response.cut_by_frame,
-                    polarity_uncertain: waiting.notes.polarity_uncertain || response.polarity_uncertain,
-                };
                 let answered = if other { &mut waiting.other } else { &mut waiting.first };
                 *answered = Some(response.probabilities);
-                let locally_uncertain = waiting.notes.polarity_uncertain;
-                match (&waiting.first, &waiting.other) {
-                    (Some(first), other) if !locally_uncertain || other.is_some() => {
-                        if locally_uncertain || waiting.notes != DigitNotes::default() {
-                            predicted(notes, first, other.as_deref(), waiting.digits)
-                        } else {
-                            // The server's answer as it gave it.
-                            Outcome::Predicted {
-                                digit: response.digit,
-                                confidence: capped(response.confidence, waiting.digits),
-                                probabilities: first.clone(),
-                                digits_side_by_side: (waiting.digits > 1).then_some(waiting.digits),
-                                notes,
-                            }
-                        }
-                    }
-                    _ => return, // the other reading is still to come
+                let Some(first) = &waiting.first else { return };
+                if waiting.notes.polarity_uncertain && waiting.other.is_none() {
+                    return; // the other reading is still to come
                 }
+                // Concluded from what preprocessing here noted. Sent
+                // encoded, the server concluded from its own notes: only
+                // its "no digit" matters here (its probabilities are then 0).
+                let concluded_with =
+                    DigitNotes { no_digit: waiting.notes.no_digit || response.no_digit, ..waiting.notes };
+                let mut outcome = predicted(concluded_with, first, waiting.other.as_deref(), waiting.digits);
+                if let Outcome::Predicted { notes, .. } = &mut outcome {
+                    *notes = DigitNotes {
+                        no_digit: concluded_with.no_digit,
+                        cut_by_frame: waiting.notes.cut_by_frame || response.cut_by_frame,
+                        polarity_uncertain: waiting.notes.polarity_uncertain || response.polarity_uncertain,
+                    };
+                }
+                outcome
             }
         };
         progress.inc(1);

@@ -354,11 +354,10 @@ impl Core {
         }
         let predictions = self.infer(model, images, deadline).await?;
         drop(extra);
-        let sha: Arc<str> = model.served().info.model_sha256.as_str().into();
         Ok(plans
             .into_iter()
             .map(|(first, other, notes)| match first.and_then(|i| predictions.get(i)) {
-                None => Prediction::no_digit(Arc::clone(&sha)),
+                None => Prediction::no_digit(model.served().info.model_sha256.as_str().into()),
                 Some(prediction) => {
                     let other = other.and_then(|i| predictions.get(i)).map(|p| p.probabilities.as_slice());
                     let verdict = conclude(notes, &prediction.probabilities, other);
