@@ -19,9 +19,11 @@ import pathlib
 import shutil
 import ssl
 import statistics
+import struct
 import tempfile
 import time
 import unittest
+import zlib
 
 from common import ROOT, Server, start_secure_server, stop_server
 
@@ -95,6 +97,15 @@ def draw(driver, strokes, width=280):
 
 SEVEN = [[(70, 60), (210, 60), (150, 235)]]
 ONE = [[(140, 50), (140, 235)]]
+
+
+def png_gray(width, height, value):
+    """A gray PNG whose pixel (x, y) is value(x, y), written without Pillow."""
+    rows = b"".join(b"\x00" + bytes(value(x, y) for x in range(width)) for y in range(height))
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def wait_for(driver, condition, timeout=15):
@@ -195,6 +206,20 @@ class WebPageTest(unittest.TestCase):
         wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#photo-results > li[data-digit]")) == 2)
         digits = [li.get_attribute("data-digit") for li in driver.find_elements(By.CSS_SELECTOR, "#photo-results > li")]
         self.assertEqual(digits, ["4", "4"])
+        # A blank page and a digit cut by the frame: said in words.
+        with tempfile.TemporaryDirectory() as folder:
+            blank, cut = pathlib.Path(folder, "blank.png"), pathlib.Path(folder, "cut.png")
+            blank.write_bytes(png_gray(200, 150, lambda x, y: 235))
+            # A ring (a 0) of dark ink whose left part is off the image.
+            ring = lambda x, y: 20 if 40 <= ((x - 20) ** 2 + (y - 100) ** 2) ** 0.5 < 52 else 230
+            cut.write_bytes(png_gray(200, 200, ring))
+            driver.find_element(By.ID, "files").send_keys(f"{blank}\n{cut}")
+            wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#photo-results > li[data-digit]")) == 4)
+            items = driver.find_elements(By.CSS_SELECTOR, "#photo-results > li")
+            by_name = {li.find_element(By.CSS_SELECTOR, ".source span").text: li for li in items[:2]}
+            self.assertEqual(by_name["blank.png"].get_attribute("data-digit"), "none")
+            self.assertIn("No digit found", by_name["blank.png"].text)
+            self.assertIn("runs into the edge of the image", by_name["cut.png"].text)
         # Not an image: an error in words.
         with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as junk:
             junk.write(b"this is not a picture")
