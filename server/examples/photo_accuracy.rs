@@ -7,7 +7,11 @@
 //! rotation, the frame, chalk, tiny crops, perspective)...
 //! It also times the preprocessing of a 28x28 input, a 500x500 photo and a
 //! 4000x3000 photo. Inference runs in-process through the server's own
-//! backend, on the same 784 pixels the client would send.
+//! backend, on the same 784 pixels the client would send first: a photo
+//! whose polarity is uncertain (about 2 %) is read one way here, where the
+//! client and the server read it both ways and arbitrate, and a photo with
+//! no digit is counted as misread. `scripts/eval-renderers.sh` measures the
+//! served answer.
 //!
 //! Run: `cargo run --release -p mnist-server --example photo_accuracy -- [--per-condition N] [--page-side PX] [--seed S] [--split test|validation] [--model PATH] [--write DIR]`
 //! (`--write DIR` also saves each photo and the 28x28 image the model saw;
